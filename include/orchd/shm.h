@@ -1,0 +1,45 @@
+/*
+ * shm: the shared-memory segment created by the supervisor before it forks.
+ *
+ * For now it holds one counter block per worker slot; any process can sum
+ * them without messages.  Counters are C11 atomics: each slot has one
+ * writer at a time except during a reload, when the old and the new worker
+ * of a slot add to the same block.
+ */
+#ifndef ORCHD_SHM_H
+#define ORCHD_SHM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "orchd/config.h"
+
+#define SHM_MAGIC 0x6f726368u /* "orch" */
+#define SHM_VERSION 1u
+
+struct shm_worker {
+	atomic_int pid;
+	atomic_uint generation;
+	atomic_uint_fast64_t started_ms; /* wall clock */
+	atomic_uint_fast64_t accepted;
+	atomic_uint_fast64_t closed;
+	atomic_uint_fast64_t active;
+	atomic_uint_fast64_t requests;
+	atomic_uint_fast64_t accept_paused; /* EMFILE/ENFILE pauses */
+	atomic_uint_fast64_t restarts;
+};
+
+struct shm_segment {
+	uint32_t magic;
+	uint32_t version;
+	atomic_uint generation; /* of the current worker set */
+	atomic_uint nworkers;
+	struct shm_worker workers[CONFIG_MAX_WORKERS];
+};
+
+/* Create, map and unlink a fresh segment; NULL (logged) on failure. */
+struct shm_segment *shm_create(void);
+void shm_destroy(struct shm_segment *seg);
+
+#endif

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the Debian packages orchd needs to build, test and run.
+# Only what is missing is installed; safe to run again.
+set -euo pipefail
+
+PKGS=(
+	build-essential autoconf automake libtool pkg-config
+	libev-dev libhiredis-dev libssl-dev libpq-dev libjsmn-dev zlib1g-dev
+	check
+	redis-server postgresql
+	python3 python3-websockets curl openssl procps
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+		grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+echo "deps: installing ${missing[*]}" >&2
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,1606 @@
+/*
+ * config: the orchd.conf(5) parser.
+ *
+ * Every directive is one entry of directives[] below: its name, value type
+ * (with bounds), whether it may repeat, its default as text and where the
+ * value lands in struct config.  config_new() feeds each default text through
+ * the very code that parses the file, so a default cannot drift from what the
+ * parser accepts, and config_dump() prints every entry back in the same
+ * syntax.  Adding a directive is one table entry plus its struct field.
+ *
+ * An error never stops the parse: each is reported through the caller's
+ * callback as "file:line: directive: message" and the parse goes on, so that
+ * "orchd -t" shows every mistake in one run.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "orchd/config.h"
+#include "orchd/log.h"
+#include "orchd/util.h"
+
+#ifndef ORCHD_RUNSTATEDIR
+#define ORCHD_RUNSTATEDIR "/var/run"
+#endif
+
+#define MAX_ARGS 8        /* words stored per line; more are only counted */
+#define MAX_DIRECTIVES 64 /* size of the per-parse bookkeeping */
+#define SECRET_MAX 4096   /* jwt secret, from a file or the environment */
+#define WS_PATH_MAX 255
+#define MSG_MAX 1024
+
+#define MS_SECOND 1000ULL
+#define MS_MINUTE (60 * MS_SECOND)
+#define MS_HOUR (60 * MS_MINUTE)
+#define MS_DAY (24 * MS_HOUR)
+
+enum dtype {
+	DT_STRING,   /* char *: any non-empty word */
+	DT_PATH,     /* char *: an absolute path */
+	DT_UINT,     /* unsigned: min..max */
+	DT_DURATION, /* uint64_t milliseconds: min..max */
+	DT_BOOL,     /* int: on|off */
+	DT_ENUM,     /* int: one of enums[] */
+	DT_LISTEN,   /* cfg->listen[]: ADDR:PORT [tls] */
+	DT_REDIS,    /* cfg->redis and cfg->redis_text */
+	DT_CUSTOM,   /* set() does it all */
+	DT_INCLUDE,  /* handled by the reader itself */
+};
+
+#define D_REPEAT 0x1   /* may be given more than once */
+#define D_READABLE 0x2 /* DT_PATH: readable by the invoking user right now */
+
+struct pctx;
+struct directive;
+
+/*
+ * check: extra validation (and side effects, like loading the jwt secret) of
+ * a string or path value, after the generic checks.  Reports its own error
+ * and returns -1 to keep the value out of the config.
+ */
+typedef int (*dir_check_fn)(struct pctx *c, const struct directive *d,
+			    const char *v);
+typedef void (*dir_set_fn)(struct pctx *c, const struct directive *d,
+			   char **argv, int argc);
+typedef void (*dir_dump_fn)(const struct directive *d,
+			    const struct config *cfg, FILE *fp);
+
+struct enumval {
+	const char *name;
+	int value;
+};
+
+struct directive {
+	const char *name;
+	enum dtype type;
+	unsigned flags;
+	size_t off;       /* into struct config (typed by .type) */
+	const char *def;  /* default, parsed at config_new(); NULL: unset */
+	uint64_t min;     /* DT_UINT, DT_DURATION (ms), workers */
+	uint64_t max;
+	int maxargs;      /* values allowed (at least one is required); 0: 1 */
+	const struct enumval *enums;
+	dir_check_fn check;
+	dir_set_fn set;   /* DT_CUSTOM */
+	dir_dump_fn dump; /* overrides the generic dump of the type */
+	const char *syntax;
+	const char *help;
+};
+
+/* Where a directive was written; file == NULL: never given. */
+struct where {
+	const char *file;
+	int line;
+};
+
+/* A file being read, for include loop detection. */
+struct pfile {
+	const char *name;
+	dev_t dev;
+	ino_t ino;
+	int have_id; /* 0: the in-memory text of config_load_string() */
+};
+
+struct pctx {
+	struct config *cfg;
+	config_error_fn errfn;
+	void *arg;
+	int nerr;
+	int defaults; /* parsing the built-in defaults: no file-system checks */
+
+	/* Where the directive being applied comes from. */
+	const char *file;
+	int line;
+	const char *envname; /* non-NULL: an environment override */
+	int ms_bare;         /* a bare integer duration is ms (environment) */
+	int semicolon;       /* the line's last word ends with ';' */
+
+	struct pfile stack[CONFIG_MAX_INCLUDE_DEPTH + 1];
+	int depth;
+
+	struct where first[MAX_DIRECTIVES];
+	struct where listen_at[CONFIG_MAX_LISTEN];
+
+	char **names; /* the file names the struct where above point to */
+	size_t nnames;
+
+	char show[2][320];
+	unsigned nshow;
+};
+
+/* ---- error reporting ---------------------------------------------------- */
+
+static void report(struct pctx *c, const char *fmt, ...) ORCHD_PRINTF(2, 3);
+static void derr(struct pctx *c, const struct directive *d, const char *fmt,
+		 ...) ORCHD_PRINTF(3, 4);
+
+static void
+report(struct pctx *c, const char *fmt, ...)
+{
+	char msg[MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* The text may quote the file: keep terminals and logs sane. */
+	for (char *p = msg; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	c->nerr++;
+	if (c->errfn != NULL)
+		c->errfn(c->arg, msg);
+}
+
+/*
+ * "file:line: directive: msg" ("file:line: msg" when d is NULL), or
+ * "environment: NAME: msg".
+ */
+static void
+derr(struct pctx *c, const struct directive *d, const char *fmt, ...)
+{
+	char body[MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(body, sizeof(body), fmt, ap);
+	va_end(ap);
+	if (c->envname != NULL)
+		report(c, "environment: %s: %s", c->envname, body);
+	else if (d == NULL)
+		report(c, "%s:%d: %s", c->file, c->line, body);
+	else
+		report(c, "%s:%d: %s: %s%s", c->file, c->line, d->name, body,
+		       c->semicolon ? " (a trailing \";\" is not part of the "
+				      "syntax)"
+				    : "");
+}
+
+/* A value quoted for a message, shortened; two may be live at once. */
+static const char *
+show(struct pctx *c, const char *v)
+{
+	char *b = c->show[c->nshow++ % 2];
+	size_t n = 0, cap = sizeof(c->show[0]);
+
+	b[n++] = '"';
+	for (; *v != '\0' && n < cap - 6; v++)
+		b[n++] = *v;
+	if (*v != '\0') {
+		memcpy(b + n, "...", 3);
+		n += 3;
+	}
+	b[n++] = '"';
+	b[n] = '\0';
+	return b;
+}
+
+/* Keep a file name alive for the whole parse (struct where points to it). */
+static const char *
+keep_name(struct pctx *c, const char *name)
+{
+	c->names = util_realloc(c->names, (c->nnames + 1) * sizeof(*c->names));
+	c->names[c->nnames] = util_strdup(name);
+	return c->names[c->nnames++];
+}
+
+/* ---- value parsers ------------------------------------------------------- */
+
+/* Strict decimal, digits only: 0 ok, -1 not a number, -2 overflow. */
+static int
+parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	int overflow = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		unsigned dgt;
+
+		if (*s < '0' || *s > '9')
+			return -1;
+		dgt = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - dgt) / 10)
+			overflow = 1;
+		else
+			v = v * 10 + dgt;
+	}
+	if (overflow)
+		return -2;
+	*out = v;
+	return 0;
+}
+
+/* Largest first, for fmt_duration(); "" is a bare number: seconds. */
+static const struct {
+	const char *name;
+	uint64_t ms;
+} units[] = {
+	{"d", MS_DAY}, {"h", MS_HOUR}, {"m", MS_MINUTE},
+	{"s", MS_SECOND}, {"ms", 1}, {"", MS_SECOND},
+};
+
+int
+config_parse_duration_ms(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	int overflow = 0;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		unsigned dgt = (unsigned)(*s - '0');
+
+		if (v > (UINT64_MAX - dgt) / 10)
+			overflow = 1;
+		else
+			v = v * 10 + dgt;
+	}
+	for (size_t i = 0; i < UTIL_NELEM(units); i++) {
+		if (strcmp(s, units[i].name) != 0)
+			continue;
+		if (overflow || v > UINT64_MAX / units[i].ms)
+			return -2;
+		*out = v * units[i].ms;
+		return 0;
+	}
+	return -1;
+}
+
+/* In the largest exact unit: 30000 -> "30s", 1500 -> "1500ms", 0 -> "0s". */
+static void
+fmt_duration(uint64_t ms, char *buf, size_t len)
+{
+	size_t i = 3; /* 0 is "0s" */
+
+	if (ms != 0)
+		for (i = 0; ms % units[i].ms != 0; i++)
+			; /* stops at "ms" at the latest */
+	snprintf(buf, len, "%" PRIu64 "%s", ms / units[i].ms, units[i].name);
+}
+
+/*
+ * The address parsers return NULL, or why the text is not an address: the
+ * caller quotes the whole text, so the reason needs no formatting.
+ */
+static const char *
+parse_port(const char *s, int *port)
+{
+	uint64_t v;
+	int r = parse_u64(s, &v);
+
+	if (*s == '\0')
+		return "missing port after \":\"";
+	if (r == -1)
+		return "port is not a number";
+	if (r == -2 || v < 1 || v > 65535)
+		return "port out of range (1..65535)";
+	*port = (int)v;
+	return NULL;
+}
+
+/*
+ * Split "[v6]:port" or "host:port" into a copy of the host and the port.  A
+ * bare IPv6 address is refused: in "::1:6379" the port would be a guess.
+ */
+static const char *
+split_host_port(const char *s, char *host, size_t hostlen, int *port,
+		int *v6)
+{
+	const char *end;
+	size_t n;
+
+	if ((*v6 = s[0] == '[')) {
+		if ((end = strchr(s, ']')) == NULL)
+			return "missing \"]\" after the IPv6 address";
+		if (end[1] != ':')
+			return "missing \":PORT\" after \"]\"";
+		s++;
+	} else if ((end = strrchr(s, ':')) == NULL) {
+		return "missing \":PORT\"";
+	} else if (memchr(s, ':', (size_t)(end - s)) != NULL) {
+		return "an IPv6 address goes in brackets, e.g. [::1]:8080";
+	}
+	if ((n = (size_t)(end - s)) == 0)
+		return "missing address before the port";
+	if (n >= hostlen)
+		return "address too long";
+	memcpy(host, s, n);
+	host[n] = '\0';
+	return parse_port(end + 1 + *v6, port);
+}
+
+static int
+has_letter(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'))
+			return 1;
+	return 0;
+}
+
+static const char *
+parse_listen_addr(const char *s, struct config_listen *out)
+{
+	struct config_listen l;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&l.addr;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l.addr;
+	char host[64], ntop[INET6_ADDRSTRLEN];
+	const char *why;
+	int v6, port;
+
+	memset(&l, 0, sizeof(l));
+	if ((why = split_host_port(s, host, sizeof(host), &port, &v6)) != NULL)
+		return why;
+	if (v6) {
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return "not an IPv6 address";
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		l.addrlen = sizeof(*sin6);
+		inet_ntop(AF_INET6, &sin6->sin6_addr, ntop, sizeof(ntop));
+		snprintf(l.text, sizeof(l.text), "[%s]:%d", ntop, port);
+	} else {
+		if (strcmp(host, "*") == 0)
+			sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return has_letter(host) ? "host names are not accepted"
+						: "not an IPv4 address";
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		l.addrlen = sizeof(*sin);
+		inet_ntop(AF_INET, &sin->sin_addr, ntop, sizeof(ntop));
+		snprintf(l.text, sizeof(l.text), "%s:%d", ntop, port);
+	}
+	*out = l;
+	return NULL;
+}
+
+int
+config_parse_listen(const char *s, struct config_listen *out)
+{
+	return parse_listen_addr(s, out) == NULL ? 0 : -1;
+}
+
+/* RFC 1123 names, plus '_' which container networks hand out. */
+static int
+valid_hostname(const char *s)
+{
+	if (strlen(s) > 253 || s[0] == '.' || s[0] == '-')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '.' || *s == '-' ||
+		      *s == '_'))
+			return 0;
+	return 1;
+}
+
+static const char *
+parse_redis(const char *s, struct config_redis *out)
+{
+	struct sockaddr_un sun;
+	unsigned char bin[sizeof(struct in6_addr)];
+	char host[256];
+	const char *path = NULL, *why;
+	int v6, port;
+
+	memset(out, 0, sizeof(*out));
+	if (strncmp(s, "unix:", 5) == 0)
+		path = s + 5;
+	else if (s[0] == '/')
+		path = s;
+	if (path != NULL) {
+		if (path[0] != '/')
+			return "the unix socket path must be absolute";
+		if (strlen(path) >= sizeof(sun.sun_path))
+			return "the unix socket path is too long";
+		out->unix_path = util_strdup(path);
+		return NULL;
+	}
+	if ((why = split_host_port(s, host, sizeof(host), &port, &v6)) != NULL)
+		return why;
+	if (v6 && inet_pton(AF_INET6, host, bin) != 1)
+		return "not an IPv6 address";
+	/* All digits and dots: it must be a valid dotted quad. */
+	if (!v6 && !has_letter(host) && inet_pton(AF_INET, host, bin) != 1)
+		return "not an IPv4 address";
+	if (!v6 && !valid_hostname(host))
+		return "not a valid host name";
+	out->host = util_strdup(host);
+	out->port = port;
+	return NULL;
+}
+
+/* ---- secrets ------------------------------------------------------------ */
+
+/* Overwrite before free: a secret should not linger in freed heap. */
+static void
+wipe_free(char *p, size_t n)
+{
+	volatile char *v = p;
+
+	if (p == NULL)
+		return;
+	while (n-- > 0)
+		*v++ = 0;
+	free(p);
+}
+
+static void
+set_secret(struct config *cfg, const char *s, size_t n, int from_env)
+{
+	wipe_free(cfg->jwt_secret, cfg->jwt_secret_len);
+	cfg->jwt_secret = util_malloc(n + 1);
+	memcpy(cfg->jwt_secret, s, n);
+	cfg->jwt_secret[n] = '\0';
+	cfg->jwt_secret_len = n;
+	cfg->jwt_secret_from_env = from_env;
+}
+
+/* jwt_secret_file: read the secret now, as the user who will run -t. */
+static int
+load_jwt_secret(struct pctx *c, const struct directive *d, const char *path)
+{
+	char buf[SECRET_MAX + 2];
+	size_t n = 0;
+	struct stat st;
+	int fd, rc = -1;
+
+	if (c->defaults)
+		return 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		derr(c, d, "cannot read %s: %s", show(c, path),
+		     strerror(errno));
+		return -1;
+	}
+	/* A FIFO or a device would block or never end. */
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		derr(c, d, "%s is not a regular file", show(c, path));
+		goto out;
+	}
+	while (n < sizeof(buf)) {
+		ssize_t r = read(fd, buf + n, sizeof(buf) - n);
+
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			derr(c, d, "cannot read %s: %s", show(c, path),
+			     strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	/* Editors add a final newline; it is never part of the secret. */
+	if (n > 0 && buf[n - 1] == '\n')
+		n--;
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	if (n > SECRET_MAX) {
+		derr(c, d, "%s is larger than %d bytes", show(c, path),
+		     SECRET_MAX);
+		goto out;
+	}
+	if (n == 0) {
+		derr(c, d, "%s is empty", show(c, path));
+		goto out;
+	}
+	set_secret(c->cfg, buf, n, 0);
+	rc = 0;
+out:
+	for (volatile char *v = buf; v < buf + sizeof(buf); v++)
+		*v = 0;
+	close(fd);
+	return rc;
+}
+
+/* ---- directive handlers ----------------------------------------------- */
+
+static int
+check_user(struct pctx *c, const struct directive *d, const char *v)
+{
+	if (c->defaults || getpwnam(v) != NULL)
+		return 0;
+	derr(c, d, "no such user %s", show(c, v));
+	return -1;
+}
+
+static int
+check_group(struct pctx *c, const struct directive *d, const char *v)
+{
+	if (c->defaults || getgrnam(v) != NULL)
+		return 0;
+	derr(c, d, "no such group %s", show(c, v));
+	return -1;
+}
+
+/* It is compared with the request target: no query, no fragment, no blank. */
+static int
+check_ws_path(struct pctx *c, const struct directive *d, const char *v)
+{
+	if (v[0] != '/') {
+		derr(c, d, "%s must start with \"/\"", show(c, v));
+		return -1;
+	}
+	if (strlen(v) > WS_PATH_MAX) {
+		derr(c, d, "%s is longer than %d characters", show(c, v),
+		     WS_PATH_MAX);
+		return -1;
+	}
+	for (const char *p = v; *p != '\0'; p++) {
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '?' ||
+		    *p == '#') {
+			derr(c, d,
+			     "%s must not contain spaces, control characters, "
+			     "\"?\" or \"#\"",
+			     show(c, v));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+set_workers(struct pctx *c, const struct directive *d, char **argv, int argc)
+{
+	struct config *cfg = c->cfg;
+	uint64_t v;
+	int r;
+
+	(void)argc;
+	if (strcmp(argv[0], "auto") == 0) {
+		int n = util_ncpu();
+
+		if (n < (int)d->min)
+			n = (int)d->min;
+		if (n > (int)d->max)
+			n = (int)d->max;
+		cfg->workers = n;
+		cfg->workers_auto = 1;
+		return;
+	}
+	if ((r = parse_u64(argv[0], &v)) == -1) {
+		derr(c, d, "%s is not a number or \"auto\"", show(c, argv[0]));
+		return;
+	}
+	if (r == -2 || v < d->min || v > d->max) {
+		derr(c, d, "%s is out of range (%" PRIu64 "..%" PRIu64
+			   ", or \"auto\")",
+		     show(c, argv[0]), d->min, d->max);
+		return;
+	}
+	cfg->workers = (int)v;
+	cfg->workers_auto = 0;
+}
+
+static void
+set_log(struct pctx *c, const struct directive *d, char **argv, int argc)
+{
+	struct config *cfg = c->cfg;
+	const char *v = argv[0];
+
+	(void)argc;
+	if (strcmp(v, "syslog") == 0) {
+		cfg->log_target = CONFIG_LOG_SYSLOG;
+	} else if (strcmp(v, "stderr") == 0) {
+		cfg->log_target = CONFIG_LOG_STDERR;
+	} else if (v[0] == '/') {
+		cfg->log_target = CONFIG_LOG_FILE;
+	} else {
+		derr(c, d, "%s is not syslog, stderr or an absolute file path",
+		     show(c, v));
+		return;
+	}
+	UTIL_FREE(cfg->log_file);
+	if (cfg->log_target == CONFIG_LOG_FILE)
+		cfg->log_file = util_strdup(v);
+}
+
+static void
+add_listen(struct pctx *c, const struct directive *d, char **argv, int argc)
+{
+	struct config *cfg = c->cfg;
+	struct config_listen l;
+	const char *why;
+
+	if ((why = parse_listen_addr(argv[0], &l)) != NULL) {
+		derr(c, d,
+		     "%s: %s (expected ADDR:PORT, e.g. 0.0.0.0:8080, "
+		     "[::1]:8080 or *:8080)",
+		     show(c, argv[0]), why);
+		return;
+	}
+	if (argc > 1) {
+		if (strcmp(argv[1], "tls") != 0) {
+			derr(c, d,
+			     "unknown option %s (only \"tls\" is allowed)",
+			     show(c, argv[1]));
+			return;
+		}
+		l.tls = 1;
+	}
+	for (int i = 0; i < cfg->nlisten; i++) {
+		if (strcmp(cfg->listen[i].text, l.text) != 0)
+			continue;
+		derr(c, d, "duplicate address %s (first given at %s:%d)",
+		     l.text, c->listen_at[i].file, c->listen_at[i].line);
+		return;
+	}
+	if (cfg->nlisten == CONFIG_MAX_LISTEN) {
+		derr(c, d, "too many addresses (at most %d)",
+		     CONFIG_MAX_LISTEN);
+		return;
+	}
+	c->listen_at[cfg->nlisten].file = c->file;
+	c->listen_at[cfg->nlisten].line = c->line;
+	cfg->listen[cfg->nlisten++] = l;
+}
+
+static void
+set_redis(struct pctx *c, const struct directive *d, const char *v)
+{
+	struct config *cfg = c->cfg;
+	struct config_redis r;
+	const char *why;
+
+	if ((why = parse_redis(v, &r)) != NULL) {
+		derr(c, d,
+		     "%s: %s (expected HOST:PORT, [IPv6]:PORT, "
+		     "unix:/path or /path)",
+		     show(c, v), why);
+		return;
+	}
+	free(cfg->redis.unix_path);
+	free(cfg->redis.host);
+	cfg->redis = r;
+	free(cfg->redis_text);
+	cfg->redis_text = util_strdup(v);
+}
+
+/* ---- dump helpers -------------------------------------------------------- */
+
+/* A value, quoted only when it would not read back as one word. */
+static void
+dump_word(FILE *fp, const char *v)
+{
+	if (*v != '\0' && strpbrk(v, " \t\r\n\f\v#\"") == NULL) {
+		fputs(v, fp);
+		return;
+	}
+	fputc('"', fp);
+	for (; *v != '\0'; v++) {
+		if (*v == '"' || *v == '\\')
+			fputc('\\', fp);
+		fputc(*v, fp);
+	}
+	fputc('"', fp);
+}
+
+static void
+dump_workers(const struct directive *d, const struct config *cfg, FILE *fp)
+{
+	if (cfg->workers_auto)
+		fprintf(fp, "%s auto # %d\n", d->name, cfg->workers);
+	else
+		fprintf(fp, "%s %d\n", d->name, cfg->workers);
+}
+
+static void
+dump_log(const struct directive *d, const struct config *cfg, FILE *fp)
+{
+	fprintf(fp, "%s ", d->name);
+	if (cfg->log_target == CONFIG_LOG_FILE && cfg->log_file != NULL)
+		dump_word(fp, cfg->log_file);
+	else
+		fputs(cfg->log_target == CONFIG_LOG_STDERR ? "stderr"
+							   : "syslog",
+		      fp);
+	fputc('\n', fp);
+}
+
+/* The path may be shown; the secret never is. */
+static void
+dump_jwt(const struct directive *d, const struct config *cfg, FILE *fp)
+{
+	if (cfg->jwt_secret_file != NULL) {
+		fprintf(fp, "%s ", d->name);
+		dump_word(fp, cfg->jwt_secret_file);
+		fputc('\n', fp);
+	} else {
+		fprintf(fp, "# %s (not set)\n", d->name);
+	}
+	if (cfg->jwt_secret_from_env)
+		fprintf(fp, "# jwt secret: from environment DAEMON_JWT_SECRET "
+			    "(hidden)\n");
+}
+
+/* ---- the directive table ---------------------------------------------- */
+
+static const struct enumval log_levels[] = {
+	{"error", LOG_ERR},   {"warn", LOG_WARNING}, {"notice", LOG_NOTICE},
+	{"info", LOG_INFO},   {"debug", LOG_DEBUG},  {NULL, 0},
+};
+
+static const struct enumval bool_values[] = {
+	{"on", 1},
+	{"off", 0},
+	{NULL, 0},
+};
+
+#define OFF(field) offsetof(struct config, field)
+
+/* clang-format off */
+static const struct directive directives[] = {
+	{.name = "include", .type = DT_INCLUDE, .flags = D_REPEAT,
+	 .syntax = "FILE",
+	 .help = "read FILE (a glob(3) pattern, relative to this file's "
+		 "directory) in place"},
+	{.name = "listen", .type = DT_LISTEN, .flags = D_REPEAT,
+	 .def = "0.0.0.0:8080", .maxargs = 2, .syntax = "ADDR:PORT [tls]",
+	 .help = "accept WebSocket connections on this IPv4, [IPv6] or * "
+		 "address"},
+	{.name = "workers", .type = DT_CUSTOM, .def = "auto", .min = 1,
+	 .max = CONFIG_MAX_WORKERS, .set = set_workers, .dump = dump_workers,
+	 .syntax = "N|auto",
+	 .help = "worker processes; auto is one per online CPU"},
+	{.name = "user", .type = DT_STRING, .off = OFF(user), .def = "nobody",
+	 .check = check_user, .syntax = "NAME",
+	 .help = "user the processes run as when orchd is started as root"},
+	{.name = "group", .type = DT_STRING, .off = OFF(group),
+	 .check = check_group, .syntax = "NAME",
+	 .help = "group to run as (default: the user's primary group)"},
+	{.name = "pidfile", .type = DT_PATH, .off = OFF(pidfile),
+	 .def = ORCHD_RUNSTATEDIR "/orchd.pid", .syntax = "PATH",
+	 .help = "file the supervisor writes its process id to"},
+	{.name = "log", .type = DT_CUSTOM, .def = "syslog", .set = set_log,
+	 .dump = dump_log, .syntax = "syslog|stderr|FILE",
+	 .help = "where messages go; FILE is an absolute path"},
+	{.name = "log_level", .type = DT_ENUM, .off = OFF(log_level),
+	 .def = "info", .enums = log_levels,
+	 .syntax = "error|warn|notice|info|debug",
+	 .help = "least severe message that is logged"},
+	{.name = "ws_path", .type = DT_STRING, .off = OFF(ws_path),
+	 .def = "/daemon/ws", .check = check_ws_path, .syntax = "PATH",
+	 .help = "HTTP path of the WebSocket endpoint"},
+	{.name = "heartbeat_interval", .type = DT_DURATION,
+	 .off = OFF(heartbeat_interval_ms), .def = "30s", .min = MS_SECOND,
+	 .max = MS_HOUR, .syntax = "DURATION",
+	 .help = "interval between heartbeats sent to each connection"},
+	{.name = "auth_timeout", .type = DT_DURATION,
+	 .off = OFF(auth_timeout_ms), .def = "10s", .min = 100,
+	 .max = 10 * MS_MINUTE, .syntax = "DURATION",
+	 .help = "time a new connection has to authenticate"},
+	{.name = "drain_timeout", .type = DT_DURATION,
+	 .off = OFF(drain_timeout_ms), .def = "10s", .min = 0, .max = MS_HOUR,
+	 .syntax = "DURATION",
+	 .help = "time given to connections to leave on stop or reload"},
+	{.name = "max_connections", .type = DT_UINT,
+	 .off = OFF(max_connections), .def = "100000", .min = 1,
+	 .max = 10000000, .syntax = "N",
+	 .help = "connections the whole server accepts"},
+	{.name = "max_connections_per_orchestrator", .type = DT_UINT,
+	 .off = OFF(max_connections_per_orchestrator), .def = "5", .min = 1,
+	 .max = 100000, .syntax = "N",
+	 .help = "connections one orchestrator may hold at once"},
+	{.name = "redis", .type = DT_REDIS, .def = "127.0.0.1:6379",
+	 .syntax = "HOST:PORT|[IPv6]:PORT|unix:PATH|PATH",
+	 .help = "Redis server the events come from"},
+	{.name = "jwt_secret_file", .type = DT_PATH,
+	 .off = OFF(jwt_secret_file), .check = load_jwt_secret,
+	 .dump = dump_jwt, .syntax = "PATH",
+	 .help = "file holding the secret that signs daemon JWTs"},
+	{.name = "tls_certificate", .type = DT_PATH,
+	 .off = OFF(tls_certificate), .flags = D_READABLE, .syntax = "PATH",
+	 .help = "PEM certificate chain for listen ... tls"},
+	{.name = "tls_certificate_key", .type = DT_PATH,
+	 .off = OFF(tls_certificate_key), .flags = D_READABLE,
+	 .syntax = "PATH", .help = "PEM private key for listen ... tls"},
+};
+/* clang-format on */
+
+_Static_assert(UTIL_NELEM(directives) <= MAX_DIRECTIVES,
+	       "raise MAX_DIRECTIVES");
+
+/* The environment of the TypeScript service orchd replaces. */
+static const struct envvar {
+	const char *name;
+	const char *directive;
+	int ms_bare; /* a bare integer is milliseconds, not seconds */
+} envvars[] = {
+	{"WS_HEARTBEAT_INTERVAL", "heartbeat_interval", 1},
+	{"WS_AUTH_TIMEOUT", "auth_timeout", 1},
+	{"WS_MAX_CONNECTIONS_PER_VP", "max_connections_per_orchestrator", 0},
+	{"WS_PATH", "ws_path", 0},
+};
+
+static const struct directive *
+find_directive(const char *name)
+{
+	for (size_t i = 0; i < UTIL_NELEM(directives); i++)
+		if (strcmp(directives[i].name, name) == 0)
+			return &directives[i];
+	return NULL;
+}
+
+/* Levenshtein distance, for "did you mean"; long words are never close. */
+static size_t
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[65];
+
+	if (la > 64 || lb > 64)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j], best;
+
+			best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			diag = up;
+			row[j] = best;
+		}
+	}
+	return row[lb];
+}
+
+static const struct directive *
+suggest(const char *word)
+{
+	const struct directive *best = NULL;
+	size_t bestd = 3;
+
+	for (size_t i = 0; i < UTIL_NELEM(directives); i++) {
+		size_t dist = edit_distance(word, directives[i].name);
+
+		if (dist < bestd) {
+			bestd = dist;
+			best = &directives[i];
+		}
+	}
+	return best;
+}
+
+static int
+find_enum(const struct enumval *e, const char *v, int *out)
+{
+	for (; e->name != NULL; e++) {
+		if (strcmp(e->name, v) == 0) {
+			*out = e->value;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static const char *
+enum_name(const struct enumval *e, int value)
+{
+	for (; e->name != NULL; e++)
+		if (e->value == value)
+			return e->name;
+	return NULL;
+}
+
+/* "error, warn, notice, info or debug" */
+static void
+enum_list(const struct enumval *e, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (; e->name != NULL && n < len; e++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%s",
+				      n == 0 ? ""
+				      : e[1].name == NULL ? " or "
+							  : ", ",
+				      e->name);
+}
+
+/* ---- applying a value ---------------------------------------------------- */
+
+static void
+apply_duration(struct pctx *c, const struct directive *d, const char *v,
+	       uint64_t *field)
+{
+	char lo[32], hi[32];
+	uint64_t ms;
+	int r;
+
+	fmt_duration(d->min, lo, sizeof(lo));
+	fmt_duration(d->max, hi, sizeof(hi));
+	/* WS_* variables count milliseconds, like the service they replace. */
+	r = c->ms_bare ? parse_u64(v, &ms) : -1;
+	if (r == -1)
+		r = config_parse_duration_ms(v, &ms);
+	if (r == -1) {
+		derr(c, d,
+		     "%s is not a duration (%sa whole number with unit ms, s, "
+		     "m, h or d, e.g. 30s)",
+		     show(c, v), c->ms_bare ? "milliseconds, or " : "");
+		return;
+	}
+	if (r == -2 || ms < d->min || ms > d->max) {
+		derr(c, d, "%s is out of range (%s..%s)", show(c, v), lo, hi);
+		return;
+	}
+	*field = ms;
+}
+
+static void
+apply(struct pctx *c, const struct directive *d, char **argv, int argc)
+{
+	void *field = (char *)c->cfg + d->off;
+	const char *v = argv[0];
+	char list[128];
+	uint64_t n;
+	int r, e;
+
+	switch (d->type) {
+	case DT_STRING:
+	case DT_PATH:
+		if (*v == '\0') {
+			derr(c, d, "empty value");
+			return;
+		}
+		if (d->type == DT_PATH && v[0] != '/') {
+			derr(c, d, "%s is not an absolute path", show(c, v));
+			return;
+		}
+		if ((d->flags & D_READABLE) && !c->defaults &&
+		    access(v, R_OK) != 0) {
+			derr(c, d, "cannot read %s: %s", show(c, v),
+			     strerror(errno));
+			return;
+		}
+		if (d->check != NULL && d->check(c, d, v) < 0)
+			return;
+		free(*(char **)field);
+		*(char **)field = util_strdup(v);
+		break;
+	case DT_UINT:
+		if ((r = parse_u64(v, &n)) == -1) {
+			derr(c, d, "%s is not a number (%" PRIu64 "..%" PRIu64
+				   ")",
+			     show(c, v), d->min, d->max);
+			return;
+		}
+		if (r == -2 || n < d->min || n > d->max) {
+			derr(c, d, "%s is out of range (%" PRIu64 "..%" PRIu64
+				   ")",
+			     show(c, v), d->min, d->max);
+			return;
+		}
+		*(unsigned *)field = (unsigned)n;
+		break;
+	case DT_DURATION:
+		apply_duration(c, d, v, field);
+		break;
+	case DT_BOOL:
+	case DT_ENUM: {
+		const struct enumval *vals =
+			d->type == DT_BOOL ? bool_values : d->enums;
+
+		if (find_enum(vals, v, &e) < 0) {
+			enum_list(vals, list, sizeof(list));
+			derr(c, d, "%s is not one of %s", show(c, v), list);
+			return;
+		}
+		*(int *)field = e;
+		break;
+	}
+	case DT_LISTEN:
+		add_listen(c, d, argv, argc);
+		break;
+	case DT_REDIS:
+		set_redis(c, d, argv[0]);
+		break;
+	case DT_CUSTOM:
+		d->set(c, d, argv, argc);
+		break;
+	case DT_INCLUDE:
+		break;
+	}
+}
+
+/* ---- reading files ------------------------------------------------------- */
+
+/*
+ * Split a line into words: blanks separate, '#' outside quotes starts a
+ * comment, "..." may hold blanks and '#' (with \" and \\ escapes) and may be
+ * glued to unquoted text like in sh.  Words go to buf (at least strlen(line)
+ * + 2 bytes).  Returns the word count, which can exceed MAX_ARGS (the extra
+ * words are counted but not stored), or -1 on an unterminated quote.
+ */
+static int
+tokenize(const char *line, char *buf, char **argv)
+{
+	const char *p = line;
+	char *o = buf;
+	int argc = 0;
+
+	for (;;) {
+		char *start;
+
+		while (*p != '\0' && strchr(" \t\r\n\f\v", *p) != NULL)
+			p++;
+		if (*p == '\0' || *p == '#')
+			break;
+		start = o;
+		while (*p != '\0' && *p != '#' &&
+		       strchr(" \t\r\n\f\v", *p) == NULL) {
+			if (*p != '"') {
+				*o++ = *p++;
+				continue;
+			}
+			for (p++; *p != '"'; p++) {
+				if (*p == '\0')
+					return -1;
+				if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
+					p++;
+				*o++ = *p;
+			}
+			p++;
+		}
+		*o++ = '\0';
+		if (argc < MAX_ARGS)
+			argv[argc] = start;
+		argc++;
+	}
+	return argc;
+}
+
+static void parse_file(struct pctx *c, const struct directive *inc,
+		       const char *path);
+
+/* include FILE: relative to the including file, maybe a glob(3) pattern. */
+static void
+do_include(struct pctx *c, const struct directive *d, const char *pattern)
+{
+	const char *slash = strrchr(c->file, '/');
+	char *path;
+	glob_t g;
+	int r;
+
+	if (*pattern == '\0') {
+		derr(c, d, "empty value");
+		return;
+	}
+	if (pattern[0] == '/' || slash == NULL) {
+		path = util_strdup(pattern);
+	} else {
+		size_t dl = (size_t)(slash - c->file) + 1;
+
+		path = util_malloc(dl + strlen(pattern) + 1);
+		memcpy(path, c->file, dl);
+		strcpy(path + dl, pattern);
+	}
+	if (strpbrk(path, "*?[") == NULL) {
+		parse_file(c, d, path);
+		free(path);
+		return;
+	}
+	/* A pattern that matches nothing is fine: an empty conf.d/. */
+	memset(&g, 0, sizeof(g));
+	r = glob(path, 0, NULL, &g);
+	if (r == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			parse_file(c, d, g.gl_pathv[i]);
+	} else if (r != GLOB_NOMATCH) {
+		derr(c, d, "cannot expand %s: %s", show(c, path),
+		     r == GLOB_NOSPACE ? "out of memory" : "read error");
+	}
+	globfree(&g);
+	free(path);
+}
+
+static void
+parse_line(struct pctx *c, const char *line)
+{
+	const struct directive *d, *near;
+	char *buf, *argv[MAX_ARGS];
+	struct where *first;
+	int argc, nvals, maxargs;
+
+	buf = util_malloc(strlen(line) + 2);
+	argc = tokenize(line, buf, argv);
+	c->semicolon = 0;
+	if (argc < 0) {
+		derr(c, NULL, "unterminated quoted string");
+		goto out;
+	}
+	if (argc == 0)
+		goto out;
+	if ((d = find_directive(argv[0])) == NULL) {
+		if ((near = suggest(argv[0])) != NULL)
+			derr(c, NULL,
+			     "unknown directive %s (did you mean \"%s\"?)",
+			     show(c, argv[0]), near->name);
+		else
+			derr(c, NULL, "unknown directive %s", show(c, argv[0]));
+		goto out;
+	}
+	if (argc <= MAX_ARGS) {
+		const char *last = argv[argc - 1];
+		size_t len = strlen(last);
+
+		c->semicolon = argc > 1 && len > 0 && last[len - 1] == ';';
+	}
+	nvals = argc - 1;
+	maxargs = d->maxargs > 0 ? d->maxargs : 1;
+	if (nvals == 0) {
+		derr(c, d, "missing value (syntax: %s %s)", d->name, d->syntax);
+		goto out;
+	}
+	if (nvals > maxargs) {
+		derr(c, d, "too many values (syntax: %s %s)", d->name,
+		     d->syntax);
+		goto out;
+	}
+	first = &c->first[d - directives];
+	if (first->file != NULL && !(d->flags & D_REPEAT)) {
+		derr(c, d, "duplicate directive (first given at %s:%d)",
+		     first->file, first->line);
+		goto out;
+	}
+	if (first->file == NULL) {
+		first->file = c->file;
+		first->line = c->line;
+		/* The first listen in the file replaces the default one. */
+		if (d->type == DT_LISTEN)
+			c->cfg->nlisten = 0;
+	}
+	if (d->type == DT_INCLUDE)
+		do_include(c, d, argv[1]);
+	else
+		apply(c, d, argv + 1, nvals);
+out:
+	free(buf);
+}
+
+struct src {
+	FILE *fp;
+	const char *text; /* with fp == NULL */
+};
+
+static ssize_t
+src_getline(struct src *s, char **buf, size_t *cap)
+{
+	const char *nl;
+	size_t n;
+
+	if (s->fp != NULL)
+		return getline(buf, cap, s->fp);
+	if (*s->text == '\0')
+		return -1;
+	nl = strchr(s->text, '\n');
+	n = nl != NULL ? (size_t)(nl - s->text) + 1 : strlen(s->text);
+	if (n + 1 > *cap) {
+		*buf = util_realloc(*buf, n + 1);
+		*cap = n + 1;
+	}
+	memcpy(*buf, s->text, n);
+	(*buf)[n] = '\0';
+	s->text += n;
+	return (ssize_t)n;
+}
+
+static void
+parse_src(struct pctx *c, struct src *s)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	while ((n = src_getline(s, &line, &cap)) >= 0) {
+		c->line++;
+		if (n > 0 && line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (strlen(line) != (size_t)n) {
+			derr(c, NULL,
+			     "line contains a NUL byte (is this a text file?)");
+			continue;
+		}
+		parse_line(c, line);
+	}
+	if (s->fp != NULL && ferror(s->fp))
+		derr(c, NULL, "read error: %s", strerror(errno));
+	free(line);
+}
+
+static void
+file_error(struct pctx *c, const struct directive *inc, const char *path,
+	   const char *what)
+{
+	if (inc != NULL)
+		derr(c, inc, "cannot open %s: %s", show(c, path), what);
+	else
+		report(c, "%s: cannot open: %s", path, what);
+}
+
+/*
+ * Read one file.  inc is the include directive being obeyed (c->file and
+ * c->line point at it), NULL for the top-level file.
+ */
+static void
+parse_file(struct pctx *c, const struct directive *inc, const char *path)
+{
+	struct src s = {NULL, NULL};
+	struct stat st;
+	const char *saved_file = c->file;
+	int saved_line = c->line;
+
+	if ((s.fp = fopen(path, "re")) == NULL) {
+		file_error(c, inc, path, strerror(errno));
+		return;
+	}
+	if (fstat(fileno(s.fp), &st) == -1) {
+		file_error(c, inc, path, strerror(errno));
+		goto out;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		file_error(c, inc, path, "is a directory");
+		goto out;
+	}
+	for (int i = 0; i < c->depth; i++) {
+		char chain[MSG_MAX];
+		size_t n = 0;
+
+		if (!c->stack[i].have_id || c->stack[i].dev != st.st_dev ||
+		    c->stack[i].ino != st.st_ino)
+			continue;
+		chain[0] = '\0';
+		for (int j = i; j < c->depth && n < sizeof(chain); j++)
+			n += (size_t)snprintf(chain + n, sizeof(chain) - n,
+					      "%s -> ", c->stack[j].name);
+		if (n < sizeof(chain))
+			snprintf(chain + n, sizeof(chain) - n, "%s", path);
+		derr(c, inc, "include loop: %s", chain);
+		goto out;
+	}
+	if (c->depth == (int)UTIL_NELEM(c->stack)) {
+		derr(c, inc,
+		     "%s: includes nested too deeply (at most %d levels)",
+		     show(c, path), CONFIG_MAX_INCLUDE_DEPTH);
+		goto out;
+	}
+	c->file = keep_name(c, path);
+	c->line = 0;
+	c->stack[c->depth].name = c->file;
+	c->stack[c->depth].dev = st.st_dev;
+	c->stack[c->depth].ino = st.st_ino;
+	c->stack[c->depth].have_id = 1;
+	c->depth++;
+	parse_src(c, &s);
+	c->depth--;
+	c->file = saved_file;
+	c->line = saved_line;
+out:
+	fclose(s.fp);
+}
+
+/* ---- after the file: environment and cross-checks ---------------------- */
+
+static void
+apply_env(struct pctx *c)
+{
+	const char *v;
+
+	c->file = NULL;
+	c->semicolon = 0;
+	for (size_t i = 0; i < UTIL_NELEM(envvars); i++) {
+		const struct directive *d;
+		char *copy;
+
+		/* Empty counts as unset, as it did for the service. */
+		if ((v = getenv(envvars[i].name)) == NULL || *v == '\0')
+			continue;
+		d = find_directive(envvars[i].directive);
+		c->envname = envvars[i].name;
+		c->ms_bare = envvars[i].ms_bare;
+		copy = util_strdup(v);
+		apply(c, d, &copy, 1);
+		free(copy);
+	}
+	c->ms_bare = 0;
+	if ((v = getenv("DAEMON_JWT_SECRET")) != NULL && *v != '\0') {
+		size_t n = strlen(v);
+
+		c->envname = "DAEMON_JWT_SECRET";
+		if (n > SECRET_MAX)
+			derr(c, NULL, "longer than %d bytes", SECRET_MAX);
+		else
+			set_secret(c->cfg, v, n, 1);
+	}
+	c->envname = NULL;
+}
+
+/* listen ... tls needs both halves; either half alone is a mistake. */
+static void
+cross_check(struct pctx *c)
+{
+	const struct directive *dc = find_directive("tls_certificate");
+	const struct directive *dk = find_directive("tls_certificate_key");
+	const struct where *wc = &c->first[dc - directives];
+	const struct where *wk = &c->first[dk - directives];
+	struct config *cfg = c->cfg;
+
+	if (wc->file != NULL && wk->file == NULL) {
+		report(c, "%s:%d: tls_certificate is set but "
+			  "tls_certificate_key is not",
+		       wc->file, wc->line);
+	} else if (wc->file == NULL && wk->file != NULL) {
+		report(c, "%s:%d: tls_certificate_key is set but "
+			  "tls_certificate is not",
+		       wk->file, wk->line);
+	} else if (wc->file == NULL) {
+		for (int i = 0; i < cfg->nlisten; i++)
+			if (cfg->listen[i].tls)
+				report(c, "%s:%d: listen %s tls requires "
+					  "tls_certificate and "
+					  "tls_certificate_key",
+				       c->listen_at[i].file,
+				       c->listen_at[i].line,
+				       cfg->listen[i].text);
+	}
+}
+
+static struct pctx *
+ctx_new(struct config *cfg, config_error_fn errfn, void *arg)
+{
+	struct pctx *c = util_calloc(1, sizeof(*c));
+
+	c->cfg = cfg;
+	c->errfn = errfn;
+	c->arg = arg;
+	return c;
+}
+
+static int
+ctx_finish(struct pctx *c)
+{
+	int n = c->nerr;
+
+	for (size_t i = 0; i < c->nnames; i++)
+		free(c->names[i]);
+	free(c->names);
+	free(c);
+	return n;
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+/* A built-in default that does not parse is a bug in this file. */
+static void
+default_error(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "orchd: bad built-in default: %s\n", msg);
+	abort();
+}
+
+struct config *
+config_new(void)
+{
+	struct config *cfg = util_calloc(1, sizeof(*cfg));
+	struct pctx *c = ctx_new(cfg, default_error, NULL);
+
+	c->defaults = 1;
+	c->file = "(built-in default)";
+	for (size_t i = 0; i < UTIL_NELEM(directives); i++) {
+		const struct directive *d = &directives[i];
+		char *buf, *argv[MAX_ARGS];
+		int argc;
+
+		if (d->def == NULL)
+			continue;
+		buf = util_malloc(strlen(d->def) + 2);
+		argc = tokenize(d->def, buf, argv);
+		if (argc < 1 || argc > MAX_ARGS)
+			default_error(NULL, d->name);
+		apply(c, d, argv, argc);
+		free(buf);
+	}
+	ctx_finish(c);
+	return cfg;
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < UTIL_NELEM(directives); i++) {
+		const struct directive *d = &directives[i];
+
+		if (d->type == DT_STRING || d->type == DT_PATH)
+			UTIL_FREE(*(char **)((char *)cfg + d->off));
+	}
+	UTIL_FREE(cfg->path);
+	UTIL_FREE(cfg->log_file);
+	UTIL_FREE(cfg->redis_text);
+	UTIL_FREE(cfg->redis.unix_path);
+	UTIL_FREE(cfg->redis.host);
+	wipe_free(cfg->jwt_secret, cfg->jwt_secret_len);
+	free(cfg);
+}
+
+int
+config_load(struct config *cfg, const char *path, config_error_fn errfn,
+	    void *arg)
+{
+	struct pctx *c = ctx_new(cfg, errfn, arg);
+
+	free(cfg->path);
+	cfg->path = util_strdup(path);
+	parse_file(c, NULL, path);
+	cross_check(c);
+	apply_env(c);
+	return ctx_finish(c);
+}
+
+int
+config_load_string(struct config *cfg, const char *name, const char *text,
+		   config_error_fn errfn, void *arg)
+{
+	struct pctx *c = ctx_new(cfg, errfn, arg);
+	struct src s = {NULL, text};
+
+	free(cfg->path);
+	cfg->path = util_strdup(name);
+	c->file = keep_name(c, name);
+	c->stack[0].name = c->file;
+	c->depth = 1;
+	parse_src(c, &s);
+	c->depth = 0;
+	cross_check(c);
+	apply_env(c);
+	return ctx_finish(c);
+}
+
+void
+config_dump(const struct config *cfg, FILE *fp)
+{
+	fprintf(fp, "# orchd effective configuration");
+	if (cfg->path != NULL) {
+		/* A comment must stay one line whatever the path holds. */
+		fprintf(fp, " (from ");
+		for (const char *p = cfg->path; *p != '\0'; p++)
+			fputc((unsigned char)*p < 0x20 ? '?' : *p, fp);
+		fputc(')', fp);
+	}
+	fputc('\n', fp);
+	for (size_t i = 0; i < UTIL_NELEM(directives); i++) {
+		const struct directive *d = &directives[i];
+		const void *field = (const char *)cfg + d->off;
+		char buf[32];
+		const char *s;
+
+		if (d->dump != NULL) {
+			d->dump(d, cfg, fp);
+			continue;
+		}
+		switch (d->type) {
+		case DT_STRING:
+		case DT_PATH:
+			if ((s = *(char *const *)field) == NULL) {
+				fprintf(fp, "# %s (not set)\n", d->name);
+				continue;
+			}
+			fprintf(fp, "%s ", d->name);
+			dump_word(fp, s);
+			fputc('\n', fp);
+			break;
+		case DT_UINT:
+			fprintf(fp, "%s %u\n", d->name,
+				*(const unsigned *)field);
+			break;
+		case DT_DURATION:
+			fmt_duration(*(const uint64_t *)field, buf,
+				     sizeof(buf));
+			fprintf(fp, "%s %s\n", d->name, buf);
+			break;
+		case DT_BOOL:
+		case DT_ENUM:
+			s = enum_name(d->type == DT_BOOL ? bool_values
+							 : d->enums,
+				      *(const int *)field);
+			fprintf(fp, "%s %s\n", d->name, s != NULL ? s : "?");
+			break;
+		case DT_LISTEN:
+			for (int j = 0; j < cfg->nlisten; j++)
+				fprintf(fp, "%s %s%s\n", d->name,
+					cfg->listen[j].text,
+					cfg->listen[j].tls ? " tls" : "");
+			break;
+		case DT_REDIS:
+			fprintf(fp, "%s ", d->name);
+			dump_word(fp, cfg->redis_text != NULL ? cfg->redis_text
+							      : "");
+			fputc('\n', fp);
+			break;
+		case DT_CUSTOM:
+		case DT_INCLUDE: /* the dump is already flat */
+			break;
+		}
+	}
+}
+
+const char *
+config_log_level_name(int level)
+{
+	const char *s;
+
+	if (level <= LOG_ERR)
+		return "error";
+	if (level >= LOG_DEBUG)
+		return "debug";
+	s = enum_name(log_levels, level);
+	return s != NULL ? s : "info";
+}
+
+int
+config_directive_doc(size_t i, struct config_doc *doc)
+{
+	if (i >= UTIL_NELEM(directives))
+		return -1;
+	doc->name = directives[i].name;
+	doc->syntax = directives[i].syntax;
+	doc->def = directives[i].def;
+	doc->help = directives[i].help;
+	doc->repeatable = (directives[i].flags & D_REPEAT) != 0;
+	return 0;
+}

@@ -1,0 +1,62 @@
+/*
+ * shm: the POSIX shared-memory segment.
+ *
+ * The name is unlinked as soon as the segment is mapped: the supervisor and
+ * its children share it through fork(), and nothing is left behind in
+ * /dev/shm if the supervisor is killed.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "orchd/log.h"
+#include "orchd/shm.h"
+
+struct shm_segment *
+shm_create(void)
+{
+	char name[64];
+	struct shm_segment *seg;
+	int fd;
+
+	snprintf(name, sizeof(name), "/orchd.%ld", (long)getpid());
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd == -1 && errno == EEXIST) {
+		/* A stale segment of a previous process with our pid. */
+		shm_unlink(name);
+		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	}
+	if (fd == -1) {
+		log_warn("%s: shm_open %s", __func__, name);
+		return NULL;
+	}
+	shm_unlink(name);
+	if (ftruncate(fd, sizeof(*seg)) == -1) {
+		log_warn("%s: ftruncate", __func__);
+		close(fd);
+		return NULL;
+	}
+	seg = mmap(NULL, sizeof(*seg), PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		   0);
+	close(fd);
+	if (seg == MAP_FAILED) {
+		log_warn("%s: mmap", __func__);
+		return NULL;
+	}
+	memset(seg, 0, sizeof(*seg));
+	seg->magic = SHM_MAGIC;
+	seg->version = SHM_VERSION;
+	return seg;
+}
+
+void
+shm_destroy(struct shm_segment *seg)
+{
+	if (seg != NULL && munmap(seg, sizeof(*seg)) == -1)
+		log_warn("%s: munmap", __func__);
+}

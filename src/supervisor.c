@@ -1,0 +1,743 @@
+/*
+ * supervisor: the master process.
+ *
+ * Signal handlers only set flags; the main loop sleeps in ppoll() with the
+ * handled signals unblocked only there, so a flag is never missed and no
+ * work ever runs inside a handler.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "orchd/listener.h"
+#include "orchd/log.h"
+#include "orchd/shm.h"
+#include "orchd/supervisor.h"
+#include "orchd/util.h"
+#include "orchd/worker.h"
+
+#define MAX_PROCS (CONFIG_MAX_WORKERS * 4)
+
+struct proc {
+	pid_t pid; /* 0: free entry */
+	int slot;
+	unsigned generation;
+	int old;           /* replaced by a reload, draining */
+	uint64_t kill_at;  /* monotonic ms; 0 = none */
+	uint64_t started;  /* monotonic ms */
+};
+
+struct slot {
+	pid_t pid;           /* current worker, 0 if none */
+	uint64_t respawn_at; /* monotonic ms, when pid == 0 */
+	unsigned backoff_ms;
+	int disabled; /* exited with 2: not respawned */
+};
+
+static struct {
+	struct config *cfg;
+	const struct supervisor_opts *opts;
+	char *pidfile;
+	struct listener_set ls;
+	struct shm_segment *shm;
+	unsigned generation;
+	struct proc procs[MAX_PROCS];
+	struct slot slots[CONFIG_MAX_WORKERS];
+	int stopping;
+	int exit_code;
+	uint64_t stop_deadline;
+	pid_t pid;
+} sv;
+
+static volatile sig_atomic_t got_term, got_hup, got_usr1, got_chld;
+
+static void
+sig_handler(int sig)
+{
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+	case SIGQUIT:
+		got_term = 1;
+		break;
+	case SIGHUP:
+		got_hup = 1;
+		break;
+	case SIGUSR1:
+		got_usr1 = 1;
+		break;
+	case SIGCHLD:
+		got_chld = 1;
+		break;
+	}
+}
+
+static const int handled_signals[] = {SIGTERM, SIGINT, SIGQUIT,
+				      SIGHUP,  SIGUSR1, SIGCHLD};
+
+static void
+signals_setup(sigset_t *waitmask)
+{
+	struct sigaction sa;
+	sigset_t block;
+
+	sigemptyset(&block);
+	for (size_t i = 0; i < UTIL_NELEM(handled_signals); i++)
+		sigaddset(&block, handled_signals[i]);
+	if (sigprocmask(SIG_BLOCK, &block, waitmask) == -1)
+		fatal("%s: sigprocmask", __func__);
+	for (size_t i = 0; i < UTIL_NELEM(handled_signals); i++)
+		sigdelset(waitmask, handled_signals[i]);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sig_handler;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < UTIL_NELEM(handled_signals); i++)
+		if (sigaction(handled_signals[i], &sa, NULL) == -1)
+			fatal("%s: sigaction", __func__);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* In a child: back to default dispositions and an empty mask. */
+static void
+signals_reset(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < UTIL_NELEM(handled_signals); i++)
+		sigaction(handled_signals[i], &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL); /* reload is the supervisor's business */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Resolve the unprivileged identity; 0 ok, -1 (logged) on error. */
+static int
+resolve_user(const struct config *cfg, uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw;
+	struct group *gr;
+
+	if ((pw = getpwnam(cfg->user)) == NULL) {
+		log_warnx("%s: unknown user \"%s\"", __func__, cfg->user);
+		return -1;
+	}
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	if (cfg->group != NULL) {
+		if ((gr = getgrnam(cfg->group)) == NULL) {
+			log_warnx("%s: unknown group \"%s\"", __func__,
+				  cfg->group);
+			return -1;
+		}
+		*gid = gr->gr_gid;
+	}
+	return 0;
+}
+
+/* Drop root in a child; the supervisor keeps it for binds on reload. */
+static int
+drop_privileges(const struct config *cfg)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (geteuid() != 0 || cfg->user == NULL)
+		return 0;
+	if (resolve_user(cfg, &uid, &gid) == -1)
+		return -1;
+	if (setgroups(1, &gid) == -1) {
+		log_warn("%s: setgroups", __func__);
+		return -1;
+	}
+	if (setresgid(gid, gid, gid) == -1) {
+		log_warn("%s: setresgid %u", __func__, (unsigned)gid);
+		return -1;
+	}
+	if (setresuid(uid, uid, uid) == -1) {
+		log_warn("%s: setresuid %u", __func__, (unsigned)uid);
+		return -1;
+	}
+	/* setresuid resets it; children die with us. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	return 0;
+}
+
+static struct proc *
+proc_alloc(void)
+{
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (sv.procs[i].pid == 0)
+			return &sv.procs[i];
+	return NULL;
+}
+
+static struct proc *
+proc_find(pid_t pid)
+{
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (sv.procs[i].pid == pid)
+			return &sv.procs[i];
+	return NULL;
+}
+
+static int
+nprocs(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < MAX_PROCS; i++)
+		n += sv.procs[i].pid != 0;
+	return n;
+}
+
+static void
+spawn_worker(int slot)
+{
+	struct worker_args args;
+	struct proc *p = proc_alloc();
+	pid_t pid;
+
+	if (p == NULL) {
+		log_warnx("%s: process table full, slot %d not started",
+			  __func__, slot);
+		sv.slots[slot].respawn_at = util_now_ms() + 1000;
+		return;
+	}
+	memset(&args, 0, sizeof(args));
+	args.cfg = sv.cfg;
+	args.shm = sv.shm;
+	args.slot = slot;
+	args.generation = sv.generation;
+	for (int i = 0; i < sv.ls.n; i++) {
+		args.fds[i] = sv.ls.l[i].fds[slot];
+		args.tls[i] = sv.ls.l[i].addr.tls;
+	}
+	args.nfds = sv.ls.n;
+
+	pid = fork();
+	if (pid == -1) {
+		log_warn("%s: fork", __func__);
+		sv.slots[slot].respawn_at = util_now_ms() + 1000;
+		return;
+	}
+	if (pid == 0) {
+		signals_reset();
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != sv.pid)
+			_exit(0); /* the supervisor died before we got here */
+		/* Keep only this slot's sockets. */
+		for (int i = 0; i < sv.ls.n; i++)
+			for (int s = 0; s < CONFIG_MAX_WORKERS; s++)
+				if (s != slot && sv.ls.l[i].fds[s] != -1)
+					close(sv.ls.l[i].fds[s]);
+		if (drop_privileges(sv.cfg) == -1)
+			_exit(2); /* fatal configuration: not respawned */
+		worker_run(&args);
+	}
+	p->pid = pid;
+	p->slot = slot;
+	p->generation = sv.generation;
+	p->old = 0;
+	p->kill_at = 0;
+	p->started = util_now_ms();
+	sv.slots[slot].pid = pid;
+	log_info("%s: worker %d started, pid %ld, generation %u", __func__,
+		 slot, (long)pid, sv.generation);
+}
+
+static void
+signal_all(int sig)
+{
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (sv.procs[i].pid != 0 && kill(sv.procs[i].pid, sig) == -1 &&
+		    errno != ESRCH)
+			log_warn("%s: kill %ld", __func__,
+				 (long)sv.procs[i].pid);
+}
+
+static void
+reap_children(void)
+{
+	pid_t pid;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct proc *p = proc_find(pid);
+		struct slot *s;
+		uint64_t now = util_now_ms(), up;
+		int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+
+		if (p == NULL)
+			continue;
+		if (WIFSIGNALED(status))
+			log_warnx("%s: worker %d (pid %ld) killed by signal %d",
+				  __func__, p->slot, (long)pid,
+				  WTERMSIG(status));
+		else if (code != 0 || !p->old)
+			log_info("%s: worker %d (pid %ld) exited with %d",
+				 __func__, p->slot, (long)pid, code);
+		up = now - p->started;
+		s = &sv.slots[p->slot];
+		if (!p->old && s->pid == pid) {
+			s->pid = 0;
+			if (code == 2) {
+				log_warnx("%s: worker %d failed with a fatal "
+					  "configuration error; not respawning",
+					  __func__, p->slot);
+				s->disabled = 1;
+			} else if (!sv.stopping) {
+				if (up >= SUPERVISOR_STABLE_MS)
+					s->backoff_ms = 0;
+				else if (s->backoff_ms == 0)
+					s->backoff_ms = SUPERVISOR_BACKOFF_MIN_MS;
+				else if (s->backoff_ms <
+					 SUPERVISOR_BACKOFF_MAX_MS / 2)
+					s->backoff_ms *= 2;
+				else
+					s->backoff_ms = SUPERVISOR_BACKOFF_MAX_MS;
+				s->respawn_at = now + s->backoff_ms;
+				atomic_fetch_add(&sv.shm->workers[p->slot].restarts,
+						 1);
+				if (s->backoff_ms > 0)
+					log_notice("%s: respawning worker %d in "
+						   "%u ms",
+						   __func__, p->slot,
+						   s->backoff_ms);
+			}
+		}
+		memset(p, 0, sizeof(*p));
+	}
+}
+
+static void
+pidfile_remove(void)
+{
+	if (sv.pidfile != NULL && unlink(sv.pidfile) == -1 && errno != ENOENT)
+		log_warn("%s: unlink %s", __func__, sv.pidfile);
+}
+
+/* Refuse to start over a live orchd: SO_REUSEPORT would let us share. */
+static int
+pidfile_check(const char *path)
+{
+	char buf[32];
+	ssize_t n;
+	long pid;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	pid = strtol(buf, NULL, 10);
+	if (pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) == 0) {
+		log_warnx("%s: orchd is already running with pid %ld (%s)",
+			  __func__, pid, path);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+pidfile_write(const char *path)
+{
+	char buf[32];
+	int fd, n;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1) {
+		log_warn("%s: open %s", __func__, path);
+		return -1;
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		log_warn("%s: write %s", __func__, path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static const char *
+effective_pidfile(const struct config *cfg)
+{
+	return sv.opts->pidfile != NULL ? sv.opts->pidfile : cfg->pidfile;
+}
+
+static int
+log_apply(const struct config *cfg)
+{
+	enum log_dest d = cfg->log_target == CONFIG_LOG_FILE ? LOG_DEST_FILE
+			  : cfg->log_target == CONFIG_LOG_STDERR
+				  ? LOG_DEST_STDERR
+				  : LOG_DEST_SYSLOG;
+	uid_t uid;
+	gid_t gid;
+
+	if (log_configure(d, cfg->log_file, cfg->log_level) == -1)
+		return -1;
+	/* Workers reopen the file on USR1 after they dropped root. */
+	if (geteuid() == 0 && cfg->user != NULL &&
+	    resolve_user(cfg, &uid, &gid) == 0)
+		log_chown(uid, gid);
+	return 0;
+}
+
+static void
+log_config_error(void *arg, const char *msg)
+{
+	log_warnx("reload: %s", msg);
+}
+
+static void
+start_slots(void)
+{
+	uint64_t now = util_now_ms();
+
+	for (int s = 0; s < sv.cfg->workers; s++)
+		if (sv.slots[s].pid == 0 && !sv.slots[s].disabled &&
+		    now >= sv.slots[s].respawn_at)
+			spawn_worker(s);
+}
+
+static void
+reload(void)
+{
+	struct config *ncfg = config_new();
+	struct listener_set nls;
+	const char *path = sv.opts->conffile;
+	int nerr;
+	uint64_t now = util_now_ms();
+
+	log_notice("%s: reloading %s", __func__, path);
+	nerr = config_load(ncfg, path, log_config_error, NULL);
+	if (nerr > 0) {
+		log_warnx("%s: %d error(s) in %s; keeping the running "
+			  "configuration",
+			  __func__, nerr, path);
+		config_free(ncfg);
+		return;
+	}
+	if (listener_set_build(&nls, &sv.ls, ncfg) == -1) {
+		log_warnx("%s: cannot open the new listeners; keeping the "
+			  "running configuration",
+			  __func__);
+		config_free(ncfg);
+		return;
+	}
+	if (log_apply(ncfg) == -1)
+		log_warnx("%s: cannot apply the new log setting; keeping the "
+			  "old one",
+			  __func__);
+	if (sv.opts->pidfile == NULL &&
+	    strcmp(ncfg->pidfile, sv.cfg->pidfile) != 0) {
+		pidfile_remove();
+		free(sv.pidfile);
+		sv.pidfile = util_strdup(ncfg->pidfile);
+		if (pidfile_write(sv.pidfile) == -1)
+			UTIL_FREE(sv.pidfile);
+	}
+
+	/*
+	 * Old workers drain while new ones start on the same sockets: a
+	 * connection queued on a socket is accepted by whichever process
+	 * calls accept first, so none is refused.
+	 */
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct proc *p = &sv.procs[i];
+
+		if (p->pid == 0 || p->old)
+			continue;
+		p->old = 1;
+		p->kill_at = now + ncfg->drain_timeout_ms +
+			     SUPERVISOR_KILL_GRACE_MS;
+	}
+	listener_set_close(&sv.ls); /* only what nls did not take over */
+	sv.ls = nls;
+	config_free(sv.cfg);
+	sv.cfg = ncfg;
+	sv.generation++;
+	atomic_store(&sv.shm->generation, sv.generation);
+	atomic_store(&sv.shm->nworkers, (unsigned)ncfg->workers);
+	for (int s = 0; s < CONFIG_MAX_WORKERS; s++) {
+		sv.slots[s].pid = 0;
+		sv.slots[s].respawn_at = 0;
+		sv.slots[s].backoff_ms = 0;
+		sv.slots[s].disabled = 0;
+	}
+	start_slots();
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (sv.procs[i].pid != 0 && sv.procs[i].old)
+			kill(sv.procs[i].pid, SIGTERM);
+	log_notice("%s: generation %u running with %d workers", __func__,
+		   sv.generation, ncfg->workers);
+}
+
+static void
+begin_stop(void)
+{
+	if (sv.stopping)
+		return;
+	sv.stopping = 1;
+	sv.stop_deadline =
+		util_now_ms() + sv.cfg->drain_timeout_ms + SUPERVISOR_KILL_GRACE_MS / 2;
+	log_notice("%s: stopping, draining for up to %llu ms", __func__,
+		   (unsigned long long)sv.cfg->drain_timeout_ms);
+	signal_all(SIGTERM);
+}
+
+static void
+reopen_logs(void)
+{
+	log_info("%s: reopening log", __func__);
+	log_reopen();
+	if (geteuid() == 0 && sv.cfg->user != NULL) {
+		uid_t uid;
+		gid_t gid;
+
+		if (resolve_user(sv.cfg, &uid, &gid) == 0)
+			log_chown(uid, gid);
+	}
+	signal_all(SIGUSR1);
+}
+
+static int64_t
+next_timeout_ms(void)
+{
+	uint64_t now = util_now_ms(), next = now + 1000;
+
+	if (sv.stopping && sv.stop_deadline < next)
+		next = sv.stop_deadline;
+	for (int s = 0; !sv.stopping && s < sv.cfg->workers; s++)
+		if (sv.slots[s].pid == 0 && !sv.slots[s].disabled &&
+		    sv.slots[s].respawn_at < next)
+			next = sv.slots[s].respawn_at;
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (sv.procs[i].pid != 0 && sv.procs[i].kill_at != 0 &&
+		    sv.procs[i].kill_at < next)
+			next = sv.procs[i].kill_at;
+	return next > now ? (int64_t)(next - now) : 0;
+}
+
+static void
+kill_overdue(void)
+{
+	uint64_t now = util_now_ms();
+
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct proc *p = &sv.procs[i];
+
+		if (p->pid == 0)
+			continue;
+		if ((p->kill_at != 0 && now >= p->kill_at) ||
+		    (sv.stopping && now >= sv.stop_deadline)) {
+			log_warnx("%s: worker %d (pid %ld) did not drain in "
+				  "time, killing it",
+				  __func__, p->slot, (long)p->pid);
+			kill(p->pid, SIGKILL);
+			p->kill_at = 0;
+			if (sv.stopping)
+				sv.stop_deadline = UINT64_MAX;
+		}
+	}
+}
+
+static int
+all_disabled(void)
+{
+	for (int s = 0; s < sv.cfg->workers; s++)
+		if (!sv.slots[s].disabled)
+			return 0;
+	return 1;
+}
+
+/*
+ * Detach from the terminal.  The parent waits on a pipe until the child
+ * has written the pid file, so that "orchd && cat pidfile" works and a
+ * start-up failure is the parent's exit status.
+ */
+static int
+daemonize(int *notify_fd)
+{
+	int p[2], fd;
+	pid_t pid;
+	char c;
+
+	if (pipe2(p, O_CLOEXEC) == -1)
+		fatal("%s: pipe2", __func__);
+	if ((pid = fork()) == -1)
+		fatal("%s: fork", __func__);
+	if (pid > 0) {
+		close(p[1]);
+		_exit(read(p[0], &c, 1) == 1 && c == 0 ? 0 : 1);
+	}
+	close(p[0]);
+	if (setsid() == -1)
+		fatal("%s: setsid", __func__);
+	if (chdir("/") == -1)
+		fatal("%s: chdir /", __func__);
+	umask(022);
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		/* stderr stays until start-up has been reported. */
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	*notify_fd = p[1];
+	return 0;
+}
+
+static void
+daemon_ready(int notify_fd)
+{
+	char ok = 0;
+	int fd;
+
+	if (notify_fd == -1)
+		return;
+	if (write(notify_fd, &ok, 1) != 1)
+		log_warn("%s: write", __func__);
+	close(notify_fd);
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+}
+
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("%s: setrlimit", __func__);
+	}
+}
+
+int
+supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
+{
+	sigset_t waitmask;
+	int notify_fd = -1;
+
+	memset(&sv, 0, sizeof(sv));
+	sv.cfg = cfg;
+	sv.opts = opts;
+	sv.generation = 1;
+	log_set_procname("supervisor");
+	raise_nofile();
+
+	if (pidfile_check(effective_pidfile(cfg)) == -1)
+		return 1;
+	if (geteuid() == 0 && cfg->user != NULL) {
+		uid_t uid;
+		gid_t gid;
+
+		if (resolve_user(cfg, &uid, &gid) == -1)
+			return 2;
+	}
+	if (listener_set_build(&sv.ls, NULL, cfg) == -1)
+		return 1;
+	if (!opts->foreground)
+		daemonize(&notify_fd);
+	sv.pid = getpid();
+	if (log_apply(cfg) == -1)
+		return 1;
+	sv.pidfile = util_strdup(effective_pidfile(cfg));
+	if (pidfile_write(sv.pidfile) == -1)
+		return 1;
+	if ((sv.shm = shm_create()) == NULL) {
+		pidfile_remove();
+		return 1;
+	}
+	atomic_store(&sv.shm->generation, sv.generation);
+	atomic_store(&sv.shm->nworkers, (unsigned)cfg->workers);
+	signals_setup(&waitmask);
+	log_notice("%s: orchd %s starting: %d workers, %d listeners", __func__,
+		   PACKAGE_VERSION, cfg->workers, cfg->nlisten);
+	for (int i = 0; i < cfg->nlisten; i++)
+		log_info("%s: listening on %s%s", __func__,
+			 cfg->listen[i].text, cfg->listen[i].tls ? " tls" : "");
+	/* Before the fork: workers must not inherit the caller's stderr. */
+	daemon_ready(notify_fd);
+	start_slots();
+
+	for (;;) {
+		struct timespec ts;
+		int64_t ms;
+
+		if (got_chld) {
+			got_chld = 0;
+			reap_children();
+		}
+		if (got_term) {
+			got_term = 0;
+			begin_stop();
+		}
+		if (got_hup) {
+			got_hup = 0;
+			if (!sv.stopping)
+				reload();
+		}
+		if (got_usr1) {
+			got_usr1 = 0;
+			reopen_logs();
+		}
+		if (!sv.stopping) {
+			start_slots();
+			if (all_disabled()) {
+				log_warnx("%s: every worker failed with a "
+					  "fatal error; stopping",
+					  __func__);
+				sv.exit_code = 1;
+				begin_stop();
+			}
+		}
+		kill_overdue();
+		if (sv.stopping && nprocs() == 0)
+			break;
+		ms = next_timeout_ms();
+		ts.tv_sec = ms / 1000;
+		ts.tv_nsec = (ms % 1000) * 1000000;
+		if (ppoll(NULL, 0, &ts, &waitmask) == -1 && errno != EINTR)
+			log_warn("%s: ppoll", __func__);
+	}
+
+	log_notice("%s: stopped", __func__);
+	pidfile_remove();
+	listener_set_close(&sv.ls);
+	shm_destroy(sv.shm);
+	config_free(sv.cfg);
+	UTIL_FREE(sv.pidfile);
+	return sv.exit_code;
+}

@@ -1,0 +1,321 @@
+/*
+ * worker: a worker process.
+ *
+ * Accepts on its own SO_REUSEPORT sockets (inherited from the supervisor),
+ * owns its connections outright, and drains on TERM: it stops accepting,
+ * closes idle connections, lets in-flight requests finish, and exits when
+ * the last connection is gone or the drain timeout fires.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "orchd/conn.h"
+#include "orchd/http.h"
+#include "orchd/log.h"
+#include "orchd/util.h"
+#include "orchd/worker.h"
+
+#define ACCEPT_RETRY_MS 100
+
+static void worker_maybe_exit(struct worker *w);
+
+static void
+worker_accept_pause(struct worker *w, const char *why)
+{
+	if (w->accept_paused)
+		return;
+	log_warnx("%s: worker %d: pausing accept: %s", __func__, w->slot,
+		  why);
+	w->accept_paused = 1;
+	atomic_fetch_add(&w->stats->accept_paused, 1);
+	for (int i = 0; i < w->nlisteners; i++)
+		ev_io_stop(w->loop, &w->listeners[i].io);
+	/* Resume on the first freed descriptor, or after a short wait. */
+	ev_timer_set(&w->accept_resume, ACCEPT_RETRY_MS / 1000.0, 0.);
+	ev_timer_start(w->loop, &w->accept_resume);
+}
+
+static void
+worker_accept_resume(struct worker *w)
+{
+	if (!w->accept_paused || w->draining)
+		return;
+	w->accept_paused = 0;
+	ev_timer_stop(w->loop, &w->accept_resume);
+	for (int i = 0; i < w->nlisteners; i++)
+		ev_io_start(w->loop, &w->listeners[i].io);
+	log_info("%s: worker %d: accepting again", __func__, w->slot);
+}
+
+static void
+accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	worker_accept_resume(t->data);
+}
+
+static uint64_t
+worker_total_active(const struct worker *w)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < CONFIG_MAX_WORKERS; i++)
+		n += atomic_load(&w->shm->workers[i].active);
+	return n;
+}
+
+/* Refuse a connection over max_connections with a canned 503. */
+static void
+worker_refuse(int fd)
+{
+#define REFUSE_BODY                                                            \
+	"{\"error\":\"Service Unavailable\",\"code\":\"MAX_CONNECTIONS\"}"
+	static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
+				   "Content-Type: application/json\r\n"
+				   "Connection: close\r\n"
+				   "Content-Length: ";
+	char buf[256];
+	int n = snprintf(buf, sizeof(buf), "%s%zu\r\n\r\n%s", resp,
+			 sizeof(REFUSE_BODY) - 1, REFUSE_BODY);
+
+	(void)send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+}
+
+static void
+accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct worker_listener *l = io->data;
+	struct worker *w = l->w;
+
+	/* A budget per wakeup keeps one busy listener from starving I/O. */
+	for (int i = 0; i < WORKER_ACCEPT_BUDGET; i++) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int fd;
+
+		fd = accept4(l->fd, (struct sockaddr *)&peer, &plen,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			switch (errno) {
+			case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+			case EWOULDBLOCK:
+#endif
+				return;
+			case EINTR:
+			case ECONNABORTED:
+			case EPROTO:
+				continue;
+			case EMFILE:
+			case ENFILE:
+			case ENOBUFS:
+			case ENOMEM:
+				worker_accept_pause(w, strerror(errno));
+				return;
+			default:
+				log_warn("%s: accept4", __func__);
+				return;
+			}
+		}
+		if (worker_total_active(w) >= w->cfg->max_connections) {
+			worker_refuse(fd);
+			continue;
+		}
+		atomic_fetch_add(&w->stats->accepted, 1);
+		atomic_fetch_add(&w->stats->active, 1);
+		conn_new(w, fd, &peer);
+	}
+}
+
+void
+worker_conn_freed(struct worker *w)
+{
+	atomic_fetch_sub(&w->stats->active, 1);
+	atomic_fetch_add(&w->stats->closed, 1);
+	worker_accept_resume(w);
+}
+
+static void
+worker_healthz(struct conn *c, const struct http_request *req)
+{
+	char body[256], resp[512];
+	int blen, n;
+
+	blen = snprintf(body, sizeof(body),
+			"{\"status\":\"ok\",\"workers\":%d,\"worker\":%d,"
+			"\"pid\":%ld,\"generation\":%u}\n",
+			c->w->cfg->workers, c->w->slot, (long)getpid(),
+			c->w->generation);
+	n = http_format_response(resp, sizeof(resp), 200, "application/json",
+				 NULL, body, (size_t)blen,
+				 req->keep_alive && !c->w->draining,
+				 req->method == HTTP_METHOD_HEAD);
+	if (n < 0) {
+		conn_send_error(c, 500, NULL);
+		return;
+	}
+	conn_send(c, resp, (size_t)n, req->keep_alive);
+}
+
+void
+worker_dispatch_http(struct conn *c, const struct http_request *req)
+{
+	if (http_str_eq(&req->path, "/healthz")) {
+		if (req->method != HTTP_METHOD_GET &&
+		    req->method != HTTP_METHOD_HEAD) {
+			conn_send_error(c, 405, "Allow: GET, HEAD\r\n");
+			return;
+		}
+		worker_healthz(c, req);
+		return;
+	}
+	conn_send_error(c, 404, NULL);
+}
+
+static void
+reaper_cb(struct ev_loop *loop, ev_check *chk, int revents)
+{
+	struct worker *w = chk->data;
+
+	conn_reap(w);
+	if (w->draining)
+		worker_maybe_exit(w);
+}
+
+static void
+worker_maybe_exit(struct worker *w)
+{
+	if (w->exiting || w->conns != NULL || w->dead != NULL)
+		return;
+	w->exiting = 1;
+	log_info("%s: worker %d: drained, exiting", __func__, w->slot);
+	ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void
+drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+	struct conn *c, *next;
+
+	log_notice("%s: worker %d: drain timeout, closing %llu connections",
+		   __func__, w->slot, (unsigned long long)w->nconns);
+	for (c = w->conns; c != NULL; c = next) {
+		next = c->next;
+		conn_close(c, "drain timeout");
+	}
+	conn_reap(w);
+	ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void
+worker_drain(struct worker *w)
+{
+	struct conn *c, *next;
+
+	if (w->draining)
+		return;
+	w->draining = 1;
+	log_info("%s: worker %d: draining %llu connections", __func__, w->slot,
+		 (unsigned long long)w->nconns);
+	for (int i = 0; i < w->nlisteners; i++) {
+		ev_io_stop(w->loop, &w->listeners[i].io);
+		/* The supervisor keeps the socket; only our copy goes. */
+		close(w->listeners[i].fd);
+		w->listeners[i].fd = -1;
+	}
+	ev_timer_stop(w->loop, &w->accept_resume);
+	for (c = w->conns; c != NULL; c = next) {
+		next = c->next;
+		if (conn_is_idle(c))
+			conn_close(c, "draining");
+	}
+	ev_timer_set(&w->drain_timer, (double)w->cfg->drain_timeout_ms / 1000.,
+		     0.);
+	ev_timer_start(w->loop, &w->drain_timer);
+	worker_maybe_exit(w);
+}
+
+static void
+signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+	struct worker *w = s->data;
+
+	switch (s->signum) {
+	case SIGTERM:
+	case SIGINT:
+	case SIGQUIT:
+		worker_drain(w);
+		break;
+	case SIGUSR1:
+		log_reopen();
+		break;
+	}
+}
+
+void
+worker_run(const struct worker_args *a)
+{
+	static struct worker wk;
+	struct worker *w = &wk;
+	char name[32];
+
+	snprintf(name, sizeof(name), "worker %d", a->slot);
+	log_set_procname(name);
+
+	memset(w, 0, sizeof(*w));
+	w->loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+	if (w->loop == NULL)
+		fatalx("%s: ev_default_loop failed", __func__);
+	w->cfg = a->cfg;
+	w->shm = a->shm;
+	w->slot = a->slot;
+	w->generation = a->generation;
+	w->stats = &a->shm->workers[a->slot];
+	atomic_store(&w->stats->pid, (int)getpid());
+	atomic_store(&w->stats->generation, a->generation);
+	atomic_store(&w->stats->started_ms, util_wall_ms());
+
+	for (int i = 0; i < a->nfds; i++) {
+		struct worker_listener *l = &w->listeners[i];
+
+		l->fd = a->fds[i];
+		l->tls = a->tls[i];
+		l->w = w;
+		ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
+		l->io.data = l;
+		ev_io_start(w->loop, &l->io);
+	}
+	w->nlisteners = a->nfds;
+
+	ev_init(&w->accept_resume, accept_resume_cb);
+	w->accept_resume.data = w;
+	ev_init(&w->drain_timer, drain_timeout_cb);
+	w->drain_timer.data = w;
+	ev_check_init(&w->reaper, reaper_cb);
+	w->reaper.data = w;
+	ev_check_start(w->loop, &w->reaper);
+
+	ev_signal_init(&w->sig_term, signal_cb, SIGTERM);
+	ev_signal_init(&w->sig_int, signal_cb, SIGINT);
+	ev_signal_init(&w->sig_quit, signal_cb, SIGQUIT);
+	ev_signal_init(&w->sig_usr1, signal_cb, SIGUSR1);
+	w->sig_term.data = w->sig_int.data = w->sig_quit.data =
+		w->sig_usr1.data = w;
+	ev_signal_start(w->loop, &w->sig_term);
+	ev_signal_start(w->loop, &w->sig_int);
+	ev_signal_start(w->loop, &w->sig_quit);
+	ev_signal_start(w->loop, &w->sig_usr1);
+
+	log_info("%s: worker %d (generation %u) started, %d listeners",
+		 __func__, w->slot, w->generation, w->nlisteners);
+	ev_run(w->loop, 0);
+	exit(0);
+}

@@ -1,0 +1,1529 @@
+/*
+ * check_config: unit tests for the orchd.conf(5) parser.
+ *
+ * Every error test asserts the exact "file:line: " prefix and the number of
+ * errors, so a parser that stops at the first error, miscounts lines or
+ * reports the wrong file fails here.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "orchd/config.h"
+#include "orchd/util.h"
+
+#ifndef TEST_SRCDIR
+#error "TEST_SRCDIR must be defined (the tests/ source directory)"
+#endif
+#ifndef ORCHD_RUNSTATEDIR
+#define ORCHD_RUNSTATEDIR "/var/run"
+#endif
+
+#define DATA TEST_SRCDIR "/data/config"
+#define MAX_ERRS 64
+
+static char tmpdir[] = "/tmp/check_config.XXXXXX";
+
+static const char *const env_names[] = {
+	"DAEMON_JWT_SECRET", "WS_HEARTBEAT_INTERVAL", "WS_AUTH_TIMEOUT",
+	"WS_MAX_CONNECTIONS_PER_VP", "WS_PATH",
+};
+
+struct errs {
+	int n;
+	char *msg[MAX_ERRS];
+};
+
+static void
+collect(void *arg, const char *msg)
+{
+	struct errs *e = arg;
+
+	ck_assert_ptr_null(strchr(msg, '\n'));
+	if (e->n < MAX_ERRS)
+		e->msg[e->n] = strdup(msg);
+	e->n++;
+}
+
+static void
+errs_free(struct errs *e)
+{
+	for (int i = 0; i < e->n && i < MAX_ERRS; i++)
+		free(e->msg[i]);
+	memset(e, 0, sizeof(*e));
+}
+
+static int
+has_prefix(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Parse text as "t.conf"; the caller frees *cfgp and *e. */
+static int
+load_text(struct config **cfgp, const char *text, struct errs *e)
+{
+	memset(e, 0, sizeof(*e));
+	*cfgp = config_new();
+	return config_load_string(*cfgp, "t.conf", text, collect, e);
+}
+
+static int
+load_file(struct config **cfgp, const char *path, struct errs *e)
+{
+	memset(e, 0, sizeof(*e));
+	*cfgp = config_new();
+	return config_load(*cfgp, path, collect, e);
+}
+
+/*
+ * Assert the parse of text reports exactly nerr errors, the first starting
+ * with prefix and containing substr.
+ */
+#define EXPECT1(text, prefix, substr)                                          \
+	expectn(__LINE__, text, 1, prefix, substr)
+#define EXPECTN(text, nerr, prefix, substr)                                    \
+	expectn(__LINE__, text, nerr, prefix, substr)
+
+static void
+expectn(int line, const char *text, int nerr, const char *prefix,
+	const char *substr)
+{
+	struct config *cfg;
+	struct errs e;
+	int n = load_text(&cfg, text, &e);
+
+	ck_assert_msg(n == nerr && e.n == nerr,
+		      "line %d: %d errors (callback %d) for \"%s\"; first: %s",
+		      line, n, e.n, text, e.n > 0 ? e.msg[0] : "(none)");
+	ck_assert_msg(has_prefix(e.msg[0], prefix),
+		      "line %d: \"%s\" does not start with \"%s\"", line,
+		      e.msg[0], prefix);
+	ck_assert_msg(strstr(e.msg[0], substr) != NULL,
+		      "line %d: \"%s\" does not contain \"%s\"", line,
+		      e.msg[0], substr);
+	errs_free(&e);
+	config_free(cfg);
+}
+
+/* Assert text parses without error. */
+#define EXPECT0(text) expect0(__LINE__, text)
+
+static void
+expect0(int line, const char *text)
+{
+	struct config *cfg;
+	struct errs e;
+	int n = load_text(&cfg, text, &e);
+
+	ck_assert_msg(n == 0, "line %d: %d errors for \"%s\"; first: %s", line,
+		      n, text, e.n > 0 ? e.msg[0] : "(none)");
+	errs_free(&e);
+	config_free(cfg);
+}
+
+/* Write a file in the temp dir; its path goes to out. */
+static void
+write_tmp(char *out, size_t len, const char *name, const char *data,
+	  size_t n)
+{
+	FILE *fp;
+
+	snprintf(out, len, "%s/%s", tmpdir, name);
+	fp = fopen(out, "w");
+	ck_assert_ptr_nonnull(fp);
+	ck_assert_uint_eq(fwrite(data, 1, n, fp), n);
+	ck_assert_int_eq(fclose(fp), 0);
+}
+
+static char *
+dump_text(const struct config *cfg)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&buf, &len);
+
+	ck_assert_ptr_nonnull(fp);
+	config_dump(cfg, fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	return buf;
+}
+
+static char *
+slurp(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	char *buf;
+	long n;
+
+	ck_assert_msg(fp != NULL, "cannot open %s", path);
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	fseek(fp, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	ck_assert_uint_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+static void
+assert_str_same(const char *what, const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		ck_assert_msg(a == b, "%s: %s vs %s", what, a ? a : "NULL",
+			      b ? b : "NULL");
+	else
+		ck_assert_msg(strcmp(a, b) == 0, "%s: \"%s\" vs \"%s\"", what,
+			      a, b);
+}
+
+/* Every field but path (which names the source). */
+static void
+assert_same(const struct config *a, const struct config *b)
+{
+	ck_assert_int_eq(a->nlisten, b->nlisten);
+	for (int i = 0; i < a->nlisten; i++) {
+		ck_assert_str_eq(a->listen[i].text, b->listen[i].text);
+		ck_assert_int_eq(a->listen[i].tls, b->listen[i].tls);
+		ck_assert_uint_eq(a->listen[i].addrlen, b->listen[i].addrlen);
+		ck_assert(memcmp(&a->listen[i].addr, &b->listen[i].addr,
+				 a->listen[i].addrlen) == 0);
+	}
+	ck_assert_int_eq(a->workers, b->workers);
+	ck_assert_int_eq(a->workers_auto, b->workers_auto);
+	assert_str_same("user", a->user, b->user);
+	assert_str_same("group", a->group, b->group);
+	assert_str_same("pidfile", a->pidfile, b->pidfile);
+	ck_assert_int_eq(a->log_target, b->log_target);
+	assert_str_same("log_file", a->log_file, b->log_file);
+	ck_assert_int_eq(a->log_level, b->log_level);
+	assert_str_same("ws_path", a->ws_path, b->ws_path);
+	ck_assert_uint_eq(a->heartbeat_interval_ms, b->heartbeat_interval_ms);
+	ck_assert_uint_eq(a->auth_timeout_ms, b->auth_timeout_ms);
+	ck_assert_uint_eq(a->drain_timeout_ms, b->drain_timeout_ms);
+	ck_assert_uint_eq(a->max_connections, b->max_connections);
+	ck_assert_uint_eq(a->max_connections_per_orchestrator,
+			  b->max_connections_per_orchestrator);
+	assert_str_same("redis_text", a->redis_text, b->redis_text);
+	assert_str_same("redis.unix_path", a->redis.unix_path,
+			b->redis.unix_path);
+	assert_str_same("redis.host", a->redis.host, b->redis.host);
+	ck_assert_int_eq(a->redis.port, b->redis.port);
+	assert_str_same("jwt_secret_file", a->jwt_secret_file,
+			b->jwt_secret_file);
+	ck_assert_uint_eq(a->jwt_secret_len, b->jwt_secret_len);
+	if (a->jwt_secret_len > 0)
+		ck_assert(memcmp(a->jwt_secret, b->jwt_secret,
+				 a->jwt_secret_len) == 0);
+	ck_assert_int_eq(a->jwt_secret_from_env, b->jwt_secret_from_env);
+	assert_str_same("tls_certificate", a->tls_certificate,
+			b->tls_certificate);
+	assert_str_same("tls_certificate_key", a->tls_certificate_key,
+			b->tls_certificate_key);
+}
+
+/* Dump cfg, parse the dump, and require the very same config back. */
+static void
+assert_round_trip(const struct config *cfg)
+{
+	struct config *again;
+	struct errs e;
+	char *text = dump_text(cfg);
+	int n = load_text(&again, text, &e);
+
+	ck_assert_msg(n == 0, "dump does not re-parse (%s):\n%s",
+		      e.n > 0 ? e.msg[0] : "", text);
+	assert_same(cfg, again);
+	errs_free(&e);
+	config_free(again);
+	free(text);
+}
+
+/* ---- defaults ------------------------------------------------------------ */
+
+START_TEST(test_defaults)
+{
+	struct config *cfg = config_new(), *empty;
+	struct errs e;
+	int ncpu = util_ncpu();
+
+	ck_assert_int_eq(cfg->nlisten, 1);
+	ck_assert_str_eq(cfg->listen[0].text, "0.0.0.0:8080");
+	ck_assert_int_eq(cfg->listen[0].tls, 0);
+	ck_assert_int_eq(cfg->listen[0].addr.ss_family, AF_INET);
+	ck_assert_int_eq(cfg->workers_auto, 1);
+	ck_assert_int_eq(cfg->workers,
+			 ncpu > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : ncpu);
+	ck_assert_str_eq(cfg->user, "nobody");
+	ck_assert_ptr_null(cfg->group);
+	ck_assert_str_eq(cfg->pidfile, ORCHD_RUNSTATEDIR "/orchd.pid");
+	ck_assert_int_eq(cfg->log_target, CONFIG_LOG_SYSLOG);
+	ck_assert_ptr_null(cfg->log_file);
+	ck_assert_int_eq(cfg->log_level, LOG_INFO);
+	ck_assert_str_eq(cfg->ws_path, "/daemon/ws");
+	ck_assert_uint_eq(cfg->heartbeat_interval_ms, 30000);
+	ck_assert_uint_eq(cfg->auth_timeout_ms, 10000);
+	ck_assert_uint_eq(cfg->drain_timeout_ms, 10000);
+	ck_assert_uint_eq(cfg->max_connections, 100000);
+	ck_assert_uint_eq(cfg->max_connections_per_orchestrator, 5);
+	ck_assert_str_eq(cfg->redis_text, "127.0.0.1:6379");
+	ck_assert_str_eq(cfg->redis.host, "127.0.0.1");
+	ck_assert_int_eq(cfg->redis.port, 6379);
+	ck_assert_ptr_null(cfg->redis.unix_path);
+	ck_assert_ptr_null(cfg->jwt_secret_file);
+	ck_assert_ptr_null(cfg->jwt_secret);
+	ck_assert_int_eq(cfg->jwt_secret_from_env, 0);
+	ck_assert_ptr_null(cfg->tls_certificate);
+	ck_assert_ptr_null(cfg->tls_certificate_key);
+
+	/* An empty or comment-only file is valid and changes nothing. */
+	ck_assert_int_eq(load_text(&empty, "\n# nothing\n   \n\t# here\n", &e),
+			 0);
+	assert_same(cfg, empty);
+	config_free(empty);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_directive_doc)
+{
+	struct config_doc doc;
+	size_t i;
+
+	for (i = 0; config_directive_doc(i, &doc) == 0; i++) {
+		ck_assert_ptr_nonnull(doc.name);
+		ck_assert_ptr_nonnull(doc.syntax);
+		ck_assert_ptr_nonnull(doc.help);
+	}
+	ck_assert_uint_ge(i, 17);
+	ck_assert_int_eq(config_directive_doc(i + 100, &doc), -1);
+}
+END_TEST
+
+/* ---- a good file with every directive ------------------------------------ */
+
+START_TEST(test_every_directive)
+{
+	char secret[512], cert[512], key[512], inc[512], logf[512];
+	char text[8192];
+	struct config *cfg;
+	struct config_doc doc;
+	struct errs e;
+	int n;
+
+	write_tmp(secret, sizeof(secret), "secret", "s3cr3t-value\n", 13);
+	write_tmp(cert, sizeof(cert), "cert.pem", "cert", 4);
+	write_tmp(key, sizeof(key), "key.pem", "key", 3);
+	write_tmp(inc, sizeof(inc), "inc.conf", "log_level debug\n", 16);
+	snprintf(logf, sizeof(logf), "%s/orchd.log", tmpdir);
+	snprintf(text, sizeof(text),
+		 "# every directive, none at its default\n"
+		 "listen 127.0.0.1:9000\n"
+		 "listen [::1]:9443 tls   # comment after values\n"
+		 "listen *:9001\n"
+		 "workers 3\n"
+		 "user root\n"
+		 "group root\n"
+		 "pidfile /tmp/orchd-test.pid\n"
+		 "log %s\n"
+		 "\tws_path   /v2/ws\n"
+		 "heartbeat_interval 45s\n"
+		 "auth_timeout 1500ms\n"
+		 "drain_timeout 2m\n"
+		 "max_connections 5000\n"
+		 "max_connections_per_orchestrator 7\n"
+		 "redis redis.example.com:6380\n"
+		 "jwt_secret_file %s\n"
+		 "tls_certificate \"%s\"\n"
+		 "tls_certificate_key %s\n"
+		 "include %s\n",
+		 logf, secret, cert, key, inc);
+
+	/* The test stays complete when a directive is added to the table. */
+	for (size_t i = 0; config_directive_doc(i, &doc) == 0; i++) {
+		char needle[128];
+		const char *p = text;
+		size_t l = (size_t)snprintf(needle, sizeof(needle), "%s ",
+					    doc.name);
+
+		/* At the start of a line, maybe after blanks. */
+		while ((p = strstr(p, needle)) != NULL &&
+		       !(p[-1] == '\n' || p[-1] == '\t'))
+			p += l;
+		ck_assert_msg(p != NULL || strcmp(doc.name, "log_level") == 0,
+			      "directive %s is not in the test file", doc.name);
+	}
+
+	n = load_text(&cfg, text, &e);
+	ck_assert_msg(n == 0, "%d errors; first: %s", n,
+		      e.n > 0 ? e.msg[0] : "");
+	ck_assert_int_eq(cfg->nlisten, 3);
+	ck_assert_str_eq(cfg->listen[0].text, "127.0.0.1:9000");
+	ck_assert_int_eq(cfg->listen[0].tls, 0);
+	ck_assert_str_eq(cfg->listen[1].text, "[::1]:9443");
+	ck_assert_int_eq(cfg->listen[1].tls, 1);
+	ck_assert_int_eq(cfg->listen[1].addr.ss_family, AF_INET6);
+	ck_assert_uint_eq(cfg->listen[1].addrlen, sizeof(struct sockaddr_in6));
+	ck_assert_str_eq(cfg->listen[2].text, "0.0.0.0:9001");
+	ck_assert_int_eq(cfg->workers, 3);
+	ck_assert_int_eq(cfg->workers_auto, 0);
+	ck_assert_str_eq(cfg->user, "root");
+	ck_assert_str_eq(cfg->group, "root");
+	ck_assert_str_eq(cfg->pidfile, "/tmp/orchd-test.pid");
+	ck_assert_int_eq(cfg->log_target, CONFIG_LOG_FILE);
+	ck_assert_str_eq(cfg->log_file, logf);
+	ck_assert_int_eq(cfg->log_level, LOG_DEBUG);
+	ck_assert_str_eq(cfg->ws_path, "/v2/ws");
+	ck_assert_uint_eq(cfg->heartbeat_interval_ms, 45000);
+	ck_assert_uint_eq(cfg->auth_timeout_ms, 1500);
+	ck_assert_uint_eq(cfg->drain_timeout_ms, 120000);
+	ck_assert_uint_eq(cfg->max_connections, 5000);
+	ck_assert_uint_eq(cfg->max_connections_per_orchestrator, 7);
+	ck_assert_str_eq(cfg->redis_text, "redis.example.com:6380");
+	ck_assert_str_eq(cfg->redis.host, "redis.example.com");
+	ck_assert_int_eq(cfg->redis.port, 6380);
+	ck_assert_str_eq(cfg->jwt_secret_file, secret);
+	ck_assert_str_eq(cfg->jwt_secret, "s3cr3t-value");
+	ck_assert_uint_eq(cfg->jwt_secret_len, 12);
+	ck_assert_int_eq(cfg->jwt_secret_from_env, 0);
+	ck_assert_str_eq(cfg->tls_certificate, cert);
+	ck_assert_str_eq(cfg->tls_certificate_key, key);
+	ck_assert_str_eq(cfg->path, "t.conf");
+	assert_round_trip(cfg);
+	errs_free(&e);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_values)
+{
+	struct config *cfg;
+	struct errs e;
+	static const struct {
+		const char *name;
+		int level;
+	} levels[] = {
+		{"error", LOG_ERR}, {"warn", LOG_WARNING},
+		{"notice", LOG_NOTICE}, {"info", LOG_INFO},
+		{"debug", LOG_DEBUG},
+	};
+
+	for (size_t i = 0; i < UTIL_NELEM(levels); i++) {
+		char text[64];
+
+		snprintf(text, sizeof(text), "log_level %s\n", levels[i].name);
+		ck_assert_int_eq(load_text(&cfg, text, &e), 0);
+		ck_assert_int_eq(cfg->log_level, levels[i].level);
+		ck_assert_str_eq(config_log_level_name(levels[i].level),
+				 levels[i].name);
+		config_free(cfg);
+	}
+	ck_assert_str_eq(config_log_level_name(LOG_EMERG), "error");
+	ck_assert_str_eq(config_log_level_name(LOG_DEBUG + 3), "debug");
+
+	ck_assert_int_eq(load_text(&cfg, "log stderr\n", &e), 0);
+	ck_assert_int_eq(cfg->log_target, CONFIG_LOG_STDERR);
+	ck_assert_ptr_null(cfg->log_file);
+	config_free(cfg);
+
+	ck_assert_int_eq(load_text(&cfg, "workers auto\n", &e), 0);
+	ck_assert_int_eq(cfg->workers_auto, 1);
+	ck_assert_int_ge(cfg->workers, 1);
+	ck_assert_int_le(cfg->workers, CONFIG_MAX_WORKERS);
+	config_free(cfg);
+
+	ck_assert_int_eq(load_text(&cfg, "workers 64\ndrain_timeout 0\n"
+					 "auth_timeout 100ms\n"
+					 "heartbeat_interval 1h\n",
+				   &e),
+			 0);
+	ck_assert_int_eq(cfg->workers, 64);
+	ck_assert_uint_eq(cfg->drain_timeout_ms, 0);
+	ck_assert_uint_eq(cfg->auth_timeout_ms, 100);
+	ck_assert_uint_eq(cfg->heartbeat_interval_ms, 3600000);
+	config_free(cfg);
+
+	/* Quotes: blanks, '#', escapes, glued to unquoted text. */
+	ck_assert_int_eq(load_text(&cfg,
+				   "log \"/tmp/a b#c\\\"d\\\\e\"  # real\n"
+				   "ws_path /x\"y\"z#comment\n"
+				   "user \"root\"\r\n",
+				   &e),
+			 0);
+	ck_assert_str_eq(cfg->log_file, "/tmp/a b#c\"d\\e");
+	ck_assert_str_eq(cfg->ws_path, "/xyz");
+	ck_assert_str_eq(cfg->user, "root");
+	assert_round_trip(cfg);
+	config_free(cfg);
+
+	/* Redis forms. */
+	ck_assert_int_eq(load_text(&cfg, "redis [::1]:7000\n", &e), 0);
+	ck_assert_str_eq(cfg->redis.host, "::1");
+	ck_assert_int_eq(cfg->redis.port, 7000);
+	ck_assert_ptr_null(cfg->redis.unix_path);
+	assert_round_trip(cfg);
+	config_free(cfg);
+	ck_assert_int_eq(load_text(&cfg, "redis unix:/run/redis.sock\n", &e),
+			 0);
+	ck_assert_str_eq(cfg->redis.unix_path, "/run/redis.sock");
+	ck_assert_ptr_null(cfg->redis.host);
+	ck_assert_str_eq(cfg->redis_text, "unix:/run/redis.sock");
+	assert_round_trip(cfg);
+	config_free(cfg);
+	ck_assert_int_eq(load_text(&cfg, "redis /run/r.sock\n", &e), 0);
+	ck_assert_str_eq(cfg->redis.unix_path, "/run/r.sock");
+	config_free(cfg);
+	ck_assert_int_eq(load_text(&cfg, "redis 10.0.0.2:6379\n", &e), 0);
+	ck_assert_str_eq(cfg->redis.host, "10.0.0.2");
+	config_free(cfg);
+	EXPECT0("redis redis_1:6379\n");
+}
+END_TEST
+
+/* ---- parse helpers ------------------------------------------------------- */
+
+START_TEST(test_duration_parse)
+{
+	static const struct {
+		const char *s;
+		int rc;
+		uint64_t ms;
+	} cases[] = {
+		{"0", 0, 0},
+		{"30", 0, 30000},
+		{"250ms", 0, 250},
+		{"30s", 0, 30000},
+		{"5m", 0, 300000},
+		{"2h", 0, 7200000},
+		{"1d", 0, 86400000},
+		{"007s", 0, 7000},
+		{"18446744073709551615ms", 0, UINT64_MAX},
+		{"10x", -1, 0},
+		{"-5s", -1, 0},
+		{"s", -1, 0},
+		{"", -1, 0},
+		{"1.5s", -1, 0},
+		{"5 s", -1, 0},
+		{"5S", -1, 0},
+		{"5sec", -1, 0},
+		{"18446744073709551616ms", -2, 0},
+		{"99999999999999999999s", -2, 0},
+		{"18446744073709551615s", -2, 0},
+		{"213503982334601d", -2, 0},
+	};
+
+	for (size_t i = 0; i < UTIL_NELEM(cases); i++) {
+		uint64_t ms = 12345;
+		int rc = config_parse_duration_ms(cases[i].s, &ms);
+
+		ck_assert_msg(rc == cases[i].rc, "\"%s\": rc %d, want %d",
+			      cases[i].s, rc, cases[i].rc);
+		if (rc == 0)
+			ck_assert_msg(ms == cases[i].ms, "\"%s\": %llu",
+				      cases[i].s, (unsigned long long)ms);
+		else
+			ck_assert_uint_eq(ms, 12345);
+	}
+	ck_assert_int_eq(config_parse_duration_ms(NULL, NULL), -1);
+}
+END_TEST
+
+START_TEST(test_listen_parse)
+{
+	static const struct {
+		const char *in, *text;
+	} good[] = {
+		{"0.0.0.0:8080", "0.0.0.0:8080"},
+		{"*:8080", "0.0.0.0:8080"},
+		{"127.0.0.1:1", "127.0.0.1:1"},
+		{"[::1]:8080", "[::1]:8080"},
+		{"[::]:65535", "[::]:65535"},
+		{"[0:0:0:0:0:0:0:1]:80", "[::1]:80"},
+		{"10.1.2.3:0080", "10.1.2.3:80"},
+	};
+	static const char *const bad[] = {
+		"999.1.1.1:80", "1.2.3.4",     "host:80",      "localhost:80",
+		"[::1",         "[::1]",       "[::1]80",      "::1:80",
+		"1.2.3.4:0",    "1.2.3.4:70000", "1.2.3.4:",   ":80",
+		"[]:80",        "[zz]:80",     "1.2.3:80",     "1.2.3.4:80x",
+		"1.2.3.4:-1",   "",            "[::1]:99999999999999999999",
+	};
+	struct config_listen l;
+
+	for (size_t i = 0; i < UTIL_NELEM(good); i++) {
+		ck_assert_msg(config_parse_listen(good[i].in, &l) == 0, "%s",
+			      good[i].in);
+		ck_assert_str_eq(l.text, good[i].text);
+		ck_assert_int_eq(l.tls, 0);
+	}
+	ck_assert_int_eq(config_parse_listen("[::1]:443", &l), 0);
+	ck_assert_int_eq(l.addr.ss_family, AF_INET6);
+	ck_assert_int_eq(
+		ntohs(((struct sockaddr_in6 *)&l.addr)->sin6_port), 443);
+	ck_assert_int_eq(config_parse_listen("*:443", &l), 0);
+	ck_assert_int_eq(l.addr.ss_family, AF_INET);
+	ck_assert_uint_eq(l.addrlen, sizeof(struct sockaddr_in));
+	ck_assert_uint_eq(((struct sockaddr_in *)&l.addr)->sin_addr.s_addr,
+			  htonl(INADDR_ANY));
+	for (size_t i = 0; i < UTIL_NELEM(bad); i++)
+		ck_assert_msg(config_parse_listen(bad[i], &l) == -1,
+			      "\"%s\" accepted", bad[i]);
+}
+END_TEST
+
+/* ---- one error of each kind -------------------------------------------- */
+
+START_TEST(test_unknown_directive)
+{
+	EXPECT1("\n\nlisen 0.0.0.0:80\n",
+		"t.conf:3: unknown directive \"lisen\"",
+		"did you mean \"listen\"");
+	EXPECT1("frobnicate yes\n",
+		"t.conf:1: unknown directive \"frobnicate\"", "");
+	EXPECT1("workers: 4\n", "t.conf:1: unknown directive \"workers:\"",
+		"did you mean \"workers\"");
+}
+END_TEST
+
+START_TEST(test_missing_value)
+{
+	EXPECT1("workers\n", "t.conf:1: workers: missing value",
+		"workers N|auto");
+	EXPECT1("# x\nlisten   # no address\n",
+		"t.conf:2: listen: missing value", "ADDR:PORT");
+	EXPECT1("include\n", "t.conf:1: include: missing value", "FILE");
+	EXPECT1("user \"\"\n", "t.conf:1: user: empty value", "");
+	EXPECT1("pidfile \"\"\n", "t.conf:1: pidfile: empty value", "");
+}
+END_TEST
+
+START_TEST(test_too_many_values)
+{
+	EXPECT1("workers 4 5\n", "t.conf:1: workers: too many values",
+		"workers N|auto");
+	EXPECT1("listen 1.2.3.4:80 tls extra\n",
+		"t.conf:1: listen: too many values", "");
+	EXPECT1("log_level debug info\n",
+		"t.conf:1: log_level: too many values", "");
+	EXPECT1("ws_path /a /b /c /d /e /f /g /h /i /j\n",
+		"t.conf:1: ws_path: too many values", "");
+	EXPECT1("listen 1.2.3.4:80 ssl\n", "t.conf:1: listen: unknown option",
+		"\"ssl\"");
+}
+END_TEST
+
+START_TEST(test_bad_number)
+{
+	EXPECT1("workers abc\n",
+		"t.conf:1: workers: \"abc\" is not a number or \"auto\"", "");
+	EXPECT1("workers -1\n", "t.conf:1: workers: \"-1\" is not a number",
+		"");
+	EXPECT1("max_connections 12x\n",
+		"t.conf:1: max_connections: \"12x\" is not a number",
+		"1..10000000");
+	EXPECT1("max_connections +5\n", "t.conf:1: max_connections: ",
+		"number");
+	EXPECT1("max_connections 1e3\n", "t.conf:1: max_connections: ",
+		"number");
+	/* A trailing ';' is part of the value; the message says why. */
+	EXPECT1("workers 4;\n", "t.conf:1: workers: \"4;\" is not a number",
+		"trailing \";\"");
+	EXPECT1("log_level verbose\n",
+		"t.conf:1: log_level: \"verbose\" is not one of",
+		"error, warn, notice, info or debug");
+}
+END_TEST
+
+START_TEST(test_out_of_range)
+{
+	EXPECT1("workers 0\n", "t.conf:1: workers: \"0\" is out of range",
+		"1..64");
+	EXPECT1("workers 65\n", "t.conf:1: workers: \"65\" is out of range",
+		"");
+	EXPECT1("workers 99999999999999999999999\n",
+		"t.conf:1: workers: ", "out of range");
+	EXPECT1("max_connections 0\n",
+		"t.conf:1: max_connections: \"0\" is out of range",
+		"1..10000000");
+	EXPECT1("max_connections 10000001\n", "t.conf:1: max_connections: ",
+		"out of range");
+	EXPECT1("max_connections_per_orchestrator 100001\n",
+		"t.conf:1: max_connections_per_orchestrator: ", "1..100000");
+	EXPECT1("heartbeat_interval 999ms\n",
+		"t.conf:1: heartbeat_interval: \"999ms\" is out of range",
+		"1s..1h");
+	EXPECT1("heartbeat_interval 61m\n", "t.conf:1: heartbeat_interval: ",
+		"out of range");
+	EXPECT1("heartbeat_interval 0\n", "t.conf:1: heartbeat_interval: ",
+		"out of range");
+	EXPECT1("auth_timeout 99ms\n", "t.conf:1: auth_timeout: ",
+		"100ms..10m");
+	EXPECT1("auth_timeout 601s\n", "t.conf:1: auth_timeout: ",
+		"out of range");
+	EXPECT1("drain_timeout 2h\n", "t.conf:1: drain_timeout: ", "0s..1h");
+	EXPECT0("max_connections 10000000\nmax_connections_per_orchestrator "
+		"100000\nauth_timeout 10m\n");
+}
+END_TEST
+
+START_TEST(test_bad_duration)
+{
+	EXPECT1("heartbeat_interval 10x\n",
+		"t.conf:1: heartbeat_interval: \"10x\" is not a duration",
+		"ms, s, m, h or d");
+	EXPECT1("auth_timeout -5s\n",
+		"t.conf:1: auth_timeout: \"-5s\" is not a duration", "");
+	EXPECT1("drain_timeout s\n",
+		"t.conf:1: drain_timeout: \"s\" is not a duration", "");
+	EXPECT1("drain_timeout \"\"\n", "t.conf:1: drain_timeout: ",
+		"not a duration");
+	EXPECT1("drain_timeout 99999999999999999999999s\n",
+		"t.conf:1: drain_timeout: ", "out of range");
+	EXPECT1("drain_timeout 18446744073709551615s\n",
+		"t.conf:1: drain_timeout: ", "out of range");
+}
+END_TEST
+
+START_TEST(test_bad_address)
+{
+	EXPECT1("listen 999.1.1.1:80\n",
+		"t.conf:1: listen: \"999.1.1.1:80\": ", "not an IPv4 address");
+	EXPECT1("listen 1.2.3.4\n", "t.conf:1: listen: \"1.2.3.4\": ",
+		"missing \":PORT\"");
+	EXPECT1("listen host:80\n", "t.conf:1: listen: \"host:80\": ",
+		"host names are not accepted");
+	EXPECT1("listen [::1\n", "t.conf:1: listen: \"[::1\": ",
+		"missing \"]\"");
+	EXPECT1("listen ::1:80\n", "t.conf:1: listen: ", "goes in brackets");
+	EXPECT1("listen 1.2.3.4:0\n", "t.conf:1: listen: ",
+		"port out of range (1..65535)");
+	EXPECT1("listen [::1]:70000\n", "t.conf:1: listen: ",
+		"port out of range");
+	EXPECT1("listen 1.2.3.4:http\n", "t.conf:1: listen: ",
+		"port is not a number");
+	EXPECT1("redis localhost\n", "t.conf:1: redis: \"localhost\": ",
+		"missing \":PORT\"");
+	EXPECT1("redis 999.1.1.1:6379\n", "t.conf:1: redis: ",
+		"not an IPv4 address");
+	EXPECT1("redis [::1:6379\n", "t.conf:1: redis: ", "missing \"]\"");
+	EXPECT1("redis ::1:6379\n", "t.conf:1: redis: ", "goes in brackets");
+	EXPECT1("redis host:0\n", "t.conf:1: redis: ", "port out of range");
+	EXPECT1("redis bad!host:6379\n", "t.conf:1: redis: ",
+		"not a valid host name");
+	EXPECT1("redis unix:run/redis.sock\n", "t.conf:1: redis: ",
+		"must be absolute");
+	EXPECT1("redis unix:/"
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
+		"t.conf:1: redis: ", "too long");
+}
+END_TEST
+
+START_TEST(test_listen_rules)
+{
+	struct config *cfg;
+	struct errs e;
+	char text[4096];
+	size_t n = 0;
+
+	EXPECT1("listen 1.2.3.4:80\nlisten 5.6.7.8:80\nlisten 1.2.3.4:80\n",
+		"t.conf:3: listen: duplicate address 1.2.3.4:80",
+		"first given at t.conf:1");
+	EXPECT1("listen *:8080\nlisten 0.0.0.0:8080\n",
+		"t.conf:2: listen: duplicate address 0.0.0.0:8080", "t.conf:1");
+	/* An explicit listen replaces the default, so this is no dup. */
+	ck_assert_int_eq(load_text(&cfg, "listen 0.0.0.0:8080\n", &e), 0);
+	ck_assert_int_eq(cfg->nlisten, 1);
+	config_free(cfg);
+	ck_assert_int_eq(load_text(&cfg, "listen [::]:9000\n", &e), 0);
+	ck_assert_int_eq(cfg->nlisten, 1);
+	ck_assert_str_eq(cfg->listen[0].text, "[::]:9000");
+	config_free(cfg);
+
+	for (int i = 0; i <= CONFIG_MAX_LISTEN; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+				      "listen 10.0.0.1:%d\n", 1000 + i);
+	EXPECT1(text, "t.conf:17: listen: too many addresses", "at most 16");
+}
+END_TEST
+
+START_TEST(test_unterminated_quote)
+{
+	EXPECT1("workers 2\nuser \"nobody\n",
+		"t.conf:2: unterminated quoted string", "");
+	EXPECT1("log \"/tmp/x\\\"\n", "t.conf:1: unterminated quoted string",
+		"");
+	EXPECT1("# \"quote in a comment is fine\n"
+		"ws_path \"/a\" # \"\n"
+		"user \"x\n",
+		"t.conf:3: unterminated", "");
+}
+END_TEST
+
+START_TEST(test_duplicate)
+{
+	EXPECT1("workers 2\n\n# again\nworkers 3\n",
+		"t.conf:4: workers: duplicate directive",
+		"first given at t.conf:1");
+	EXPECT1("ws_path /a\nws_path /a\n", "t.conf:2: ws_path: duplicate", "");
+	EXPECT1("redis 1.2.3.4:1\nlog syslog\nredis 1.2.3.4:1\n",
+		"t.conf:3: redis: duplicate", "t.conf:1");
+}
+END_TEST
+
+START_TEST(test_strings)
+{
+	EXPECT1("user no-such-user-orchd\n",
+		"t.conf:1: user: no such user \"no-such-user-orchd\"", "");
+	EXPECT1("group no-such-group-orchd\n",
+		"t.conf:1: group: no such group \"no-such-group-orchd\"", "");
+	EXPECT1("user nobody;\n", "t.conf:1: user: no such user \"nobody;\"",
+		"trailing \";\"");
+	EXPECT1("ws_path daemon/ws\n", "t.conf:1: ws_path: \"daemon/ws\"",
+		"must start with \"/\"");
+	EXPECT1("ws_path \"/a b\"\n", "t.conf:1: ws_path: ", "spaces");
+	EXPECT1("ws_path /a?b=1\n", "t.conf:1: ws_path: ", "\"?\"");
+	EXPECT1("log syslog:local0\n",
+		"t.conf:1: log: \"syslog:local0\" is not syslog, stderr or an "
+		"absolute file path",
+		"");
+	EXPECT1("log orchd.log\n", "t.conf:1: log: ", "absolute");
+	EXPECT1("pidfile run/orchd.pid\n",
+		"t.conf:1: pidfile: \"run/orchd.pid\" is not an absolute path",
+		"");
+	/* Both halves given (so no cross-check error), neither readable. */
+	EXPECTN("tls_certificate /nonexistent/orchd/cert.pem\n"
+		"tls_certificate_key /nonexistent/orchd/key.pem\n", 2,
+		"t.conf:1: tls_certificate: cannot read "
+		"\"/nonexistent/orchd/cert.pem\"",
+		"No such file");
+
+	char path[300] = "/";
+	memset(path + 1, 'a', 255);
+	path[256] = '\0';
+	char text[400];
+	snprintf(text, sizeof(text), "ws_path %s\n", path);
+	EXPECT1(text, "t.conf:1: ws_path: ", "longer than 255");
+	path[255] = '\0';
+	snprintf(text, sizeof(text), "ws_path %s\n", path);
+	EXPECT0(text);
+}
+END_TEST
+
+START_TEST(test_jwt_secret_file)
+{
+	char p[512], text[1024], big[4200];
+	struct config *cfg;
+	struct errs e;
+
+	write_tmp(p, sizeof(p), "s1", "abc\r\n", 5);
+	snprintf(text, sizeof(text), "jwt_secret_file %s\n", p);
+	ck_assert_int_eq(load_text(&cfg, text, &e), 0);
+	ck_assert_str_eq(cfg->jwt_secret, "abc");
+	ck_assert_uint_eq(cfg->jwt_secret_len, 3);
+	config_free(cfg);
+
+	/* Only one trailing newline goes; inner bytes stay, even NULs. */
+	write_tmp(p, sizeof(p), "s2", "a\0b\n\n", 5);
+	snprintf(text, sizeof(text), "jwt_secret_file %s\n", p);
+	ck_assert_int_eq(load_text(&cfg, text, &e), 0);
+	ck_assert_uint_eq(cfg->jwt_secret_len, 4);
+	ck_assert(memcmp(cfg->jwt_secret, "a\0b\n", 5) == 0);
+	config_free(cfg);
+
+	memset(big, 'k', sizeof(big));
+	write_tmp(p, sizeof(p), "s3", big, 4096);
+	snprintf(text, sizeof(text), "jwt_secret_file %s\n", p);
+	ck_assert_int_eq(load_text(&cfg, text, &e), 0);
+	ck_assert_uint_eq(cfg->jwt_secret_len, 4096);
+	config_free(cfg);
+	big[4096] = '\n';
+	write_tmp(p, sizeof(p), "s3", big, 4097);
+	EXPECT0(text);
+	write_tmp(p, sizeof(p), "s3", big, 4098);
+	EXPECT1(text, "t.conf:1: jwt_secret_file: ", "larger than 4096 bytes");
+
+	write_tmp(p, sizeof(p), "s4", "\n", 1);
+	snprintf(text, sizeof(text), "# secret\njwt_secret_file %s\n", p);
+	EXPECT1(text, "t.conf:2: jwt_secret_file: ", "is empty");
+	write_tmp(p, sizeof(p), "s4", "", 0);
+	EXPECT1(text, "t.conf:2: jwt_secret_file: ", "is empty");
+
+	EXPECT1("jwt_secret_file /nonexistent/orchd/secret\n",
+		"t.conf:1: jwt_secret_file: cannot read "
+		"\"/nonexistent/orchd/secret\"",
+		"No such file");
+	EXPECT1("jwt_secret_file /\n", "t.conf:1: jwt_secret_file: ",
+		"not a regular file");
+	EXPECT1("jwt_secret_file secret.txt\n", "t.conf:1: jwt_secret_file: ",
+		"not an absolute path");
+}
+END_TEST
+
+START_TEST(test_tls_cross_check)
+{
+	char cert[512], key[512], text[2048];
+
+	write_tmp(cert, sizeof(cert), "c.pem", "c", 1);
+	write_tmp(key, sizeof(key), "k.pem", "k", 1);
+
+	EXPECT1("listen *:80\n\nlisten [::]:8443 tls\n",
+		"t.conf:3: listen [::]:8443 tls requires tls_certificate", "");
+	snprintf(text, sizeof(text),
+		 "listen *:443 tls\n# c\ntls_certificate %s\n", cert);
+	EXPECT1(text, "t.conf:3: tls_certificate is set but "
+		      "tls_certificate_key is not", "");
+	snprintf(text, sizeof(text), "tls_certificate_key %s\n", key);
+	EXPECT1(text, "t.conf:1: tls_certificate_key is set but "
+		      "tls_certificate is not", "");
+	snprintf(text, sizeof(text),
+		 "listen *:443 tls\ntls_certificate %s\n"
+		 "tls_certificate_key %s\n",
+		 cert, key);
+	EXPECT0(text);
+	/* Certificates without a tls listener are not an error. */
+	snprintf(text, sizeof(text),
+		 "tls_certificate %s\ntls_certificate_key %s\n", cert, key);
+	EXPECT0(text);
+
+	/* Two tls listeners without certificates: two errors. */
+	struct config *cfg;
+	struct errs e;
+	ck_assert_int_eq(load_text(&cfg,
+				   "listen *:443 tls\nlisten *:80\n"
+				   "listen [::]:443 tls\n",
+				   &e),
+			 2);
+	ck_assert(has_prefix(e.msg[0], "t.conf:1: listen 0.0.0.0:443 tls"));
+	ck_assert(has_prefix(e.msg[1], "t.conf:3: listen [::]:443 tls"));
+	errs_free(&e);
+	config_free(cfg);
+}
+END_TEST
+
+/* ---- files and includes ------------------------------------------------- */
+
+START_TEST(test_include)
+{
+	struct config *cfg;
+	struct errs e;
+
+	ck_assert_int_eq(load_file(&cfg, DATA "/main.conf", &e), 0);
+	ck_assert_int_eq(cfg->workers, 2);
+	ck_assert_int_eq(cfg->log_level, LOG_DEBUG);
+	ck_assert_uint_eq(cfg->max_connections, 1000);
+	ck_assert_uint_eq(cfg->max_connections_per_orchestrator, 9);
+	ck_assert_str_eq(cfg->ws_path, "/main/ws");
+	ck_assert_str_eq(cfg->path, DATA "/main.conf");
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_include_missing)
+{
+	struct config *cfg;
+	struct errs e;
+
+	/* The parse goes on after the failed include (log_level is read). */
+	ck_assert_int_eq(load_file(&cfg, DATA "/missing_include.conf", &e), 1);
+	ck_assert_int_eq(e.n, 1);
+	ck_assert_msg(has_prefix(e.msg[0], DATA "/missing_include.conf:2: "
+						"include: cannot open \""),
+		      "%s", e.msg[0]);
+	ck_assert_ptr_nonnull(strstr(e.msg[0], "does-not-exist.conf"));
+	ck_assert_ptr_nonnull(strstr(e.msg[0], "No such file"));
+	ck_assert_int_eq(cfg->log_level, LOG_DEBUG);
+	errs_free(&e);
+	config_free(cfg);
+
+	ck_assert_int_eq(load_file(&cfg, DATA "/no-such-file.conf", &e), 1);
+	ck_assert_str_eq(e.msg[0], DATA "/no-such-file.conf: cannot open: "
+					"No such file or directory");
+	errs_free(&e);
+	config_free(cfg);
+
+	ck_assert_int_eq(load_file(&cfg, DATA, &e), 1);
+	ck_assert_str_eq(e.msg[0], DATA ": cannot open: is a directory");
+	errs_free(&e);
+	config_free(cfg);
+
+	EXPECT1("include /nonexistent/orchd/x.conf\n",
+		"t.conf:1: include: cannot open \"/nonexistent/orchd/x.conf\"",
+		"No such file");
+	/* A glob that matches nothing is not an error. */
+	EXPECT0("include /nonexistent/orchd/*.conf\n");
+}
+END_TEST
+
+START_TEST(test_include_loop)
+{
+	struct config *cfg;
+	struct errs e;
+
+	ck_assert_int_eq(load_file(&cfg, DATA "/loop_a.conf", &e), 1);
+	ck_assert_msg(has_prefix(e.msg[0], DATA "/loop_b.conf:2: include: "
+						"include loop: "),
+		      "%s", e.msg[0]);
+	ck_assert_ptr_nonnull(strstr(e.msg[0], "loop_a.conf -> "));
+	ck_assert_ptr_nonnull(strstr(e.msg[0], "loop_b.conf -> "));
+	ck_assert_int_eq(cfg->workers, 2);
+	errs_free(&e);
+	config_free(cfg);
+
+	ck_assert_int_eq(load_file(&cfg, DATA "/self.conf", &e), 1);
+	ck_assert_msg(has_prefix(e.msg[0], DATA "/self.conf:2: include: "
+						"include loop"),
+		      "%s", e.msg[0]);
+	errs_free(&e);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_include_depth)
+{
+	char path[512], text[512], top[512];
+	struct config *cfg;
+	struct errs e;
+	int levels = CONFIG_MAX_INCLUDE_DEPTH;
+
+	/* d0 includes d1 ... includes d<levels>: exactly the limit. */
+	for (int i = 0; i <= levels + 1; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "d%d.conf", i);
+		snprintf(text, sizeof(text), "# level %d\ninclude d%d.conf\n",
+			 i, i + 1);
+		write_tmp(path, sizeof(path), name, text, strlen(text));
+	}
+	/* The deepest allowed file has no further include. */
+	snprintf(text, sizeof(text), "d%d.conf", levels);
+	write_tmp(path, sizeof(path), text, "workers 3\n", 10);
+	snprintf(top, sizeof(top), "%s/d0.conf", tmpdir);
+	ck_assert_int_eq(load_file(&cfg, top, &e), 0);
+	ck_assert_int_eq(cfg->workers, 3);
+	config_free(cfg);
+
+	/* One level more is refused at the include line of the last file. */
+	snprintf(text, sizeof(text), "d%d.conf", levels);
+	write_tmp(path, sizeof(path), text, "include d99.conf\n", 17);
+	snprintf(text, sizeof(text), "d99.conf");
+	write_tmp(path, sizeof(path), text, "workers 3\n", 10);
+	ck_assert_int_eq(load_file(&cfg, top, &e), 1);
+	snprintf(text, sizeof(text), "%s/d%d.conf:1: include: ", tmpdir,
+		 levels);
+	ck_assert_msg(has_prefix(e.msg[0], text), "%s", e.msg[0]);
+	ck_assert_ptr_nonnull(strstr(e.msg[0], "nested too deeply"));
+	errs_free(&e);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_duplicate_across_include)
+{
+	struct config *cfg;
+	struct errs e;
+
+	ck_assert_int_eq(load_file(&cfg, DATA "/dup_a.conf", &e), 1);
+	ck_assert_str_eq(e.msg[0], DATA "/dup_b.conf:2: workers: duplicate "
+					"directive (first given at " DATA
+					"/dup_a.conf:1)");
+	ck_assert_int_eq(cfg->workers, 2);
+	errs_free(&e);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_all_errors_reported)
+{
+	static const char *const want[] = {
+		":2: unknown directive \"lisen\"",
+		":3: workers: missing value",
+		":4: workers: too many values",
+		":5: max_connections: \"many\" is not a number",
+		":6: max_connections_per_orchestrator: \"0\" is out of range",
+		":7: heartbeat_interval: \"10x\" is not a duration",
+		":8: listen: \"999.1.1.1:80\": ",
+		":9: unterminated quoted string",
+		":11: log_level: duplicate directive (first given at ",
+	};
+	struct config *cfg;
+	struct errs e;
+	int n = load_file(&cfg, DATA "/errors.conf", &e);
+
+	ck_assert_int_eq(n, (int)UTIL_NELEM(want));
+	ck_assert_int_eq(e.n, n);
+	for (size_t i = 0; i < UTIL_NELEM(want); i++) {
+		char prefix[512];
+
+		snprintf(prefix, sizeof(prefix), "%s/errors.conf%s", DATA,
+			 want[i]);
+		ck_assert_msg(has_prefix(e.msg[i], prefix),
+			      "got \"%s\", want \"%s\"", e.msg[i], prefix);
+	}
+	errs_free(&e);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_nul_byte)
+{
+	char p[512];
+	struct config *cfg;
+	struct errs e;
+
+	write_tmp(p, sizeof(p), "nul.conf", "workers 2\nuser\0x\n", 17);
+	ck_assert_int_eq(load_file(&cfg, p, &e), 1);
+	ck_assert_ptr_nonnull(
+		strstr(e.msg[0], "nul.conf:2: line contains a NUL"));
+	errs_free(&e);
+	config_free(cfg);
+}
+END_TEST
+
+/* ---- environment --------------------------------------------------------- */
+
+START_TEST(test_env)
+{
+	struct config *cfg;
+	struct errs e;
+
+	setenv("WS_HEARTBEAT_INTERVAL", "5000", 1);
+	setenv("WS_AUTH_TIMEOUT", "2s", 1);
+	setenv("WS_MAX_CONNECTIONS_PER_VP", "12", 1);
+	setenv("WS_PATH", "/env/ws", 1);
+	setenv("DAEMON_JWT_SECRET", "env-secret", 1);
+	ck_assert_int_eq(load_text(&cfg, "heartbeat_interval 45s\n"
+					 "ws_path /file/ws\n",
+				   &e),
+			 0);
+	ck_assert_uint_eq(cfg->heartbeat_interval_ms, 5000);
+	ck_assert_uint_eq(cfg->auth_timeout_ms, 2000);
+	ck_assert_uint_eq(cfg->max_connections_per_orchestrator, 12);
+	ck_assert_str_eq(cfg->ws_path, "/env/ws");
+	ck_assert_str_eq(cfg->jwt_secret, "env-secret");
+	ck_assert_uint_eq(cfg->jwt_secret_len, 10);
+	ck_assert_int_eq(cfg->jwt_secret_from_env, 1);
+	/* The env still applies to the re-parse, so the dump round-trips. */
+	assert_round_trip(cfg);
+	config_free(cfg);
+
+	/* With a secret file too, the environment wins. */
+	char p[512], text[600];
+	write_tmp(p, sizeof(p), "sf", "file-secret\n", 12);
+	snprintf(text, sizeof(text), "jwt_secret_file %s\n", p);
+	ck_assert_int_eq(load_text(&cfg, text, &e), 0);
+	ck_assert_str_eq(cfg->jwt_secret, "env-secret");
+	ck_assert_str_eq(cfg->jwt_secret_file, p);
+	config_free(cfg);
+
+	for (size_t i = 0; i < UTIL_NELEM(env_names); i++)
+		unsetenv(env_names[i]);
+	ck_assert_int_eq(load_text(&cfg, "", &e), 0);
+	ck_assert_uint_eq(cfg->heartbeat_interval_ms, 30000);
+	ck_assert_ptr_null(cfg->jwt_secret);
+	config_free(cfg);
+
+	/* Set but empty counts as unset (as in the service orchd replaces). */
+	for (size_t i = 0; i < UTIL_NELEM(env_names); i++)
+		setenv(env_names[i], "", 1);
+	ck_assert_int_eq(load_text(&cfg, "ws_path /f\n", &e), 0);
+	ck_assert_str_eq(cfg->ws_path, "/f");
+	ck_assert_uint_eq(cfg->auth_timeout_ms, 10000);
+	ck_assert_ptr_null(cfg->jwt_secret);
+	ck_assert_int_eq(cfg->jwt_secret_from_env, 0);
+	config_free(cfg);
+	for (size_t i = 0; i < UTIL_NELEM(env_names); i++)
+		unsetenv(env_names[i]);
+}
+END_TEST
+
+/* 4097 bytes: one too many for a secret. */
+static const char *
+big_secret(void)
+{
+	static char s[4098];
+
+	memset(s, 'x', 4097);
+	s[4097] = '\0';
+	return s;
+}
+
+START_TEST(test_env_bad)
+{
+	static const struct {
+		const char *name, *value, *msg;
+	} cases[] = {
+		{"WS_HEARTBEAT_INTERVAL", "999",
+		 "environment: WS_HEARTBEAT_INTERVAL: \"999\" is out of range "
+		 "(1s..1h)"},
+		{"WS_AUTH_TIMEOUT", "abc",
+		 "environment: WS_AUTH_TIMEOUT: \"abc\" is not a duration"},
+		{"WS_AUTH_TIMEOUT", "11m",
+		 "environment: WS_AUTH_TIMEOUT: \"11m\" is out of range"},
+		{"WS_AUTH_TIMEOUT", " ", "environment: WS_AUTH_TIMEOUT: \" \""},
+		{"WS_MAX_CONNECTIONS_PER_VP", "0",
+		 "environment: WS_MAX_CONNECTIONS_PER_VP: \"0\" is out of "
+		 "range (1..100000)"},
+		{"WS_MAX_CONNECTIONS_PER_VP", "5 ",
+		 "environment: WS_MAX_CONNECTIONS_PER_VP: \"5 \" is not a "
+		 "number"},
+		{"WS_PATH", "ws", "environment: WS_PATH: \"ws\" must start"},
+		{"WS_PATH", "/a b", "environment: WS_PATH: \"/a b\" must not"},
+		{"WS_PATH", "/a?b", "environment: WS_PATH: \"/a?b\" must not"},
+	};
+	struct config *cfg;
+	struct errs e;
+
+	for (size_t i = 0; i < UTIL_NELEM(cases); i++) {
+		setenv(cases[i].name, cases[i].value, 1);
+		ck_assert_int_eq(load_text(&cfg, "workers 2\n", &e), 1);
+		ck_assert_msg(has_prefix(e.msg[0], cases[i].msg),
+			      "got \"%s\", want \"%s\"", e.msg[0],
+			      cases[i].msg);
+		unsetenv(cases[i].name);
+		errs_free(&e);
+		config_free(cfg);
+	}
+
+	/* All at once, after a file error: all reported, file first. */
+	for (size_t i = 0; i < 5; i++)
+		setenv(cases[i].name, cases[i].value, 1);
+	setenv("WS_PATH", "x", 1);
+	setenv("DAEMON_JWT_SECRET", big_secret(), 1);
+	ck_assert_int_eq(load_text(&cfg, "workers x\n", &e), 6);
+	ck_assert(has_prefix(e.msg[0], "t.conf:1: workers:"));
+	ck_assert(has_prefix(e.msg[1], "environment: WS_HEARTBEAT_INTERVAL:"));
+	ck_assert(has_prefix(e.msg[2], "environment: WS_AUTH_TIMEOUT:"));
+	ck_assert(has_prefix(e.msg[3],
+			     "environment: WS_MAX_CONNECTIONS_PER_VP:"));
+	ck_assert(has_prefix(e.msg[4], "environment: WS_PATH:"));
+	ck_assert(has_prefix(e.msg[5], "environment: DAEMON_JWT_SECRET: longer "
+				       "than 4096 bytes"));
+	errs_free(&e);
+	config_free(cfg);
+	for (size_t i = 0; i < UTIL_NELEM(env_names); i++)
+		unsetenv(env_names[i]);
+}
+END_TEST
+
+/* ---- dump ---------------------------------------------------------------- */
+
+START_TEST(test_dump_format)
+{
+	struct config *cfg = config_new();
+	char *text = dump_text(cfg);
+	char line[128];
+
+	ck_assert_ptr_nonnull(strstr(text, "\nlisten 0.0.0.0:8080\n"));
+	snprintf(line, sizeof(line), "\nworkers auto # %d\n", cfg->workers);
+	ck_assert_ptr_nonnull(strstr(text, line));
+	ck_assert_ptr_nonnull(strstr(text, "\nuser nobody\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\n# group (not set)\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\npidfile " ORCHD_RUNSTATEDIR
+					   "/orchd.pid\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nlog syslog\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nlog_level info\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nws_path /daemon/ws\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nheartbeat_interval 30s\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nauth_timeout 10s\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\ndrain_timeout 10s\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nmax_connections 100000\n"));
+	ck_assert_ptr_nonnull(
+		strstr(text, "\nmax_connections_per_orchestrator 5\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nredis 127.0.0.1:6379\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\n# jwt_secret_file (not set)\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\n# tls_certificate (not set)\n"));
+	ck_assert_ptr_null(strstr(text, "include"));
+	assert_round_trip(cfg);
+	free(text);
+	config_free(cfg);
+
+	/* Durations in the largest exact unit; explicit workers. */
+	struct errs e;
+	ck_assert_int_eq(load_text(&cfg, "workers 4\nheartbeat_interval 120s\n"
+					 "auth_timeout 1500ms\n"
+					 "drain_timeout 0\n"
+					 "log stderr\n",
+				   &e),
+			 0);
+	text = dump_text(cfg);
+	ck_assert_ptr_nonnull(strstr(text, "\nworkers 4\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nheartbeat_interval 2m\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nauth_timeout 1500ms\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\ndrain_timeout 0s\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nlog stderr\n"));
+	assert_round_trip(cfg);
+	free(text);
+	config_free(cfg);
+
+	ck_assert_int_eq(load_text(&cfg, "heartbeat_interval 1h\n"
+					 "drain_timeout 3600s\n"
+					 "auth_timeout 10m\n",
+				   &e),
+			 0);
+	text = dump_text(cfg);
+	ck_assert_ptr_nonnull(strstr(text, "\nheartbeat_interval 1h\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\ndrain_timeout 1h\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nauth_timeout 10m\n"));
+	free(text);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_dump_round_trip)
+{
+	char text[2048];
+	struct config *cfg;
+	struct errs e;
+
+	snprintf(text, sizeof(text),
+		 "listen [2001:db8::1]:443\nlisten 192.168.1.1:80\n"
+		 "workers auto\nuser root\n"
+		 "log \"%s/my logs/orchd \\\"1\\\".log\"\nlog_level warn\n"
+		 "redis [::1]:6390\ndrain_timeout 90s\n",
+		 tmpdir);
+	ck_assert_int_eq(load_text(&cfg, text, &e), 0);
+	assert_round_trip(cfg);
+	config_free(cfg);
+
+	ck_assert_int_eq(load_text(&cfg, "redis /run/redis/redis.sock\n"
+					 "log_level error\nauth_timeout 61s\n",
+				   &e),
+			 0);
+	assert_round_trip(cfg);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_dump_hides_secret)
+{
+	char p[512], text[600], *dump;
+	struct config *cfg;
+	struct errs e;
+
+	write_tmp(p, sizeof(p), "hidden", "Zq9-file-secret-Xy7\n", 20);
+	snprintf(text, sizeof(text), "jwt_secret_file %s\n", p);
+	ck_assert_int_eq(load_text(&cfg, text, &e), 0);
+	ck_assert_str_eq(cfg->jwt_secret, "Zq9-file-secret-Xy7");
+	dump = dump_text(cfg);
+	ck_assert_ptr_null(strstr(dump, "Zq9-file-secret-Xy7"));
+	ck_assert_ptr_nonnull(strstr(dump, text));
+	ck_assert_ptr_null(strstr(dump, "from environment"));
+	assert_round_trip(cfg);
+	free(dump);
+	config_free(cfg);
+
+	setenv("DAEMON_JWT_SECRET", "Kp4-env-secret-Wq2", 1);
+	ck_assert_int_eq(load_text(&cfg, "", &e), 0);
+	dump = dump_text(cfg);
+	ck_assert_ptr_null(strstr(dump, "Kp4-env-secret-Wq2"));
+	ck_assert_ptr_nonnull(
+		strstr(dump, "\n# jwt secret: from environment "
+			     "DAEMON_JWT_SECRET (hidden)\n"));
+	assert_round_trip(cfg);
+	free(dump);
+	config_free(cfg);
+	unsetenv("DAEMON_JWT_SECRET");
+}
+END_TEST
+
+/* ---- the sample config and the man page -------------------------------- */
+
+/* Replace the build-time placeholders the sample and man page may use. */
+static void
+subst(const char *in, char *out, size_t len)
+{
+	const char *at = strstr(in, "@runstatedir@");
+
+	if (at == NULL)
+		snprintf(out, len, "%s", in);
+	else
+		snprintf(out, len, "%.*s%s%s", (int)(at - in), in,
+			 ORCHD_RUNSTATEDIR, at + strlen("@runstatedir@"));
+}
+
+START_TEST(test_sample_config)
+{
+	const char *path = TEST_SRCDIR "/../etc/orchd.conf.in";
+	struct config_doc doc;
+	struct config *cfg, *def;
+	struct errs e;
+	char *text;
+	int n = load_file(&cfg, path, &e);
+
+	ck_assert_msg(n == 0, "%d errors; first: %s", n,
+		      e.n > 0 ? e.msg[0] : "");
+	/* Everything in it is commented out or equal to the default. */
+	def = config_new();
+	assert_same(cfg, def);
+	config_free(def);
+	config_free(cfg);
+
+	/* Each directive is shown with its default: "#name default". */
+	text = slurp(path);
+	for (size_t i = 0; config_directive_doc(i, &doc) == 0; i++) {
+		char want[256], line[256];
+		int found = 0;
+
+		if (doc.def != NULL)
+			snprintf(want, sizeof(want), "#%s %s\n", doc.name,
+				 doc.def);
+		else
+			snprintf(want, sizeof(want), "#%s ", doc.name);
+		for (char *p = text; p != NULL && !found;
+		     p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+			size_t l = strcspn(p, "\n");
+
+			if (l >= sizeof(line) - 1)
+				continue;
+			memcpy(line, p, l);
+			line[l] = '\n';
+			line[l + 1] = '\0';
+			char sub[256];
+			subst(line, sub, sizeof(sub));
+			/* Commented out, or set to the default itself. */
+			found = has_prefix(sub, want) ||
+				has_prefix(sub, want + 1);
+		}
+		ck_assert_msg(found, "sample lacks a line \"%s\"", want);
+	}
+	free(text);
+}
+END_TEST
+
+START_TEST(test_man_page)
+{
+	char *text = slurp(TEST_SRCDIR "/../man/orchd.conf.5.in");
+	struct config_doc doc;
+
+	/* Each directive has a ".TP" entry that states its default. */
+	for (size_t i = 0; config_directive_doc(i, &doc) == 0; i++) {
+		char head[128], want[300], *p, *end;
+
+		snprintf(head, sizeof(head), "\n.TP\n\\fB%s\\fP", doc.name);
+		p = strstr(text, head);
+		ck_assert_msg(p != NULL, "man page lacks directive %s",
+			      doc.name);
+		if (doc.def == NULL)
+			continue;
+		end = strstr(p + 1, "\n.TP\n");
+		if (end == NULL)
+			end = strstr(p + 1, "\n.SH");
+		ck_assert_ptr_nonnull(end);
+		/* In roff: \fB, \% (no hyphenation), the default, \fP. */
+		snprintf(want, sizeof(want), "Default: \\fB\\%%%s\\fP",
+			 strcmp(doc.name, "pidfile") == 0
+				 ? "@runstatedir@/orchd.pid"
+				 : doc.def);
+		*end = '\0';
+		ck_assert_msg(strstr(p, want) != NULL,
+			      "man page entry of %s lacks \"%s\"", doc.name,
+			      want);
+		*end = '\n';
+	}
+	free(text);
+}
+END_TEST
+
+static Suite *
+config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc;
+
+	tc = tcase_create("values");
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_directive_doc);
+	tcase_add_test(tc, test_every_directive);
+	tcase_add_test(tc, test_values);
+	tcase_add_test(tc, test_duration_parse);
+	tcase_add_test(tc, test_listen_parse);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("errors");
+	tcase_add_test(tc, test_unknown_directive);
+	tcase_add_test(tc, test_missing_value);
+	tcase_add_test(tc, test_too_many_values);
+	tcase_add_test(tc, test_bad_number);
+	tcase_add_test(tc, test_out_of_range);
+	tcase_add_test(tc, test_bad_duration);
+	tcase_add_test(tc, test_bad_address);
+	tcase_add_test(tc, test_listen_rules);
+	tcase_add_test(tc, test_unterminated_quote);
+	tcase_add_test(tc, test_duplicate);
+	tcase_add_test(tc, test_strings);
+	tcase_add_test(tc, test_jwt_secret_file);
+	tcase_add_test(tc, test_tls_cross_check);
+	tcase_add_test(tc, test_all_errors_reported);
+	tcase_add_test(tc, test_nul_byte);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("include");
+	tcase_add_test(tc, test_include);
+	tcase_add_test(tc, test_include_missing);
+	tcase_add_test(tc, test_include_loop);
+	tcase_add_test(tc, test_include_depth);
+	tcase_add_test(tc, test_duplicate_across_include);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("environment");
+	tcase_add_test(tc, test_env);
+	tcase_add_test(tc, test_env_bad);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("dump");
+	tcase_add_test(tc, test_dump_format);
+	tcase_add_test(tc, test_dump_round_trip);
+	tcase_add_test(tc, test_dump_hides_secret);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("docs");
+	tcase_add_test(tc, test_sample_config);
+	tcase_add_test(tc, test_man_page);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+int
+main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	/* The developer's own environment must not leak into the tests. */
+	for (size_t i = 0; i < UTIL_NELEM(env_names); i++)
+		unsetenv(env_names[i]);
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	sr = srunner_create(config_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return failed ? 1 : 0;
+}

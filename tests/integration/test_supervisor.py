@@ -1,0 +1,328 @@
+"""Supervisor behaviour: workers sharing the load, respawn after a crash,
+signals (HUP reload, TERM/INT graceful stop, USR1 log reopen) and daemon mode.
+"""
+
+import os
+import re
+import signal
+import time
+import unittest
+
+from harness import (Hammer, OrchdTestCase, RawConn, config_text, port_refuses,
+                     proc_alive, read_file, wait_for)
+
+
+def slot_pids(o, nslots, timeout=5.0):
+    """Poll /healthz until every slot 0..nslots-1 answered; {slot: pid}."""
+    seen = {}
+
+    def done():
+        doc = o.healthz()
+        seen.setdefault(doc["worker"], doc["pid"])
+        return all(s in seen for s in range(nslots))
+
+    wait_for(done, timeout, interval=0.0)
+    return seen
+
+
+class LoadTest(OrchdTestCase):
+
+    def test_two_workers_answer_1000_requests_and_share_the_load(self):
+        o = self.start_orchd()
+        h = Hammer(o.port, threads=16, total=1000).start()
+        self.assertTrue(h.wait_done(), "load threads did not finish: " + h.summary())
+        self.assertEqual(h.failures, 0, h.summary() + self.diag())
+        self.assertEqual(h.ok, 1000, h.summary())
+        self.assertEqual(set(h.slots), {0, 1},
+                         "expected answers from slots 0 and 1: " + h.summary() + self.diag())
+        for slot in (0, 1):
+            self.assertGreater(h.slots[slot], 0, h.summary())
+        self.assertEqual(set(h.generations), {1}, h.summary())
+        # The pids that answered are the supervisor's children, one per slot.
+        kids = o.worker_pids()
+        self.assertEqual(len(h.pids), 2, h.summary())
+        for pid in h.pids:
+            self.assertIn(pid, kids, "pid %s answered /healthz but is not a child of "
+                          "the supervisor %d (children %s)" % (pid, o.pid, kids))
+        self.assertNotIn(o.pid, h.pids, "the supervisor itself answered /healthz")
+        for slot, pids in h.slot_pids.items():
+            self.assertEqual(len(pids), 1, "slot %s answered from several pids %s without "
+                             "any crash or reload" % (slot, pids))
+
+
+class RespawnTest(OrchdTestCase):
+
+    def test_kill9_worker_is_respawned_while_clients_hammer(self):
+        o = self.start_orchd()
+        before = slot_pids(o, 2)
+        self.assertEqual(set(before), {0, 1}, "both slots should answer: %s%s"
+                         % (before, self.diag()))
+        children_before = set(o.children())
+        victim_slot = 0
+        victim = before[victim_slot]
+
+        nthreads = 16
+        h = Hammer(o.port, threads=nthreads, max_duration=40).start()
+        try:
+            self.assertTrue(wait_for(lambda: h.requests() >= 200, 10),
+                            "hammer made no progress: " + h.summary() + self.diag())
+            os.kill(victim, signal.SIGKILL)
+            killed_at = time.monotonic()
+
+            # A new child appears, the victim is gone.
+            new = wait_for(lambda: [p for p in o.worker_pids() if p not in children_before],
+                           10)
+            self.assertTrue(new, "no new worker within 10s of kill -9 %d (children now %s)%s"
+                            % (victim, o.children(), self.diag()))
+            self.assertTrue(wait_for(lambda: not proc_alive(victim), 5),
+                            "killed worker %d still alive" % victim)
+            # The victim's slot answers again, from a new pid.
+            respawned = wait_for(lambda: h.slot_pids[victim_slot] - {victim}, 10)
+            self.assertTrue(respawned, "slot %d never answered from a new pid after the kill: %s%s"
+                            % (victim_slot, h.summary(), self.diag()))
+            respawn_time = time.monotonic() - killed_at
+            # Keep hammering a little after the respawn.
+            mark = h.requests()
+            wait_for(lambda: h.requests() >= mark + 300, 10)
+        finally:
+            self.assertTrue(h.stop(), "load threads did not stop")
+
+        total = h.ok + h.failures
+        self.assertLessEqual(h.failures, nthreads,
+                             "more failures than in-flight requests (%d threads): %s%s"
+                             % (nthreads, h.summary(), self.diag()))
+        self.assertGreaterEqual(h.ok, 0.95 * total, h.summary())
+        self.assertIn(respawned.pop(), o.worker_pids())
+        doc = o.healthz()
+        self.assertEqual(doc["generation"], 1, "a respawn is not a reload: %s" % doc)
+        self.assertEqual(doc["workers"], 2, doc)
+        # The other worker was left alone.
+        self.assertTrue(proc_alive(before[1]), "the other worker died too" + self.diag())
+        self.assertLess(respawn_time, 10)
+
+    @unittest.skip("a worker exiting with status 2 (fatal config) cannot be provoked "
+                   "cleanly from outside the process; covered by unit tests if at all")
+    def test_worker_exit_status_2_is_not_respawned(self):
+        pass
+
+
+class ReloadTest(OrchdTestCase):
+
+    def test_hup_with_broken_config_keeps_serving_and_logs_file_line(self):
+        o = self.start_orchd()
+        first = o.healthz()
+        self.assertEqual(first["generation"], 1, first)
+        serving_before = set(slot_pids(o, 2).values())
+
+        good = config_text(o.default_config())
+        nlines = len(good.splitlines())
+        bad = good + "bogus_directive 1\nworkers banana\n"
+        o.write_config(bad)
+
+        h = Hammer(o.port, threads=4, max_duration=30).start()
+        try:
+            o.send_signal(signal.SIGHUP)
+            line1 = '%s:%d: unknown directive "bogus_directive"' % (o.conf_path, nlines + 1)
+            line2 = "%s:%d: " % (o.conf_path, nlines + 2)
+            self.assertTrue(o.wait_log(re.escape(line1), 5),
+                            "log does not show %r after HUP%s" % (line1, self.diag()))
+            self.assertTrue(o.wait_log(re.escape(line2), 2),
+                            "log shows only the first error; missing %r%s" % (line2, self.diag()))
+            time.sleep(0.5)
+        finally:
+            self.assertTrue(h.stop(), "load threads did not stop")
+
+        self.assertTrue(o.alive(), "supervisor died on a bad reload" + self.diag())
+        self.assertEqual(h.failures, 0, h.summary() + self.diag())
+        self.assertGreater(h.ok, 0, h.summary())
+        self.assertEqual(set(h.generations), {1}, h.summary())
+        for _ in range(10):
+            doc = o.healthz()
+            self.assertEqual(doc["generation"], 1, "failed reload changed generation: %s" % doc)
+            self.assertEqual(doc["workers"], 2, doc)
+            self.assertIn(doc["pid"], serving_before,
+                          "a new worker answers after a failed reload: %s" % doc)
+
+        # A failed reload must not spoil the next good one.
+        o.write_config(o.default_config())
+        o.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: o.healthz()["generation"] == 2, 10),
+                        "good reload after a failed one did not happen" + self.diag())
+
+    def test_hup_with_good_config_changes_workers_2_to_3_without_failures(self):
+        o = self.start_orchd()
+        old = set(slot_pids(o, 2).values())
+        self.assertEqual(len(old), 2)
+
+        h = Hammer(o.port, threads=16, max_duration=40).start()
+        try:
+            self.assertTrue(wait_for(lambda: h.requests() >= 200, 10),
+                            "hammer made no progress: " + h.summary() + self.diag())
+            o.write_config(o.default_config(workers=3))
+            o.send_signal(signal.SIGHUP)
+
+            def reloaded():
+                docs = [o.healthz() for _ in range(10)]
+                return all(d["generation"] == 2 and d["workers"] == 3 for d in docs)
+
+            self.assertTrue(wait_for(reloaded, 10),
+                            "healthz does not report generation 2 / workers 3 "
+                            "within 10s of HUP: %s%s" % (h.summary(), self.diag()))
+            slots = {}
+
+            def three_slots():
+                doc = o.healthz()
+                if doc["generation"] == 2:
+                    slots.setdefault(doc["worker"], doc["pid"])
+                return set(slots) == {0, 1, 2}
+
+            self.assertTrue(wait_for(three_slots, 10, interval=0.0),
+                            "after reload to 3 workers only slots %s answered%s"
+                            % (sorted(slots), self.diag()))
+            mark = h.requests()
+            wait_for(lambda: h.requests() >= mark + 200, 10)
+        finally:
+            self.assertTrue(h.stop(), "load threads did not stop")
+
+        self.assertEqual(h.failures, 0, "requests failed during the reload: "
+                         + h.summary() + self.diag())
+        self.assertIn(2, h.generations, h.summary())
+        self.assertEqual(len(set(slots.values())), 3, slots)
+        self.assertFalse(old & set(slots.values()),
+                         "an old-generation worker answers as generation 2: %s %s"
+                         % (old, slots))
+        # The old workers drain and exit.
+        self.assertTrue(wait_for(lambda: not any(proc_alive(p) for p in old),
+                                 o.drain_timeout + 2),
+                        "old workers %s still alive %.0fs after the reload%s"
+                        % ([p for p in old if proc_alive(p)], o.drain_timeout + 2, self.diag()))
+        self.assertTrue(o.alive())
+
+
+class StopTest(OrchdTestCase):
+
+    def _graceful_stop(self, sig):
+        o = self.start_orchd(overrides={"drain_timeout": "2s"})
+        self.assertEqual(o.read_pidfile(), o.pid,
+                         "pid file %s should hold the supervisor pid" % o.pid_path)
+        kids = o.children()
+        self.assertTrue(kids, "supervisor has no children" + self.diag())
+        # An idle keep-alive client must not hold the stop past drain_timeout.
+        idle = RawConn(o.port)
+        self.addCleanup(idle.close)
+        self.assertEqual(idle.request().status, 200)
+
+        started = time.monotonic()
+        o.send_signal(sig)
+        code = o.wait_exit(o.drain_timeout + 1.5)
+        elapsed = time.monotonic() - started
+        self.assertEqual(code, 0, "exit status after %s%s" % (sig.name, self.diag()))
+        self.assertFalse(os.path.exists(o.pid_path),
+                         "pid file left behind after %s" % sig.name)
+        self.assertTrue(wait_for(lambda: not any(proc_alive(p) for p in kids), 3),
+                        "children %s survive the supervisor"
+                        % [p for p in kids if proc_alive(p)])
+        self.assertTrue(port_refuses(o.port), "port still accepts after exit")
+        self.assertLessEqual(elapsed, o.drain_timeout + 1.5)
+
+    def test_term_exits_0_within_drain_timeout_and_removes_pidfile(self):
+        self._graceful_stop(signal.SIGTERM)
+
+    def test_int_exits_0_within_drain_timeout_and_removes_pidfile(self):
+        self._graceful_stop(signal.SIGINT)
+
+    def test_dash_p_overrides_the_pidfile(self):
+        o = self.new_orchd()
+        alt = os.path.join(o.dir, "alt.pid")
+        o.start(args=["-p", alt])
+        self.assertEqual(o.read_pidfile(alt), o.pid,
+                         "-p %s should hold the supervisor pid" % alt)
+        self.assertFalse(os.path.exists(o.pid_path),
+                         "the config's pidfile was written despite -p")
+        o.send_signal(signal.SIGTERM)
+        self.assertEqual(o.wait_exit(o.drain_timeout + 1.5), 0, self.diag())
+        self.assertFalse(os.path.exists(alt), "-p pid file left behind")
+
+
+class LogReopenTest(OrchdTestCase):
+
+    def _holders_of(self, o, path):
+        """Pids in the orchd tree with an fd open on path."""
+        holders = []
+        for pid in [o.pid] + o.children():
+            fddir = "/proc/%d/fd" % pid
+            try:
+                fds = os.listdir(fddir)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    target = os.readlink(os.path.join(fddir, fd))
+                except OSError:
+                    continue
+                if target == path or target == path + " (deleted)":
+                    holders.append(pid)
+                    break
+        return holders
+
+    def test_usr1_reopens_the_log(self):
+        o = self.start_orchd()
+        self.assertTrue(wait_for(lambda: os.path.getsize(o.log_path) > 0, 5),
+                        "nothing logged at log_level debug" + self.diag())
+        rotated = o.log_path + ".1"
+        os.rename(o.log_path, rotated)
+        o.send_signal(signal.SIGUSR1)
+        self.assertTrue(wait_for(lambda: os.path.exists(o.log_path), 5),
+                        "USR1 did not recreate %s%s" % (o.log_path, self.diag()))
+        # No process of the tree keeps writing to the rotated file.
+        released = wait_for(lambda: not self._holders_of(o, rotated), 5)
+        self.assertTrue(released, "processes %s still hold %s open 5s after USR1 (tree: %d %s)"
+                        % (self._holders_of(o, rotated), rotated, o.pid, o.children()))
+
+        # A supervisor line provoked now lands in the new file.
+        good = config_text(o.default_config())
+        n = len(good.splitlines()) + 1
+        o.write_config(good + "bogus_after_rotate 1\n")
+        o.send_signal(signal.SIGHUP)
+        marker = '%s:%d: unknown directive "bogus_after_rotate"' % (o.conf_path, n)
+        self.assertTrue(o.wait_log(re.escape(marker), 5),
+                        "new log lacks %r; rotated log tail:\n%s%s"
+                        % (marker, read_file(rotated)[-2000:], self.diag()))
+        self.assertNotIn(marker, read_file(rotated), "line written to the rotated log")
+        self.assertEqual(o.healthz()["status"], "ok")
+
+
+class DaemonModeTest(OrchdTestCase):
+
+    def test_without_f_daemonizes_writes_pidfile_and_stops_on_term(self):
+        o = self.new_orchd()
+        started = time.monotonic()
+        o.start(foreground=False)  # asserts the launcher returns 0 promptly
+        self.assertEqual(o.proc.returncode, 0)
+        self.assertLess(time.monotonic() - started, 10)
+        pid = o.read_pidfile()
+        self.assertIsNotNone(pid, "no pid file %s" % o.pid_path)
+        self.assertNotEqual(pid, o.proc.pid, "pid file holds the launcher's pid")
+        self.assertTrue(proc_alive(pid), "pid file holds %d which is not running" % pid)
+        self.assertEqual(o.pid, pid)
+        # The pid file names the supervisor: the worker that answers is its child.
+        doc = o.healthz()
+        self.assertIn(doc["pid"], o.children(),
+                      "worker %s is not a child of pid-file pid %d" % (doc["pid"], pid))
+        # Detached: its own session, not ours.
+        with open("/proc/%d/stat" % pid) as f:
+            sid = int(f.read().rsplit(")", 1)[1].split()[3])
+        self.assertNotEqual(sid, os.getsid(0), "daemon did not leave our session")
+
+        kids = o.children()
+        os.kill(pid, signal.SIGTERM)
+        o.wait_exit(o.drain_timeout + 1.5)
+        self.assertTrue(wait_for(lambda: not os.path.exists(o.pid_path), 2),
+                        "pid file left behind" + self.diag())
+        self.assertTrue(wait_for(lambda: not any(proc_alive(p) for p in kids), 3),
+                        "children survive the daemon")
+        self.assertTrue(port_refuses(o.port))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
