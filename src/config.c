@@ -8,9 +8,9 @@
  * parser accepts, and config_dump() prints every entry back in the same
  * syntax.  Adding a directive is one table entry plus its struct field.
  *
- * An error never stops the parse: each is reported through the caller's
+ * An error does not stop the parse: each is reported through the caller's
  * callback as "file:line: directive: message" and the parse goes on, so that
- * "orchd -t" shows every mistake in one run.
+ * "orchd -t" shows every mistake in one run (up to MAX_ERRORS of them).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -51,6 +51,12 @@
 #define SECRET_MAX 4096   /* jwt secret, from a file or the environment */
 #define WS_PATH_MAX 255
 #define MSG_MAX 1024
+/*
+ * A config file is small and written by hand.  These limits keep a mistake
+ * such as "include" of a log file from eating memory or flooding the log.
+ */
+#define LINE_MAX_LEN 65536
+#define MAX_ERRORS 100 /* then one "too many errors" and the parse stops */
 
 #define MS_SECOND 1000ULL
 #define MS_MINUTE (60 * MS_SECOND)
@@ -170,7 +176,16 @@ report(struct pctx *c, const char *fmt, ...)
 	for (char *p = msg; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
-	c->nerr++;
+	if (c->nerr > MAX_ERRORS)
+		return;
+	if (c->nerr++ == MAX_ERRORS && c->file != NULL)
+		snprintf(msg, sizeof(msg),
+			 "%s:%d: too many errors (more than %d); giving up",
+			 c->file, c->line, MAX_ERRORS);
+	else if (c->nerr == MAX_ERRORS + 1)
+		snprintf(msg, sizeof(msg),
+			 "%s: too many errors (more than %d); giving up",
+			 c->cfg->path, MAX_ERRORS);
 	if (c->errfn != NULL)
 		c->errfn(c->arg, msg);
 }
@@ -1216,43 +1231,53 @@ struct src {
 	const char *text; /* with fp == NULL */
 };
 
+/*
+ * The next line, without its newline, into buf (LINE_MAX_LEN + 1 bytes).
+ * Returns its length, -1 at the end, -2 when it is too long.
+ */
 static ssize_t
-src_getline(struct src *s, char **buf, size_t *cap)
+src_getline(struct src *s, char *buf)
 {
-	const char *nl;
-	size_t n;
+	size_t n = 0;
+	int ch, any = 0;
 
-	if (s->fp != NULL)
-		return getline(buf, cap, s->fp);
-	if (*s->text == '\0')
-		return -1;
-	nl = strchr(s->text, '\n');
-	n = nl != NULL ? (size_t)(nl - s->text) + 1 : strlen(s->text);
-	if (n + 1 > *cap) {
-		*buf = util_realloc(*buf, n + 1);
-		*cap = n + 1;
+	for (;;) {
+		if (s->fp != NULL)
+			ch = getc(s->fp);
+		else
+			ch = *s->text != '\0' ? (unsigned char)*s->text++ : EOF;
+		if (ch == EOF && !any)
+			return -1;
+		any = 1;
+		if (ch == EOF || ch == '\n')
+			break;
+		if (n == LINE_MAX_LEN)
+			return -2;
+		buf[n++] = (char)ch;
 	}
-	memcpy(*buf, s->text, n);
-	(*buf)[n] = '\0';
-	s->text += n;
+	buf[n] = '\0';
 	return (ssize_t)n;
 }
 
+/* Past a NUL byte or an endless line, the rest of the file is noise. */
 static void
 parse_src(struct pctx *c, struct src *s)
 {
-	char *line = NULL;
-	size_t cap = 0;
+	char *line = util_malloc(LINE_MAX_LEN + 1);
 	ssize_t n;
 
-	while ((n = src_getline(s, &line, &cap)) >= 0) {
+	while (c->nerr <= MAX_ERRORS && (n = src_getline(s, line)) != -1) {
 		c->line++;
-		if (n > 0 && line[n - 1] == '\n')
-			line[--n] = '\0';
+		if (n == -2) {
+			derr(c, NULL, "line longer than %d bytes; rest of the "
+				      "file ignored",
+			     LINE_MAX_LEN);
+			break;
+		}
 		if (strlen(line) != (size_t)n) {
-			derr(c, NULL,
-			     "line contains a NUL byte (is this a text file?)");
-			continue;
+			derr(c, NULL, "line contains a NUL byte (not a text "
+				      "file?); rest of the file ignored");
+			break;
 		}
 		parse_line(c, line);
 	}
@@ -1291,8 +1316,11 @@ parse_file(struct pctx *c, const struct directive *inc, const char *path)
 		file_error(c, inc, path, strerror(errno));
 		goto out;
 	}
-	if (S_ISDIR(st.st_mode)) {
-		file_error(c, inc, path, "is a directory");
+	/* A FIFO or a device could block or never end. */
+	if (!S_ISREG(st.st_mode)) {
+		file_error(c, inc, path,
+			   S_ISDIR(st.st_mode) ? "is a directory"
+					       : "not a regular file");
 		goto out;
 	}
 	for (int i = 0; i < c->depth; i++) {

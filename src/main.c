@@ -48,7 +48,8 @@ main(int argc, char *argv[])
 {
 	struct supervisor_opts opts;
 	struct config *cfg;
-	int ch, test = 0, dump = 0, quiet = 0, nerr;
+	char *conffile_abs = NULL;
+	int ch, test = 0, dump = 0, quiet = 0, nerr, rc;
 
 	memset(&opts, 0, sizeof(opts));
 	opts.conffile = DEFAULT_CONFFILE;
@@ -94,6 +95,10 @@ main(int argc, char *argv[])
 
 	cfg = config_new();
 	nerr = config_load(cfg, opts.conffile, print_error, NULL);
+	/* Reloads happen after chdir("/"): remember where the file is. */
+	if (!test && nerr == 0 &&
+	    (conffile_abs = realpath(opts.conffile, NULL)) != NULL)
+		opts.conffile = conffile_abs;
 	if (test) {
 		if (nerr > 0) {
 			fprintf(stderr,
@@ -124,5 +129,7 @@ main(int argc, char *argv[])
 		config_free(cfg);
 		return 2;
 	}
-	return supervisor_run(cfg, &opts);
+	rc = supervisor_run(cfg, &opts);
+	free(conffile_abs);
+	return rc;
 }

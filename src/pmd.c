@@ -85,15 +85,18 @@ take_token(struct cursor *c, const char **start)
 
 /*
  * A parameter value: token or quoted-string, unescaped into buf.  Returns
- * its length, or -1 on a syntax error.  A value longer than cap is cut to
- * cap + 1 bytes, enough for the caller to see that it is out of range.
+ * its length, or -1 on a syntax error (no value, unterminated quote).  A
+ * value that cannot be valid (longer than cap, or a quoted value that is
+ * not a token once unescaped, which 6455 9.1 requires) gives cap + 1, so the
+ * caller declines the offer; the cursor is then past the closing quote, so
+ * a comma inside the quotes is not mistaken for the end of the offer.
  */
 static int
 take_value(struct cursor *c, char *buf, size_t cap)
 {
-	size_t len = 0;
+	size_t len = 0, tl;
 	const char *t;
-	size_t tl;
+	int bad = 0;
 
 	if (c->i < c->n && c->s[c->i] == '"') {
 		c->i++;
@@ -102,25 +105,22 @@ take_value(struct cursor *c, char *buf, size_t cap)
 
 			if (ch == '\\') {
 				if (++c->i == c->n)
-					return -1;
+					break;
 				ch = (unsigned char)c->s[c->i];
 			}
-			if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-				return -1;
-			/* 6455 9.1: the unescaped value must be a token. */
 			if (!is_tchar(ch))
-				return -1;
+				bad = 1;
 			if (len < cap)
 				buf[len] = (char)ch;
 			len++;
 			c->i++;
 		}
-		if (c->i == c->n)
+		if (c->i >= c->n)
 			return -1; /* unterminated */
 		c->i++;
-		if (len == 0)
-			return -1;
-		return len > cap ? (int)cap + 1 : (int)len;
+		if (bad || len == 0 || len > cap)
+			return (int)cap + 1;
+		return (int)len;
 	}
 	tl = take_token(c, &t);
 	if (tl == 0)

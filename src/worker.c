@@ -180,7 +180,7 @@ worker_dispatch_http(struct conn *c, const struct http_request *req)
 }
 
 static void
-reaper_cb(struct ev_loop *loop, ev_check *chk, int revents)
+reaper_cb(struct ev_loop *loop, ev_prepare *chk, int revents)
 {
 	struct worker *w = chk->data;
 
@@ -299,9 +299,9 @@ worker_run(const struct worker_args *a)
 	w->accept_resume.data = w;
 	ev_init(&w->drain_timer, drain_timeout_cb);
 	w->drain_timer.data = w;
-	ev_check_init(&w->reaper, reaper_cb);
+	ev_prepare_init(&w->reaper, reaper_cb);
 	w->reaper.data = w;
-	ev_check_start(w->loop, &w->reaper);
+	ev_prepare_start(w->loop, &w->reaper);
 
 	ev_signal_init(&w->sig_term, signal_cb, SIGTERM);
 	ev_signal_init(&w->sig_int, signal_cb, SIGINT);

@@ -33,7 +33,7 @@
 #endif
 
 #define DATA TEST_SRCDIR "/data/config"
-#define MAX_ERRS 64
+#define MAX_ERRS 128
 
 static char tmpdir[] = "/tmp/check_config.XXXXXX";
 
@@ -1079,16 +1079,62 @@ START_TEST(test_all_errors_reported)
 }
 END_TEST
 
-START_TEST(test_nul_byte)
+/* Binary or runaway input: one error, then the file is dropped. */
+START_TEST(test_not_a_config)
 {
-	char p[512];
+	char p[512], *big;
 	struct config *cfg;
 	struct errs e;
+	size_t n = 70000;
 
-	write_tmp(p, sizeof(p), "nul.conf", "workers 2\nuser\0x\n", 17);
+	write_tmp(p, sizeof(p), "nul.conf", "workers 2\nuser\0x\nbogus\n", 23);
 	ck_assert_int_eq(load_file(&cfg, p, &e), 1);
 	ck_assert_ptr_nonnull(
 		strstr(e.msg[0], "nul.conf:2: line contains a NUL"));
+	ck_assert_int_eq(cfg->workers, 2);
+	errs_free(&e);
+	config_free(cfg);
+
+	big = malloc(n + 32);
+	memcpy(big, "workers 3\nws_path /", 19);
+	memset(big + 19, 'a', n - 19);
+	memcpy(big + n, "\nbogus\n", 8);
+	write_tmp(p, sizeof(p), "long.conf", big, n + 7);
+	ck_assert_int_eq(load_file(&cfg, p, &e), 1);
+	ck_assert_msg(strstr(e.msg[0], "long.conf:2: line longer than 65536 "
+				       "bytes") != NULL,
+		      "%s", e.msg[0]);
+	ck_assert_int_eq(cfg->workers, 3);
+	errs_free(&e);
+	config_free(cfg);
+	free(big);
+
+	EXPECT1("include /dev/null\n",
+		"t.conf:1: include: cannot open \"/dev/null\": not a regular "
+		"file",
+		"");
+	ck_assert_int_eq(load_file(&cfg, "/dev/null", &e), 1);
+	ck_assert_str_eq(e.msg[0],
+			 "/dev/null: cannot open: not a regular file");
+	errs_free(&e);
+	config_free(cfg);
+}
+END_TEST
+
+/* A flood of errors stops at 100, plus one that says so. */
+START_TEST(test_too_many_errors)
+{
+	char text[2048] = "";
+	struct config *cfg;
+	struct errs e;
+
+	for (int i = 0; i < 150; i++)
+		strcat(text, "bogus\n");
+	ck_assert_int_eq(load_text(&cfg, text, &e), 101);
+	ck_assert_int_eq(e.n, 101);
+	ck_assert(has_prefix(e.msg[99], "t.conf:100: unknown directive"));
+	ck_assert_str_eq(e.msg[100], "t.conf:101: too many errors (more than "
+				     "100); giving up");
 	errs_free(&e);
 	config_free(cfg);
 }
@@ -1469,7 +1515,8 @@ config_suite(void)
 	tcase_add_test(tc, test_jwt_secret_file);
 	tcase_add_test(tc, test_tls_cross_check);
 	tcase_add_test(tc, test_all_errors_reported);
-	tcase_add_test(tc, test_nul_byte);
+	tcase_add_test(tc, test_not_a_config);
+	tcase_add_test(tc, test_too_many_errors);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("include");

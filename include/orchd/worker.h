@@ -47,7 +47,7 @@ struct worker {
 	int draining;
 	int exiting;
 	ev_timer drain_timer;
-	ev_check reaper;
+	ev_prepare reaper; /* runs before the loop blocks */
 	ev_signal sig_term, sig_int, sig_quit, sig_usr1;
 };
 

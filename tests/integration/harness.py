@@ -28,6 +28,7 @@ import unittest
 
 ORCHD_BIN = os.environ.get("ORCHD_BIN", "")
 KEEP_TMP = bool(os.environ.get("ORCHD_KEEP_TMP"))
+VERBOSE = bool(os.environ.get("ORCHD_IT_VERBOSE"))
 
 # How long orchd gets to answer its first /healthz after being started.
 START_TIMEOUT = 10.0
@@ -792,6 +793,11 @@ class OrchdTestCase(unittest.TestCase):
         o.write_config(config)
         o.start(args=args, foreground=foreground, wait=wait)
         return o
+
+    def note(self, fmt, *args):
+        """Extra detail on stderr when ORCHD_IT_VERBOSE is set."""
+        if VERBOSE:
+            sys.stderr.write("\n  [%s] %s\n" % (self.id().split(".")[-1], fmt % args))
 
     def diag(self, o=None):
         o = o or (self.instances[-1] if self.instances else None)

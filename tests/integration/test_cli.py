@@ -67,9 +67,13 @@ class CliTest(OrchdTestCase):
         for line, text in sorted(expected.items()):
             self.assertIn(text, r.stderr, "error for line %d missing from stderr:\n%s"
                           % (line, r.stderr))
-        for line in r.stderr.splitlines():
-            if path in line:
-                self.assertRegex(line, r"^%s:\d+: \S" % re.escape(path))
+        # Each error is a line of its own that starts with file:line:
+        # (a summary line such as "... test failed" may follow).
+        errors = [l for l in r.stderr.splitlines()
+                  if re.search(r"%s:\d+:" % re.escape(path), l)]
+        self.assertEqual(len(errors), len(expected), r.stderr)
+        for line in errors:
+            self.assertRegex(line, r"^%s:\d+: \S" % re.escape(path))
 
     def test_t_error_in_included_file_names_that_file(self):
         inc = os.path.join(self.o.dir, "extra.conf")

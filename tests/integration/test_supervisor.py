@@ -31,6 +31,7 @@ class LoadTest(OrchdTestCase):
         o = self.start_orchd()
         h = Hammer(o.port, threads=16, total=1000).start()
         self.assertTrue(h.wait_done(), "load threads did not finish: " + h.summary())
+        self.note("%s", h.summary())
         self.assertEqual(h.failures, 0, h.summary() + self.diag())
         self.assertEqual(h.ok, 1000, h.summary())
         self.assertEqual(set(h.slots), {0, 1},
@@ -88,6 +89,7 @@ class RespawnTest(OrchdTestCase):
             self.assertTrue(h.stop(), "load threads did not stop")
 
         total = h.ok + h.failures
+        self.note("respawned in %.3fs; %s", respawn_time, h.summary())
         self.assertLessEqual(h.failures, nthreads,
                              "more failures than in-flight requests (%d threads): %s%s"
                              % (nthreads, h.summary(), self.diag()))
@@ -132,6 +134,7 @@ class ReloadTest(OrchdTestCase):
         finally:
             self.assertTrue(h.stop(), "load threads did not stop")
 
+        self.note("%s", h.summary())
         self.assertTrue(o.alive(), "supervisor died on a bad reload" + self.diag())
         self.assertEqual(h.failures, 0, h.summary() + self.diag())
         self.assertGreater(h.ok, 0, h.summary())
@@ -184,6 +187,7 @@ class ReloadTest(OrchdTestCase):
         finally:
             self.assertTrue(h.stop(), "load threads did not stop")
 
+        self.note("%s", h.summary())
         self.assertEqual(h.failures, 0, "requests failed during the reload: "
                          + h.summary() + self.diag())
         self.assertIn(2, h.generations, h.summary())
@@ -197,6 +201,37 @@ class ReloadTest(OrchdTestCase):
                         "old workers %s still alive %.0fs after the reload%s"
                         % ([p for p in old if proc_alive(p)], o.drain_timeout + 2, self.diag()))
         self.assertTrue(o.alive())
+
+    def test_old_worker_answers_inflight_request_then_exits_promptly(self):
+        o = self.start_orchd(overrides={"drain_timeout": "6s"})
+        # A request in flight: head started, not finished.
+        c = RawConn(o.port)
+        self.addCleanup(c.close)
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)
+        old = set(o.worker_pids())
+        o.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: o.healthz()["generation"] == 2, 5),
+                        "reload did not happen" + self.diag())
+        c.send(b"\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200, "in-flight request lost in the reload: %r" % r)
+        doc = r.json()
+        self.assertEqual(doc["generation"], 1, "in-flight request served by: %s" % doc)
+        self.assertIn(doc["pid"], old)
+        c.close()
+        closed_at = time.monotonic()
+        # Its worker has nothing left to do: it must exit now, not when
+        # drain_timeout (6s) expires.
+        gone = wait_for(lambda: not any(proc_alive(p) for p in old), o.drain_timeout + 2)
+        elapsed = time.monotonic() - closed_at
+        self.note("old workers gone %.2fs after their last connection closed", elapsed)
+        self.assertTrue(gone, "old workers %s outlive drain_timeout%s"
+                        % ([p for p in old if proc_alive(p)], self.diag()))
+        self.assertLess(elapsed, 2.0,
+                        "old worker exited %.2fs after its last connection closed "
+                        "(drain_timeout %.0fs): it waited for the drain timer instead of "
+                        "exiting when drained%s" % (elapsed, o.drain_timeout, self.diag()))
 
 
 class StopTest(OrchdTestCase):
@@ -216,6 +251,7 @@ class StopTest(OrchdTestCase):
         o.send_signal(sig)
         code = o.wait_exit(o.drain_timeout + 1.5)
         elapsed = time.monotonic() - started
+        self.note("%s: exit %s after %.3fs", sig.name, code, elapsed)
         self.assertEqual(code, 0, "exit status after %s%s" % (sig.name, self.diag()))
         self.assertFalse(os.path.exists(o.pid_path),
                          "pid file left behind after %s" % sig.name)
@@ -230,6 +266,32 @@ class StopTest(OrchdTestCase):
 
     def test_int_exits_0_within_drain_timeout_and_removes_pidfile(self):
         self._graceful_stop(signal.SIGINT)
+
+    def test_term_answers_inflight_request_then_exits_promptly(self):
+        o = self.start_orchd(overrides={"drain_timeout": "6s"})
+        c = RawConn(o.port)
+        self.addCleanup(c.close)
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)
+        o.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        c.send(b"\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200, "in-flight request lost on TERM: %r" % r)
+        self.assertEqual(r.header("connection", "").lower(), "close",
+                         "a draining worker must close after the response: %r" % r.headers)
+        c.close()
+        closed_at = time.monotonic()
+        code = o.wait_exit(o.drain_timeout + 1.5)
+        elapsed = time.monotonic() - closed_at
+        self.note("TERM: exit %s %.2fs after the last connection closed", code, elapsed)
+        self.assertEqual(code, 0, self.diag())
+        self.assertFalse(os.path.exists(o.pid_path), "pid file left behind")
+        self.assertLess(elapsed, 2.0,
+                        "orchd exited %.2fs after its last connection closed "
+                        "(drain_timeout %.0fs): the worker waited for the drain timer "
+                        "instead of exiting when drained%s"
+                        % (elapsed, o.drain_timeout, self.diag()))
 
     def test_dash_p_overrides_the_pidfile(self):
         o = self.new_orchd()
@@ -297,10 +359,14 @@ class DaemonModeTest(OrchdTestCase):
     def test_without_f_daemonizes_writes_pidfile_and_stops_on_term(self):
         o = self.new_orchd()
         started = time.monotonic()
-        o.start(foreground=False)  # asserts the launcher returns 0 promptly
+        o.start(foreground=False, wait=False)  # asserts the launcher returns 0
         self.assertEqual(o.proc.returncode, 0)
         self.assertLess(time.monotonic() - started, 10)
+        # Init scripts read the pid file as soon as the launcher returns.
         pid = o.read_pidfile()
+        self.assertIsNotNone(pid, "no pid file %s when the launcher returned%s"
+                             % (o.pid_path, self.diag()))
+        o.wait_healthy()
         self.assertIsNotNone(pid, "no pid file %s" % o.pid_path)
         self.assertNotEqual(pid, o.proc.pid, "pid file holds the launcher's pid")
         self.assertTrue(proc_alive(pid), "pid file holds %d which is not running" % pid)
