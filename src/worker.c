@@ -31,7 +31,7 @@ worker_accept_pause(struct worker *w, const char *why)
 {
 	if (w->accept_paused)
 		return;
-	log_warnx("%s: worker %d: pausing accept: %s", __func__, w->slot,
+	log_warnx("%s: pausing accept: %s", __func__,
 		  why);
 	w->accept_paused = 1;
 	atomic_fetch_add(&w->stats->accept_paused, 1);
@@ -51,7 +51,7 @@ worker_accept_resume(struct worker *w)
 	ev_timer_stop(w->loop, &w->accept_resume);
 	for (int i = 0; i < w->nlisteners; i++)
 		ev_io_start(w->loop, &w->listeners[i].io);
-	log_info("%s: worker %d: accepting again", __func__, w->slot);
+	log_info("%s: accepting again", __func__);
 }
 
 static void
@@ -195,7 +195,7 @@ worker_maybe_exit(struct worker *w)
 	if (w->exiting || w->conns != NULL || w->dead != NULL)
 		return;
 	w->exiting = 1;
-	log_info("%s: worker %d: drained, exiting", __func__, w->slot);
+	log_info("%s: drained, exiting", __func__);
 	ev_break(w->loop, EVBREAK_ALL);
 }
 
@@ -205,8 +205,8 @@ drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	struct worker *w = t->data;
 	struct conn *c, *next;
 
-	log_notice("%s: worker %d: drain timeout, closing %llu connections",
-		   __func__, w->slot, (unsigned long long)w->nconns);
+	log_notice("%s: drain timeout, closing %llu connections", __func__,
+		   (unsigned long long)w->nconns);
 	for (c = w->conns; c != NULL; c = next) {
 		next = c->next;
 		conn_close(c, "drain timeout");
@@ -223,7 +223,7 @@ worker_drain(struct worker *w)
 	if (w->draining)
 		return;
 	w->draining = 1;
-	log_info("%s: worker %d: draining %llu connections", __func__, w->slot,
+	log_info("%s: draining %llu connections", __func__,
 		 (unsigned long long)w->nconns);
 	for (int i = 0; i < w->nlisteners; i++) {
 		ev_io_stop(w->loop, &w->listeners[i].io);
@@ -314,8 +314,8 @@ worker_run(const struct worker_args *a)
 	ev_signal_start(w->loop, &w->sig_quit);
 	ev_signal_start(w->loop, &w->sig_usr1);
 
-	log_info("%s: worker %d (generation %u) started, %d listeners",
-		 __func__, w->slot, w->generation, w->nlisteners);
+	log_info("%s: started (generation %u), %d listeners", __func__,
+		 w->generation, w->nlisteners);
 	ev_run(w->loop, 0);
 	exit(0);
 }

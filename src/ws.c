@@ -118,10 +118,6 @@ frame_parse(const uint8_t *buf, size_t len, unsigned flags, struct ws_frame *f,
 		return -WS_CLOSE_PROTOCOL;
 	}
 	plen = b1 & 0x7f;
-	if (WS_OP_IS_CONTROL(op) && plen > WS_CONTROL_MAX) {
-		*why = "control frame payload over 125 bytes";
-		return -WS_CLOSE_PROTOCOL;
-	}
 	need = 2;
 	if (plen == 126) {
 		need += 2;
@@ -140,6 +136,11 @@ frame_parse(const uint8_t *buf, size_t len, unsigned flags, struct ws_frame *f,
 		plen = 0;
 		for (int i = 0; i < 8; i++)
 			plen = plen << 8 | buf[2 + i];
+	}
+	/* On the decoded value: a non-minimal encoding of <= 125 is fine. */
+	if (WS_OP_IS_CONTROL(op) && plen > WS_CONTROL_MAX) {
+		*why = "control frame payload over 125 bytes";
+		return -WS_CLOSE_PROTOCOL;
 	}
 	if (masked) {
 		if (len < need + 4)
@@ -479,7 +480,7 @@ data_piece(struct ws_reader *r, const uint8_t *p, size_t n,
 static int
 message_done(struct ws_reader *r, struct ws_event *ev)
 {
-	if (r->msg_deflated && inflate_piece(r, NULL, 0, 1, ev) < 0)
+	if (r->msg_deflated && inflate_piece(r, NULL, 0, 1, ev) != 0)
 		return WS_EV_ERROR;
 	if (r->msg_op == WS_OP_TEXT && r->utf8 != UTF8_ACCEPT)
 		return fail(r, ev, WS_CLOSE_INVALID_DATA,
@@ -572,7 +573,7 @@ feed(struct ws_reader *r, uint8_t *buf, size_t len, size_t *posp,
 			}
 			pos += (size_t)h - r->hdr_len;
 			r->hdr_len = 0;
-			if (frame_begin(r, ev) < 0) {
+			if (frame_begin(r, ev) != 0) {
 				rc = WS_EV_ERROR;
 				break;
 			}
@@ -620,7 +621,7 @@ feed(struct ws_reader *r, uint8_t *buf, size_t len, size_t *posp,
 			if (WS_OP_IS_CONTROL(r->f.opcode)) {
 				if (n > 0)
 					memcpy(r->ctrl + r->frame_pos, p, n);
-			} else if (data_piece(r, p, n, ev) < 0) {
+			} else if (data_piece(r, p, n, ev) != 0) {
 				rc = WS_EV_ERROR;
 				break;
 			}

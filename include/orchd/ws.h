@@ -85,7 +85,8 @@ struct ws_frame {
  * a message; continuation and control frames never carry it); reserved
  * opcodes are refused; a control frame must have FIN and at most 125 bytes;
  * a 64-bit length must have its top bit clear.  Non-minimal length
- * encodings are accepted (RFC 6455 does not forbid receiving them).
+ * encodings are accepted (RFC 6455 does not forbid receiving them), control
+ * frames included: their limit applies to the decoded length.
  */
 int ws_frame_parse(const uint8_t *buf, size_t len, unsigned flags,
 		   struct ws_frame *f);

@@ -96,6 +96,14 @@ class CliTest(OrchdTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"(?m)^\s*workers\s+3\s*;?\s*$", r.stdout)
 
+    def test_t_unknown_user_is_a_config_error(self):
+        cfg = self.o.default_config(user="no_such_user_orchd_it")
+        line = list(cfg).index("user") + 1
+        self.o.write_config(cfg)
+        r = self.run_orchd("-t", "-c", self.o.conf_path)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("%s:%d: " % (self.o.conf_path, line), r.stderr)
+
     def test_t_missing_file_exits_1(self):
         missing = os.path.join(self.o.dir, "missing.conf")
         r = self.run_orchd("-t", "-c", missing)

@@ -50,6 +50,7 @@ conf=$tmp/orchd.conf
 pidfile=$tmp/orchd.pid
 logfile=$tmp/orchd.log
 known_pids=""
+kids=""
 
 # alive PID: exists and is not a zombie (a daemonized process is reaped by
 # pid 1, which in a container may take its time).
@@ -137,10 +138,15 @@ export DAEMON_JWT_SECRET=init-script-test-secret-0123456789abcdef
 
 out=""
 rc=0
+runout=$tmp/run.out
 # run ACTION: run the init script, keep its output in $out and status in $rc.
+# The output goes through a file, not a pipe: a daemon that kept the
+# caller's stdout or stderr open would make $(...) wait forever (checked
+# separately below).
 run() {
-	out=$(timeout 90 "$initscript" "$@" 2>&1)
+	timeout 90 "$initscript" "$@" >"$runout" 2>&1 </dev/null
 	rc=$?
+	out=$(cat "$runout")
 }
 
 # expect_rc NAME WANT: check $rc.
@@ -227,6 +233,24 @@ if [ -n "$pid" ]; then
 		else
 			not_ok "children run as nobody" "not nobody:$bad"
 		fi
+	fi
+fi
+
+# A daemon must not keep the stdio of whoever started it: "$(orchd)" or
+# "/etc/init.d/orchd start | tee" would never see EOF.
+if [ -n "$pid" ]; then
+	held=""
+	for p in $pid $kids; do
+		for fd in 0 1 2; do
+			if [ "$(readlink "/proc/$p/fd/$fd" 2>/dev/null)" = "$runout" ]; then
+				held="$held pid $p fd $fd;"
+			fi
+		done
+	done
+	if [ -z "$held" ]; then
+		ok "no orchd process keeps the caller's stdout/stderr"
+	else
+		not_ok "no orchd process keeps the caller's stdout/stderr" "$held"
 	fi
 fi
 

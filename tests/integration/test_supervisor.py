@@ -102,8 +102,9 @@ class RespawnTest(OrchdTestCase):
         self.assertTrue(proc_alive(before[1]), "the other worker died too" + self.diag())
         self.assertLess(respawn_time, 10)
 
-    @unittest.skip("a worker exiting with status 2 (fatal config) cannot be provoked "
-                   "cleanly from outside the process; covered by unit tests if at all")
+    @unittest.skip("a worker exits 2 only if dropping privileges fails after fork, "
+                   "which config validation prevents (see test_hup_naming_an_unknown_"
+                   "user_is_refused_and_keeps_serving); no clean way to provoke it")
     def test_worker_exit_status_2_is_not_respawned(self):
         pass
 
@@ -233,6 +234,25 @@ class ReloadTest(OrchdTestCase):
                         "(drain_timeout %.0fs): it waited for the drain timer instead of "
                         "exiting when drained%s" % (elapsed, o.drain_timeout, self.diag()))
 
+    def test_hup_naming_an_unknown_user_is_refused_and_keeps_serving(self):
+        # The one way a worker would exit with status 2 (and never be
+        # respawned) is failing to drop privileges; a reload must refuse such
+        # a config up front instead of starting workers that die.
+        o = self.start_orchd()
+        before = set(slot_pids(o, 2).values())
+        good = o.default_config()
+        user_line = list(good).index("user") + 1
+        o.write_config(o.default_config(user="no_such_user_orchd_it"))
+        o.send_signal(signal.SIGHUP)
+        self.assertTrue(o.wait_log(re.escape("%s:%d: " % (o.conf_path, user_line)), 5),
+                        "unknown user not reported as file:line" + self.diag())
+        time.sleep(0.5)
+        for _ in range(10):
+            doc = o.healthz()
+            self.assertEqual(doc["generation"], 1, doc)
+            self.assertIn(doc["pid"], before, doc)
+        self.assertEqual(set(o.worker_pids()), before, "workers changed" + self.diag())
+
 
 class StopTest(OrchdTestCase):
 
@@ -352,6 +372,25 @@ class LogReopenTest(OrchdTestCase):
                         % (marker, read_file(rotated)[-2000:], self.diag()))
         self.assertNotIn(marker, read_file(rotated), "line written to the rotated log")
         self.assertEqual(o.healthz()["status"], "ok")
+
+    def test_log_lines_have_the_documented_format(self):
+        o = self.start_orchd()
+        for _ in range(5):
+            o.healthz()
+        o.send_signal(signal.SIGTERM)
+        self.assertEqual(o.wait_exit(o.drain_timeout + 1.5), 0, self.diag())
+        rx = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z orchd\[(\d+)\]: "
+                        r"(supervisor|worker \d+|relay): [A-Za-z_][A-Za-z0-9_]*: \S")
+        lines = o.log_text().splitlines()
+        self.assertTrue(lines, "empty log")
+        bad = [l for l in lines if not rx.match(l)]
+        self.assertFalse(bad, "log lines not in the documented format:\n%s"
+                         % "\n".join(bad[:10]))
+        sup = [l for l in lines if rx.match(l).group(2) == "supervisor"]
+        self.assertTrue(sup, "no supervisor lines")
+        for l in sup:
+            self.assertEqual(int(rx.match(l).group(1)), o.pid,
+                             "supervisor line with another pid: %s" % l)
 
 
 class DaemonModeTest(OrchdTestCase):
