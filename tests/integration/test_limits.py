@@ -78,11 +78,18 @@ class MaxConnectionsTest(OrchdTestCase):
             s = socket.create_connection(("127.0.0.1", o.port), timeout=2)
             s.sendall(b"GET /healthz HTTP/1.1\r\n")
             held.append(s)
-        time.sleep(0.3)
-        s = socket.create_connection(("127.0.0.1", o.port), timeout=2)
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = s.recv(4096)
-        s.close()
+        # The held ones may still be on their way into the worker on a busy
+        # machine: retry a little, but a server that never refuses fails.
+        data = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            s = socket.create_connection(("127.0.0.1", o.port), timeout=2)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = s.recv(4096)
+            s.close()
+            if data.startswith(b"HTTP/1.1 503"):
+                break
+            time.sleep(0.2)
         self.assertTrue(data.startswith(b"HTTP/1.1 503"), data)
         self.assertIn(b'"code":"MAX_CONNECTIONS"', data)
         for s in held:
