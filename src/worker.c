@@ -250,8 +250,6 @@ signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 
 	switch (s->signum) {
 	case SIGTERM:
-	case SIGINT:
-	case SIGQUIT:
 		worker_drain(w);
 		break;
 	case SIGUSR1:
@@ -304,14 +302,15 @@ worker_run(const struct worker_args *a)
 	ev_prepare_start(w->loop, &w->reaper);
 
 	ev_signal_init(&w->sig_term, signal_cb, SIGTERM);
-	ev_signal_init(&w->sig_int, signal_cb, SIGINT);
-	ev_signal_init(&w->sig_quit, signal_cb, SIGQUIT);
 	ev_signal_init(&w->sig_usr1, signal_cb, SIGUSR1);
-	w->sig_term.data = w->sig_int.data = w->sig_quit.data =
-		w->sig_usr1.data = w;
+	w->sig_term.data = w->sig_usr1.data = w;
 	ev_signal_start(w->loop, &w->sig_term);
-	ev_signal_start(w->loop, &w->sig_int);
-	ev_signal_start(w->loop, &w->sig_quit);
+	/*
+	 * Ctrl-C and QUIT reach the whole process group: only the supervisor
+	 * acts on them (it drains us with TERM), so stops stay orderly.
+	 */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
 	ev_signal_start(w->loop, &w->sig_usr1);
 
 	log_info("%s: started (generation %u), %d listeners", __func__,

@@ -48,7 +48,7 @@ struct worker {
 	int exiting;
 	ev_timer drain_timer;
 	ev_prepare reaper; /* runs before the loop blocks */
-	ev_signal sig_term, sig_int, sig_quit, sig_usr1;
+	ev_signal sig_term, sig_usr1;
 };
 
 struct worker_args {
