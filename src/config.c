@@ -19,13 +19,11 @@
 #define _GNU_SOURCE 1
 #endif
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
 #include <grp.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,9 +33,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "config_int.h"
 #include "orchd/config.h"
 #include "orchd/log.h"
 #include "orchd/util.h"
@@ -46,10 +44,11 @@
 #define ORCHD_RUNSTATEDIR "/var/run"
 #endif
 
-#define MAX_ARGS 8        /* words stored per line; more are only counted */
+#define MAX_ARGS 32       /* words stored per line; more are only counted */
 #define MAX_DIRECTIVES 64 /* size of the per-parse bookkeeping */
 #define SECRET_MAX 4096   /* jwt secret, from a file or the environment */
 #define WS_PATH_MAX 255
+#define HEALTHZ_PATH "/healthz" /* served by the workers themselves */
 #define MSG_MAX 1024
 /*
  * A config file is small and written by hand.  These limits keep a mistake
@@ -58,16 +57,19 @@
 #define LINE_MAX_LEN 65536
 #define MAX_ERRORS 100 /* then one "too many errors" and the parse stops */
 
-#define MS_SECOND 1000ULL
-#define MS_MINUTE (60 * MS_SECOND)
-#define MS_HOUR (60 * MS_MINUTE)
-#define MS_DAY (24 * MS_HOUR)
+#define MS_SECOND CFG_MS_SECOND
+#define MS_MINUTE CFG_MS_MINUTE
+#define MS_HOUR CFG_MS_HOUR
+#define KIB CFG_KIB
+#define MIB CFG_MIB
+#define GIB CFG_GIB
 
 enum dtype {
 	DT_STRING,   /* char *: any non-empty word */
 	DT_PATH,     /* char *: an absolute path */
 	DT_UINT,     /* unsigned: min..max */
 	DT_DURATION, /* uint64_t milliseconds: min..max */
+	DT_SIZE,     /* uint64_t bytes: min..max */
 	DT_BOOL,     /* int: on|off */
 	DT_ENUM,     /* int: one of enums[] */
 	DT_LISTEN,   /* cfg->listen[]: ADDR:PORT [tls] */
@@ -105,7 +107,7 @@ struct directive {
 	unsigned flags;
 	size_t off;       /* into struct config (typed by .type) */
 	const char *def;  /* default, parsed at config_new(); NULL: unset */
-	uint64_t min;     /* DT_UINT, DT_DURATION (ms), workers */
+	uint64_t min;     /* DT_UINT, DT_DURATION (ms), DT_SIZE, workers */
 	uint64_t max;
 	int maxargs;      /* values allowed (at least one is required); 0: 1 */
 	const struct enumval *enums;
@@ -116,10 +118,14 @@ struct directive {
 	const char *help;
 };
 
-/* Where a directive was written; file == NULL: never given. */
+/*
+ * Where a directive was written; file == NULL: never given.  env: the
+ * environment variable that overrode it, if any.
+ */
 struct where {
 	const char *file;
 	int line;
+	const char *env;
 };
 
 /* A file being read, for include loop detection. */
@@ -149,6 +155,7 @@ struct pctx {
 
 	struct where first[MAX_DIRECTIVES];
 	struct where listen_at[CONFIG_MAX_LISTEN];
+	struct where origin_at[CONFIG_MAX_ORIGINS];
 
 	char **names; /* the file names the struct where above point to */
 	size_t nnames;
@@ -240,235 +247,6 @@ keep_name(struct pctx *c, const char *name)
 	c->names = util_realloc(c->names, (c->nnames + 1) * sizeof(*c->names));
 	c->names[c->nnames] = util_strdup(name);
 	return c->names[c->nnames++];
-}
-
-/* ---- value parsers ------------------------------------------------------- */
-
-/* Strict decimal, digits only: 0 ok, -1 not a number, -2 overflow. */
-static int
-parse_u64(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-	int overflow = 0;
-
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		unsigned dgt;
-
-		if (*s < '0' || *s > '9')
-			return -1;
-		dgt = (unsigned)(*s - '0');
-		if (v > (UINT64_MAX - dgt) / 10)
-			overflow = 1;
-		else
-			v = v * 10 + dgt;
-	}
-	if (overflow)
-		return -2;
-	*out = v;
-	return 0;
-}
-
-/* Largest first, for fmt_duration(); "" is a bare number: seconds. */
-static const struct {
-	const char *name;
-	uint64_t ms;
-} units[] = {
-	{"d", MS_DAY}, {"h", MS_HOUR}, {"m", MS_MINUTE},
-	{"s", MS_SECOND}, {"ms", 1}, {"", MS_SECOND},
-};
-
-int
-config_parse_duration_ms(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-	int overflow = 0;
-
-	if (s == NULL || *s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		unsigned dgt = (unsigned)(*s - '0');
-
-		if (v > (UINT64_MAX - dgt) / 10)
-			overflow = 1;
-		else
-			v = v * 10 + dgt;
-	}
-	for (size_t i = 0; i < UTIL_NELEM(units); i++) {
-		if (strcmp(s, units[i].name) != 0)
-			continue;
-		if (overflow || v > UINT64_MAX / units[i].ms)
-			return -2;
-		*out = v * units[i].ms;
-		return 0;
-	}
-	return -1;
-}
-
-/* In the largest exact unit: 30000 -> "30s", 1500 -> "1500ms", 0 -> "0s". */
-static void
-fmt_duration(uint64_t ms, char *buf, size_t len)
-{
-	size_t i = 3; /* 0 is "0s" */
-
-	if (ms != 0)
-		for (i = 0; ms % units[i].ms != 0; i++)
-			; /* stops at "ms" at the latest */
-	snprintf(buf, len, "%" PRIu64 "%s", ms / units[i].ms, units[i].name);
-}
-
-/*
- * The address parsers return NULL, or why the text is not an address: the
- * caller quotes the whole text, so the reason needs no formatting.
- */
-static const char *
-parse_port(const char *s, int *port)
-{
-	uint64_t v;
-	int r = parse_u64(s, &v);
-
-	if (*s == '\0')
-		return "missing port after \":\"";
-	if (r == -1)
-		return "port is not a number";
-	if (r == -2 || v < 1 || v > 65535)
-		return "port out of range (1..65535)";
-	*port = (int)v;
-	return NULL;
-}
-
-/*
- * Split "[v6]:port" or "host:port" into a copy of the host and the port.  A
- * bare IPv6 address is refused: in "::1:6379" the port would be a guess.
- */
-static const char *
-split_host_port(const char *s, char *host, size_t hostlen, int *port,
-		int *v6)
-{
-	const char *end;
-	size_t n;
-
-	if ((*v6 = s[0] == '[')) {
-		if ((end = strchr(s, ']')) == NULL)
-			return "missing \"]\" after the IPv6 address";
-		if (end[1] != ':')
-			return "missing \":PORT\" after \"]\"";
-		s++;
-	} else if ((end = strrchr(s, ':')) == NULL) {
-		return "missing \":PORT\"";
-	} else if (memchr(s, ':', (size_t)(end - s)) != NULL) {
-		return "an IPv6 address goes in brackets, e.g. [::1]:8080";
-	}
-	if ((n = (size_t)(end - s)) == 0)
-		return "missing address before the port";
-	if (n >= hostlen)
-		return "address too long";
-	memcpy(host, s, n);
-	host[n] = '\0';
-	return parse_port(end + 1 + *v6, port);
-}
-
-static int
-has_letter(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'))
-			return 1;
-	return 0;
-}
-
-static const char *
-parse_listen_addr(const char *s, struct config_listen *out)
-{
-	struct config_listen l;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&l.addr;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l.addr;
-	char host[64], ntop[INET6_ADDRSTRLEN];
-	const char *why;
-	int v6, port;
-
-	memset(&l, 0, sizeof(l));
-	if ((why = split_host_port(s, host, sizeof(host), &port, &v6)) != NULL)
-		return why;
-	if (v6) {
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-			return "not an IPv6 address";
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		l.addrlen = sizeof(*sin6);
-		inet_ntop(AF_INET6, &sin6->sin6_addr, ntop, sizeof(ntop));
-		snprintf(l.text, sizeof(l.text), "[%s]:%d", ntop, port);
-	} else {
-		if (strcmp(host, "*") == 0)
-			sin->sin_addr.s_addr = htonl(INADDR_ANY);
-		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-			return has_letter(host) ? "host names are not accepted"
-						: "not an IPv4 address";
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		l.addrlen = sizeof(*sin);
-		inet_ntop(AF_INET, &sin->sin_addr, ntop, sizeof(ntop));
-		snprintf(l.text, sizeof(l.text), "%s:%d", ntop, port);
-	}
-	*out = l;
-	return NULL;
-}
-
-int
-config_parse_listen(const char *s, struct config_listen *out)
-{
-	return parse_listen_addr(s, out) == NULL ? 0 : -1;
-}
-
-/* RFC 1123 names, plus '_' which container networks hand out. */
-static int
-valid_hostname(const char *s)
-{
-	if (strlen(s) > 253 || s[0] == '.' || s[0] == '-')
-		return 0;
-	for (; *s != '\0'; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '.' || *s == '-' ||
-		      *s == '_'))
-			return 0;
-	return 1;
-}
-
-static const char *
-parse_redis(const char *s, struct config_redis *out)
-{
-	struct sockaddr_un sun;
-	unsigned char bin[sizeof(struct in6_addr)];
-	char host[256];
-	const char *path = NULL, *why;
-	int v6, port;
-
-	memset(out, 0, sizeof(*out));
-	if (strncmp(s, "unix:", 5) == 0)
-		path = s + 5;
-	else if (s[0] == '/')
-		path = s;
-	if (path != NULL) {
-		if (path[0] != '/')
-			return "the unix socket path must be absolute";
-		if (strlen(path) >= sizeof(sun.sun_path))
-			return "the unix socket path is too long";
-		out->unix_path = util_strdup(path);
-		return NULL;
-	}
-	if ((why = split_host_port(s, host, sizeof(host), &port, &v6)) != NULL)
-		return why;
-	if (v6 && inet_pton(AF_INET6, host, bin) != 1)
-		return "not an IPv6 address";
-	/* All digits and dots: it must be a valid dotted quad. */
-	if (!v6 && !has_letter(host) && inet_pton(AF_INET, host, bin) != 1)
-		return "not an IPv4 address";
-	if (!v6 && !valid_hostname(host))
-		return "not a valid host name";
-	out->host = util_strdup(host);
-	out->port = port;
-	return NULL;
 }
 
 /* ---- secrets ------------------------------------------------------------ */
@@ -575,7 +353,10 @@ check_group(struct pctx *c, const struct directive *d, const char *v)
 	return -1;
 }
 
-/* It is compared with the request target: no query, no fragment, no blank. */
+/*
+ * ws_path, ws_echo_path: compared with the request target, so no query, no
+ * fragment, no blank; and not the workers' own health check.
+ */
 static int
 check_ws_path(struct pctx *c, const struct directive *d, const char *v)
 {
@@ -597,6 +378,10 @@ check_ws_path(struct pctx *c, const struct directive *d, const char *v)
 			     show(c, v));
 			return -1;
 		}
+	}
+	if (strcmp(v, HEALTHZ_PATH) == 0) {
+		derr(c, d, "%s is reserved for the health check", show(c, v));
+		return -1;
 	}
 	return 0;
 }
@@ -620,7 +405,7 @@ set_workers(struct pctx *c, const struct directive *d, char **argv, int argc)
 		cfg->workers_auto = 1;
 		return;
 	}
-	if ((r = parse_u64(argv[0], &v)) == -1) {
+	if ((r = cfgv_parse_u64(argv[0], &v)) == -1) {
 		derr(c, d, "%s is not a number or \"auto\"", show(c, argv[0]));
 		return;
 	}
@@ -664,7 +449,7 @@ add_listen(struct pctx *c, const struct directive *d, char **argv, int argc)
 	struct config_listen l;
 	const char *why;
 
-	if ((why = parse_listen_addr(argv[0], &l)) != NULL) {
+	if ((why = cfgv_listen(argv[0], &l)) != NULL) {
 		derr(c, d,
 		     "%s: %s (expected ADDR:PORT, e.g. 0.0.0.0:8080, "
 		     "[::1]:8080 or *:8080)",
@@ -704,7 +489,7 @@ set_redis(struct pctx *c, const struct directive *d, const char *v)
 	struct config_redis r;
 	const char *why;
 
-	if ((why = parse_redis(v, &r)) != NULL) {
+	if ((why = cfgv_redis(v, &r)) != NULL) {
 		derr(c, d,
 		     "%s: %s (expected HOST:PORT, [IPv6]:PORT, "
 		     "unix:/path or /path)",
@@ -716,6 +501,45 @@ set_redis(struct pctx *c, const struct directive *d, const char *v)
 	cfg->redis = r;
 	free(cfg->redis_text);
 	cfg->redis_text = util_strdup(v);
+}
+
+/* ws_allowed_origins: each value adds one origin, normalized. */
+static void
+add_origins(struct pctx *c, const struct directive *d, char **argv, int argc)
+{
+	struct config *cfg = c->cfg;
+	char norm[CONFIG_ORIGIN_MAX];
+	const char *why;
+
+	for (int i = 0; i < argc; i++) {
+		size_t j, n = cfg->nws_allowed_origins;
+
+		if ((why = cfgv_origin(argv[i], norm)) != NULL) {
+			derr(c, d, "%s: %s", show(c, argv[i]), why);
+			continue;
+		}
+		for (j = 0; j < n; j++)
+			if (strcmp(cfg->ws_allowed_origins[j], norm) == 0)
+				break;
+		if (j < n) {
+			derr(c, d, "duplicate origin %s (first given at %s:%d)",
+			     show(c, norm), c->origin_at[j].file,
+			     c->origin_at[j].line);
+			continue;
+		}
+		if (n == CONFIG_MAX_ORIGINS) {
+			derr(c, d, "too many origins (at most %d)",
+			     CONFIG_MAX_ORIGINS);
+			return;
+		}
+		cfg->ws_allowed_origins = util_realloc(
+			cfg->ws_allowed_origins,
+			(n + 1) * sizeof(*cfg->ws_allowed_origins));
+		cfg->ws_allowed_origins[n] = util_strdup(norm);
+		c->origin_at[n].file = c->file;
+		c->origin_at[n].line = c->line;
+		cfg->nws_allowed_origins = n + 1;
+	}
 }
 
 /* ---- dump helpers -------------------------------------------------------- */
@@ -775,6 +599,16 @@ dump_jwt(const struct directive *d, const struct config *cfg, FILE *fp)
 			    "(hidden)\n");
 }
 
+/* One origin a line: any number of them reads back the same. */
+static void
+dump_origins(const struct directive *d, const struct config *cfg, FILE *fp)
+{
+	if (cfg->nws_allowed_origins == 0)
+		fprintf(fp, "# %s (not set: any origin)\n", d->name);
+	for (size_t i = 0; i < cfg->nws_allowed_origins; i++)
+		fprintf(fp, "%s %s\n", d->name, cfg->ws_allowed_origins[i]);
+}
+
 /* ---- the directive table ---------------------------------------------- */
 
 static const struct enumval log_levels[] = {
@@ -823,6 +657,10 @@ static const struct directive directives[] = {
 	{.name = "ws_path", .type = DT_STRING, .off = OFF(ws_path),
 	 .def = "/daemon/ws", .check = check_ws_path, .syntax = "PATH",
 	 .help = "HTTP path of the WebSocket endpoint"},
+	{.name = "ws_echo_path", .type = DT_STRING, .off = OFF(ws_echo_path),
+	 .check = check_ws_path, .syntax = "PATH",
+	 .help = "HTTP path of a WebSocket echo endpoint, for conformance "
+		 "tests (default: none)"},
 	{.name = "heartbeat_interval", .type = DT_DURATION,
 	 .off = OFF(heartbeat_interval_ms), .def = "30s", .min = MS_SECOND,
 	 .max = MS_HOUR, .syntax = "DURATION",
@@ -843,6 +681,62 @@ static const struct directive directives[] = {
 	 .off = OFF(max_connections_per_orchestrator), .def = "5", .min = 1,
 	 .max = 100000, .syntax = "N",
 	 .help = "connections one orchestrator may hold at once"},
+	{.name = "http_max_header_size", .type = DT_SIZE,
+	 .off = OFF(http_max_header_size), .def = "8k", .min = KIB,
+	 .max = 64 * KIB, .syntax = "SIZE",
+	 .help = "largest HTTP request line and headers; more gets 431"},
+	{.name = "http_max_body_size", .type = DT_SIZE,
+	 .off = OFF(http_max_body_size), .def = "1m", .min = 0,
+	 .max = 64 * MIB, .syntax = "SIZE",
+	 .help = "largest HTTP request body; more gets 413"},
+	{.name = "handshake_timeout", .type = DT_DURATION,
+	 .off = OFF(handshake_timeout_ms), .def = "10s", .min = 100,
+	 .max = 10 * MS_MINUTE, .syntax = "DURATION",
+	 .help = "time a connection has for its TLS handshake and request "
+		 "head"},
+	{.name = "keepalive_timeout", .type = DT_DURATION,
+	 .off = OFF(keepalive_timeout_ms), .def = "60s", .min = 0,
+	 .max = MS_HOUR, .syntax = "DURATION",
+	 .help = "idle time allowed between two HTTP requests; 0 disables "
+		 "keep-alive"},
+	{.name = "ws_allowed_origins", .type = DT_CUSTOM, .flags = D_REPEAT,
+	 .maxargs = MAX_ARGS - 1, .set = add_origins, .dump = dump_origins,
+	 .syntax = "ORIGIN...",
+	 .help = "browser origins allowed to upgrade; others get 403 "
+		 "(default: any)"},
+	{.name = "ws_max_message_size", .type = DT_SIZE,
+	 .off = OFF(ws_max_message_size), .def = "1m", .min = 125,
+	 .max = GIB, .syntax = "SIZE",
+	 .help = "largest WebSocket message received; more closes with "
+		 "1009"},
+	{.name = "ws_ping_interval", .type = DT_DURATION,
+	 .off = OFF(ws_ping_interval_ms), .def = "30s", .min = 0,
+	 .max = MS_HOUR, .syntax = "DURATION",
+	 .help = "interval between pings of an idle WebSocket; 0: never"},
+	{.name = "ws_pong_timeout", .type = DT_DURATION,
+	 .off = OFF(ws_pong_timeout_ms), .def = "10s", .min = 100,
+	 .max = 10 * MS_MINUTE, .syntax = "DURATION",
+	 .help = "time a ping has to be answered before the connection is "
+		 "closed"},
+	{.name = "ws_close_timeout", .type = DT_DURATION,
+	 .off = OFF(ws_close_timeout_ms), .def = "5s", .min = 100,
+	 .max = MS_MINUTE, .syntax = "DURATION",
+	 .help = "time the peer has to answer our close frame"},
+	{.name = "ws_compression", .type = DT_BOOL, .off = OFF(ws_compression),
+	 .def = "on", .syntax = "on|off",
+	 .help = "negotiate permessage-deflate when the client offers it"},
+	{.name = "ws_compression_level", .type = DT_UINT,
+	 .off = OFF(ws_compression_level), .def = "1", .min = 1, .max = 9,
+	 .syntax = "N", .help = "zlib level of compressed messages (1..9)"},
+	{.name = "ws_compression_min_size", .type = DT_SIZE,
+	 .off = OFF(ws_compression_min_size), .def = "64", .min = 0,
+	 .max = MIB, .syntax = "SIZE",
+	 .help = "smaller messages are sent uncompressed"},
+	{.name = "max_send_queue", .type = DT_SIZE,
+	 .off = OFF(max_send_queue), .def = "1m", .min = 4 * KIB, .max = GIB,
+	 .syntax = "SIZE",
+	 .help = "outgoing bytes one connection may have queued; more closes "
+		 "it"},
 	{.name = "redis", .type = DT_REDIS, .def = "127.0.0.1:6379",
 	 .syntax = "HOST:PORT|[IPv6]:PORT|unix:PATH|PATH",
 	 .help = "Redis server the events come from"},
@@ -975,10 +869,10 @@ apply_duration(struct pctx *c, const struct directive *d, const char *v,
 	uint64_t ms;
 	int r;
 
-	fmt_duration(d->min, lo, sizeof(lo));
-	fmt_duration(d->max, hi, sizeof(hi));
+	cfgv_fmt_duration(d->min, lo, sizeof(lo));
+	cfgv_fmt_duration(d->max, hi, sizeof(hi));
 	/* WS_* variables count milliseconds, like the service they replace. */
-	r = c->ms_bare ? parse_u64(v, &ms) : -1;
+	r = c->ms_bare ? cfgv_parse_u64(v, &ms) : -1;
 	if (r == -1)
 		r = config_parse_duration_ms(v, &ms);
 	if (r == -1) {
@@ -993,6 +887,30 @@ apply_duration(struct pctx *c, const struct directive *d, const char *v,
 		return;
 	}
 	*field = ms;
+}
+
+static void
+apply_size(struct pctx *c, const struct directive *d, const char *v,
+	   uint64_t *field)
+{
+	char lo[32], hi[32];
+	uint64_t n;
+	int r = config_parse_size(v, &n);
+
+	if (r == -1) {
+		derr(c, d,
+		     "%s is not a size (a whole number of bytes, or with unit "
+		     "k, m or g, e.g. 64k)",
+		     show(c, v));
+		return;
+	}
+	if (r == -2 || n < d->min || n > d->max) {
+		cfgv_fmt_size(d->min, lo, sizeof(lo));
+		cfgv_fmt_size(d->max, hi, sizeof(hi));
+		derr(c, d, "%s is out of range (%s..%s)", show(c, v), lo, hi);
+		return;
+	}
+	*field = n;
 }
 
 static void
@@ -1027,7 +945,7 @@ apply(struct pctx *c, const struct directive *d, char **argv, int argc)
 		*(char **)field = util_strdup(v);
 		break;
 	case DT_UINT:
-		if ((r = parse_u64(v, &n)) == -1) {
+		if ((r = cfgv_parse_u64(v, &n)) == -1) {
 			derr(c, d, "%s is not a number (%" PRIu64 "..%" PRIu64
 				   ")",
 			     show(c, v), d->min, d->max);
@@ -1043,6 +961,9 @@ apply(struct pctx *c, const struct directive *d, char **argv, int argc)
 		break;
 	case DT_DURATION:
 		apply_duration(c, d, v, field);
+		break;
+	case DT_SIZE:
+		apply_size(c, d, v, field);
 		break;
 	case DT_BOOL:
 	case DT_ENUM: {
@@ -1372,6 +1293,7 @@ apply_env(struct pctx *c)
 	for (size_t i = 0; i < UTIL_NELEM(envvars); i++) {
 		const struct directive *d;
 		char *copy;
+		int nerr;
 
 		/* Empty counts as unset, as it did for the service. */
 		if ((v = getenv(envvars[i].name)) == NULL || *v == '\0')
@@ -1380,7 +1302,10 @@ apply_env(struct pctx *c)
 		c->envname = envvars[i].name;
 		c->ms_bare = envvars[i].ms_bare;
 		copy = util_strdup(v);
+		nerr = c->nerr;
 		apply(c, d, &copy, 1);
+		if (c->nerr == nerr)
+			c->first[d - directives].env = c->envname;
 		free(copy);
 	}
 	c->ms_bare = 0;
@@ -1424,6 +1349,41 @@ cross_check(struct pctx *c)
 				       c->listen_at[i].line,
 				       cfg->listen[i].text);
 	}
+}
+
+/* A phrase on where the value of d comes from, for cross-check messages. */
+static void
+origin_of(const struct pctx *c, const struct directive *d, char *buf,
+	  size_t len)
+{
+	const struct where *w = &c->first[d - directives];
+
+	if (w->env != NULL)
+		snprintf(buf, len, "set by the environment variable %s",
+			 w->env);
+	else if (w->file != NULL)
+		snprintf(buf, len, "set at %s:%d", w->file, w->line);
+	else
+		snprintf(buf, len, "its default");
+}
+
+/* After the environment, which may set ws_path. */
+static void
+cross_check_paths(struct pctx *c)
+{
+	const struct directive *dp = find_directive("ws_path");
+	const struct directive *de = find_directive("ws_echo_path");
+	const struct where *we = &c->first[de - directives];
+	struct config *cfg = c->cfg;
+	char from[MSG_MAX / 2];
+
+	if (cfg->ws_echo_path == NULL || we->file == NULL ||
+	    strcmp(cfg->ws_echo_path, cfg->ws_path) != 0)
+		return;
+	origin_of(c, dp, from, sizeof(from));
+	report(c, "%s:%d: ws_echo_path: %s is also ws_path (%s); the echo "
+		  "endpoint needs a path of its own",
+	       we->file, we->line, show(c, cfg->ws_echo_path), from);
 }
 
 static struct pctx *
@@ -1502,6 +1462,9 @@ config_free(struct config *cfg)
 	UTIL_FREE(cfg->redis_text);
 	UTIL_FREE(cfg->redis.unix_path);
 	UTIL_FREE(cfg->redis.host);
+	for (size_t i = 0; i < cfg->nws_allowed_origins; i++)
+		free(cfg->ws_allowed_origins[i]);
+	UTIL_FREE(cfg->ws_allowed_origins);
 	wipe_free(cfg->jwt_secret, cfg->jwt_secret_len);
 	free(cfg);
 }
@@ -1517,6 +1480,7 @@ config_load(struct config *cfg, const char *path, config_error_fn errfn,
 	parse_file(c, NULL, path);
 	cross_check(c);
 	apply_env(c);
+	cross_check_paths(c);
 	return ctx_finish(c);
 }
 
@@ -1536,6 +1500,7 @@ config_load_string(struct config *cfg, const char *name, const char *text,
 	c->depth = 0;
 	cross_check(c);
 	apply_env(c);
+	cross_check_paths(c);
 	return ctx_finish(c);
 }
 
@@ -1577,8 +1542,13 @@ config_dump(const struct config *cfg, FILE *fp)
 				*(const unsigned *)field);
 			break;
 		case DT_DURATION:
-			fmt_duration(*(const uint64_t *)field, buf,
+			cfgv_fmt_duration(*(const uint64_t *)field, buf,
 				     sizeof(buf));
+			fprintf(fp, "%s %s\n", d->name, buf);
+			break;
+		case DT_SIZE:
+			cfgv_fmt_size(*(const uint64_t *)field, buf,
+				      sizeof(buf));
 			fprintf(fp, "%s %s\n", d->name, buf);
 			break;
 		case DT_BOOL:

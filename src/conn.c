@@ -1,13 +1,16 @@
 /*
- * conn: connection life cycle and HTTP/1.1 I/O.
+ * conn: connection life cycle, input dispatch and output.
  *
- * One request is handled at a time: while a response is being written the
- * connection does not read, so a pipelining client is served in order and
- * cannot make orchd buffer unboundedly.
+ * Input is read into the worker's scratch buffer and handed to the layer the
+ * state names (HTTP head parser, body discard, WebSocket reader).  Only the
+ * bytes no layer could consume yet are kept, so an idle connection costs no
+ * buffer.  Output goes through the connection's outq and the transport.
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,24 +19,57 @@
 #include "orchd/conn.h"
 #include "orchd/http.h"
 #include "orchd/log.h"
+#include "orchd/transport.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
+#include "orchd/wsconn.h"
+
+#define CONN_READS_PER_EVENT 8 /* fairness: then let others run */
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
-static void conn_process(struct conn *c);
+static void conn_input(struct conn *c, uint8_t *buf, size_t len);
+static void conn_after_flush(struct conn *c);
 
 const char *
 conn_state_name(enum conn_state st)
 {
 	switch (st) {
+	case CONN_TLS_HANDSHAKE: return "tls_handshake";
 	case CONN_HTTP_READ: return "http_read";
 	case CONN_HTTP_BODY: return "http_body";
 	case CONN_HTTP_WRITE: return "http_write";
 	case CONN_LINGER: return "linger";
+	case CONN_WS_OPEN: return "ws_open";
+	case CONN_WS_CLOSING: return "ws_closing";
 	case CONN_CLOSED: return "closed";
 	}
 	return "?";
+}
+
+const char *
+conn_peer_str(const struct conn *c)
+{
+	static char buf[INET6_ADDRSTRLEN + 8];
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (c->peer.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)&c->peer;
+
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		port = ntohs(a->sin_port);
+		snprintf(buf, sizeof(buf), "%s:%u", host, port);
+	} else if (c->peer.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)&c->peer;
+
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+		snprintf(buf, sizeof(buf), "[%s]:%u", host, port);
+	} else {
+		snprintf(buf, sizeof(buf), "?");
+	}
+	return buf;
 }
 
 static void
@@ -59,7 +95,8 @@ list_push(struct conn **head, struct conn *c)
 }
 
 struct conn *
-conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer)
+conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer,
+	 int tls)
 {
 	struct conn *c = util_calloc(1, sizeof(*c));
 
@@ -67,65 +104,119 @@ conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer)
 	c->fd = fd;
 	c->peer = *peer;
 	c->keep_alive = 1;
+	c->tr = &transport_plain;
 	ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
 	c->io.data = c;
 	ev_init(&c->timer, conn_timer_cb);
 	c->timer.data = c;
 	list_push(&w->conns, c);
 	w->nconns++;
-	c->state = CONN_CLOSED; /* so that the first transition is applied */
-	conn_set_state(c, CONN_HTTP_READ);
+	c->state = CONN_CLOSED; /* so that the first transition applies */
+	if (tls && worker_tls_attach(w, c) == -1) {
+		c->state = CONN_HTTP_READ;
+		conn_close(c, "tls setup failed");
+		return NULL;
+	}
+	conn_set_state(c, tls ? CONN_TLS_HANDSHAKE : CONN_HTTP_READ);
 	return c;
+}
+
+static unsigned
+conn_events(const struct conn *c)
+{
+	unsigned ev = c->tr_want;
+
+	switch (c->state) {
+	case CONN_TLS_HANDSHAKE:
+		break; /* the transport says what it needs */
+	case CONN_HTTP_READ:
+	case CONN_HTTP_BODY:
+	case CONN_LINGER:
+	case CONN_WS_OPEN:
+	case CONN_WS_CLOSING:
+		if (!c->eof)
+			ev |= EV_READ;
+		break;
+	case CONN_HTTP_WRITE:
+	case CONN_CLOSED:
+		break;
+	}
+	if (c->q.head != NULL)
+		ev |= EV_WRITE;
+	return ev;
+}
+
+void
+conn_update_io(struct conn *c)
+{
+	unsigned ev;
+
+	if (c->state == CONN_CLOSED)
+		return;
+	ev = conn_events(c);
+	if (ev == (unsigned)(c->io.events & (EV_READ | EV_WRITE)) &&
+	    ev_is_active(&c->io))
+		return;
+	ev_io_stop(c->w->loop, &c->io);
+	if (ev != 0) {
+		ev_io_set(&c->io, c->fd, (int)ev);
+		ev_io_start(c->w->loop, &c->io);
+	}
 }
 
 /*
  * The choke point: every state change goes through here, and only here are
- * the I/O watcher's events and the timer's deadline decided.
+ * the watcher's events and the timer's deadline decided.
  */
 void
 conn_set_state(struct conn *c, enum conn_state st)
 {
-	struct ev_loop *loop = c->w->loop;
-	int events = 0;
+	const struct config *cfg = c->w->cfg;
 	uint64_t timeout_ms = 0;
 
 	if (c->state == CONN_CLOSED && st == CONN_CLOSED)
 		return;
-	log_debug("%s: fd %d %s -> %s", __func__, c->fd,
-		  conn_state_name(c->state), conn_state_name(st));
+	if (c->state != st)
+		log_debug("%s: fd %d %s -> %s", __func__, c->fd,
+			  conn_state_name(c->state), conn_state_name(st));
 	c->state = st;
 	switch (st) {
+	case CONN_TLS_HANDSHAKE:
+		timeout_ms = cfg->handshake_timeout_ms;
+		break;
 	case CONN_HTTP_READ:
-		events = EV_READ;
 		/* An idle keep-alive connection waits longer than a head. */
 		timeout_ms = (c->rlen == 0 && c->nrequests > 0)
-				     ? WORKER_IDLE_TIMEOUT_MS
-				     : WORKER_HEAD_TIMEOUT_MS;
+				     ? cfg->keepalive_timeout_ms
+				     : cfg->handshake_timeout_ms;
 		break;
 	case CONN_HTTP_BODY:
-		events = EV_READ;
-		timeout_ms = WORKER_HEAD_TIMEOUT_MS;
+		timeout_ms = cfg->handshake_timeout_ms;
 		break;
 	case CONN_HTTP_WRITE:
-		events = EV_WRITE;
 		timeout_ms = WORKER_WRITE_TIMEOUT_MS;
 		break;
 	case CONN_LINGER:
-		events = EV_READ;
 		timeout_ms = WORKER_LINGER_TIMEOUT_MS;
+		break;
+	case CONN_WS_OPEN:
+	case CONN_WS_CLOSING:
+		timeout_ms = wsconn_timeout_ms(c);
 		break;
 	case CONN_CLOSED:
 		break;
 	}
 
-	ev_io_stop(loop, &c->io);
-	ev_timer_stop(loop, &c->timer);
-	if (st == CONN_CLOSED)
+	ev_timer_stop(c->w->loop, &c->timer);
+	if (st == CONN_CLOSED) {
+		ev_io_stop(c->w->loop, &c->io);
 		return;
-	ev_io_set(&c->io, c->fd, events);
-	ev_io_start(loop, &c->io);
-	ev_timer_set(&c->timer, (double)timeout_ms / 1000.0, 0.);
-	ev_timer_start(loop, &c->timer);
+	}
+	conn_update_io(c);
+	if (timeout_ms > 0) {
+		ev_timer_set(&c->timer, (double)timeout_ms / 1000.0, 0.);
+		ev_timer_start(c->w->loop, &c->timer);
+	}
 }
 
 void
@@ -133,8 +224,9 @@ conn_close(struct conn *c, const char *why)
 {
 	if (c->state == CONN_CLOSED)
 		return;
-	log_debug("%s: fd %d: %s", __func__, c->fd, why);
+	log_debug("%s: fd %d %s: %s", __func__, c->fd, conn_peer_str(c), why);
 	conn_set_state(c, CONN_CLOSED);
+	c->tr->free(c);
 	close(c->fd);
 	c->fd = -1;
 	list_remove(&c->w->conns, c);
@@ -148,8 +240,10 @@ conn_reap(struct worker *w)
 
 	while ((c = w->dead) != NULL) {
 		list_remove(&w->dead, c);
+		if (c->ws != NULL)
+			wsconn_free(c);
+		outq_clear(&c->q);
 		UTIL_FREE(c->rbuf);
-		UTIL_FREE(c->wbuf);
 		UTIL_FREE(c);
 		w->nconns--;
 		worker_conn_freed(w);
@@ -167,35 +261,56 @@ conn_is_idle(const struct conn *c)
 	return c->state == CONN_HTTP_READ && c->rlen == 0 && c->nrequests > 0;
 }
 
-/* Try to write what is queued; returns 1 if all is written. */
-static int
+size_t
+conn_queue(struct conn *c, struct outbuf *b, int prio)
+{
+	outq_push(&c->q, b, prio);
+	conn_update_io(c);
+	return c->q.bytes;
+}
+
+int
 conn_flush(struct conn *c)
 {
-	while (c->woff < c->wlen) {
-		ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff,
-				 MSG_NOSIGNAL);
+	struct iovec iov[OUTQ_IOV_MAX];
 
-		if (n > 0) {
-			c->woff += (size_t)n;
+	while (c->q.head != NULL) {
+		int n = outq_iov(&c->q, iov, OUTQ_IOV_MAX);
+		ssize_t w = c->tr->writev(c, iov, n);
+
+		if (w > 0) {
+			outq_consume(&c->q, (size_t)w);
 			continue;
 		}
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			conn_update_io(c);
 			return 0;
-		if (errno != EPIPE && errno != ECONNRESET)
-			log_warn("%s: send fd %d", __func__, c->fd);
-		conn_close(c, "send failed");
+		}
+		if (w == -1 && errno != EPIPE && errno != ECONNRESET)
+			log_warn("%s: writev fd %d", __func__, c->fd);
+		conn_close(c, "write failed");
 		return -1;
 	}
-	UTIL_FREE(c->wbuf);
-	c->wlen = c->woff = 0;
+	conn_update_io(c);
 	return 1;
+}
+
+/* Keep what could not be consumed yet, in a buffer of exactly its size. */
+static void
+conn_stash(struct conn *c, const uint8_t *buf, size_t len)
+{
+	UTIL_FREE(c->rbuf);
+	c->rlen = 0;
+	if (len == 0)
+		return;
+	c->rbuf = util_malloc(len);
+	memcpy(c->rbuf, buf, len);
+	c->rlen = len;
 }
 
 /*
  * After a response went out: linger-and-close, discard the rest of the
- * request body, or wait for the next request.  Never parses: callers loop.
+ * request body, or wait for the next request.
  */
 static void
 conn_finish_response(struct conn *c)
@@ -206,40 +321,38 @@ conn_finish_response(struct conn *c)
 		 * unread input does not turn our close into an RST that
 		 * destroys the response before the client reads it.
 		 */
-		if (shutdown(c->fd, SHUT_WR) == -1) {
-			conn_close(c, "shutdown");
-			return;
-		}
-		UTIL_FREE(c->rbuf);
-		c->rlen = 0;
+		c->tr->shutdown(c);
+		conn_stash(c, NULL, 0);
 		conn_set_state(c, CONN_LINGER);
 		return;
 	}
-	if (c->body_left > 0) {
-		UTIL_FREE(c->rbuf); /* the whole buffer was body */
-		c->rlen = 0;
-		conn_set_state(c, CONN_HTTP_BODY);
-		return;
+	conn_set_state(c, c->body_left > 0 ? CONN_HTTP_BODY : CONN_HTTP_READ);
+}
+
+static void
+conn_after_flush(struct conn *c)
+{
+	switch (c->state) {
+	case CONN_HTTP_WRITE:
+		conn_finish_response(c);
+		break;
+	case CONN_WS_OPEN:
+	case CONN_WS_CLOSING:
+		wsconn_flushed(c);
+		break;
+	default:
+		break;
 	}
-	if (c->rlen == 0)
-		UTIL_FREE(c->rbuf);
-	conn_set_state(c, CONN_HTTP_READ);
 }
 
 void
 conn_send(struct conn *c, const char *data, size_t len, int keep_alive)
 {
-	if (c->wbuf != NULL) {
-		/* One response per request; a second one is a bug. */
-		log_warnx("%s: fd %d: response already queued", __func__,
-			  c->fd);
-		return;
-	}
+	struct outbuf *b = outbuf_from(data, len);
+
 	c->keep_alive = c->keep_alive && keep_alive;
-	c->wbuf = util_malloc(len);
-	memcpy(c->wbuf, data, len);
-	c->wlen = len;
-	c->woff = 0;
+	conn_queue(c, b, 0);
+	outbuf_unref(b);
 	conn_set_state(c, CONN_HTTP_WRITE);
 }
 
@@ -261,119 +374,162 @@ conn_send_error(struct conn *c, int status, const char *extra_headers)
 }
 
 /*
- * Parse, dispatch and answer buffered requests one at a time.  Dispatch only
- * queues the response (req points into rbuf, which is compacted before the
- * write); the optimistic write happens here, and a response that does not
- * fit the socket buffer continues from the EV_WRITE callback.
+ * Parse and dispatch one request head from buf.  Returns the bytes consumed
+ * (0: the head is incomplete).  Dispatch only queues the response; req
+ * points into buf, which stays untouched until we return.
  */
-static void
-conn_process(struct conn *c)
+static size_t
+conn_http_input(struct conn *c, uint8_t *buf, size_t len)
 {
+	const struct config *cfg = c->w->cfg;
 	struct http_request req;
 	int n;
 
-	while (c->state == CONN_HTTP_READ && c->rlen > 0) {
-		n = http_parse_request(c->rbuf, c->rlen, HTTP_MAX_HEAD_SIZE,
-				       &req);
-		if (n == 0)
-			return; /* need more */
-		if (n < 0) {
-			log_debug("%s: fd %d: bad request head (%d)", __func__,
-				  c->fd, -n);
-			/* What follows a refused head can't be parsed. */
-			c->rlen = 0;
-			conn_send_error(c, -n, NULL);
-		} else {
-			c->nrequests++;
-			atomic_fetch_add(&c->w->stats->requests, 1);
-			if (req.content_length > WORKER_MAX_BODY) {
-				c->rlen = 0;
-				conn_send_error(c, 413, NULL);
-			} else {
-				c->body_left = req.content_length;
-				worker_dispatch_http(c, &req);
-				if (c->state == CONN_CLOSED)
-					return;
-				memmove(c->rbuf, c->rbuf + n,
-					c->rlen - (size_t)n);
-				c->rlen -= (size_t)n;
-				/* Drop what of the body is already here. */
-				if (c->body_left > 0) {
-					size_t k = c->rlen < c->body_left
-							   ? c->rlen
-							   : (size_t)c->body_left;
-
-					memmove(c->rbuf, c->rbuf + k,
-						c->rlen - k);
-					c->rlen -= k;
-					c->body_left -= k;
-				}
-			}
-		}
-		if (c->state != CONN_HTTP_WRITE)
-			return; /* dispatch closed it or changed protocol */
-		if (conn_flush(c) != 1)
-			return;
-		conn_finish_response(c);
+	n = http_parse_request((const char *)buf, len,
+			       (size_t)cfg->http_max_header_size, &req);
+	if (n == 0)
+		return 0;
+	if (n < 0) {
+		log_debug("%s: fd %d: bad request head (%d)", __func__, c->fd,
+			  -n);
+		conn_send_error(c, -n, NULL);
+		return len; /* what follows a refused head can't be parsed */
 	}
+	c->nrequests++;
+	atomic_fetch_add(&c->w->stats->requests, 1);
+	if (req.content_length > cfg->http_max_body_size) {
+		conn_send_error(c, 413, NULL);
+		return len;
+	}
+	c->body_left = req.content_length;
+	worker_dispatch_http(c, &req);
+	return (size_t)n;
+}
+
+/* Hand input to the layer the state names, until it is used up. */
+static void
+conn_input(struct conn *c, uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		switch (c->state) {
+		case CONN_HTTP_READ: {
+			size_t n = conn_http_input(c, buf + off, len - off);
+
+			if (n == 0) {
+				if (len - off >= c->w->cfg->http_max_header_size) {
+					conn_send_error(c, 431, NULL);
+					return;
+				}
+				conn_stash(c, buf + off, len - off);
+				conn_set_state(c, CONN_HTTP_READ);
+				return;
+			}
+			off += n;
+			/* Optimistic write: most responses fit at once. */
+			if (c->state == CONN_HTTP_WRITE && conn_flush(c) == 1)
+				conn_after_flush(c);
+			break;
+		}
+		case CONN_HTTP_BODY: {
+			size_t k = len - off;
+
+			if (k > c->body_left)
+				k = (size_t)c->body_left;
+			c->body_left -= k;
+			off += k;
+			if (c->body_left == 0)
+				conn_set_state(c, CONN_HTTP_READ);
+			break;
+		}
+		case CONN_HTTP_WRITE:
+		case CONN_TLS_HANDSHAKE:
+			/* Pipelined: keep it for after the response. */
+			conn_stash(c, buf + off, len - off);
+			return;
+		case CONN_WS_OPEN:
+		case CONN_WS_CLOSING:
+			wsconn_input(c, buf + off, len - off);
+			return;
+		case CONN_LINGER:
+		case CONN_CLOSED:
+			return;
+		}
+		if (c->state == CONN_CLOSED)
+			return;
+	}
+	if (c->state == CONN_HTTP_READ && c->rlen == 0)
+		conn_set_state(c, CONN_HTTP_READ); /* idle: keep-alive timer */
+}
+
+/* Feed back what was stashed while a response was going out. */
+static void
+conn_resume_input(struct conn *c)
+{
+	uint8_t *buf;
+	size_t len;
+
+	if (c->rlen == 0 || c->state == CONN_HTTP_WRITE ||
+	    c->state == CONN_CLOSED)
+		return;
+	buf = (uint8_t *)c->rbuf;
+	len = c->rlen;
+	c->rbuf = NULL;
+	c->rlen = 0;
+	/* The stash is at most a head long: copy it to scratch and go on. */
+	memcpy(c->w->scratch, buf, len);
+	free(buf);
+	conn_input(c, c->w->scratch, len);
 }
 
 static void
-conn_on_read(struct conn *c)
+conn_on_readable(struct conn *c)
 {
-	ssize_t n;
+	struct worker *w = c->w;
 
-	if (c->state == CONN_LINGER || c->state == CONN_HTTP_BODY) {
-		char sink[4096];
+	for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
+		size_t off = 0;
+		ssize_t n;
 
-		n = recv(c->fd, sink, sizeof(sink), 0);
-		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
-			conn_close(c, n == 0 ? "eof" : "recv failed");
+		if (c->state == CONN_CLOSED || c->state == CONN_HTTP_WRITE)
+			return;
+		if (c->rlen > 0) {
+			memcpy(w->scratch, c->rbuf, c->rlen);
+			off = c->rlen;
+			UTIL_FREE(c->rbuf);
+			c->rlen = 0;
+		}
+		n = c->tr->recv(c, w->scratch + off, w->scratch_size - off);
+		if (n == 0) {
+			c->eof = 1;
+			if (off > 0)
+				conn_input(c, w->scratch, off);
+			if (c->state != CONN_CLOSED)
+				conn_close(c, "eof");
 			return;
 		}
-		if (n > 0 && c->state == CONN_HTTP_BODY) {
-			/* Bytes past the body start the next request. */
-			if ((uint64_t)n > c->body_left) {
-				size_t extra = (size_t)n - (size_t)c->body_left;
-
-				c->rbuf = util_malloc(HTTP_MAX_HEAD_SIZE);
-				memcpy(c->rbuf, sink + c->body_left, extra);
-				c->rlen = extra;
-				c->body_left = 0;
-			} else {
-				c->body_left -= (uint64_t)n;
+		if (n < 0) {
+			if (off > 0)
+				conn_stash(c, w->scratch, off);
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				conn_update_io(c);
+				return;
 			}
-			if (c->body_left == 0) {
-				conn_set_state(c, CONN_HTTP_READ);
-				conn_process(c);
-			}
-		}
-		return;
-	}
-
-	if (c->rbuf == NULL)
-		c->rbuf = util_malloc(HTTP_MAX_HEAD_SIZE);
-	if (c->rlen >= HTTP_MAX_HEAD_SIZE) {
-		conn_send_error(c, 431, NULL);
-		return;
-	}
-	n = recv(c->fd, c->rbuf + c->rlen, HTTP_MAX_HEAD_SIZE - c->rlen, 0);
-	if (n == 0) {
-		conn_close(c, "eof");
-		return;
-	}
-	if (n == -1) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			if (errno != ECONNRESET)
+				log_warn("%s: recv fd %d", __func__, c->fd);
+			conn_close(c, "recv failed");
 			return;
-		if (errno != ECONNRESET)
-			log_warn("%s: recv fd %d", __func__, c->fd);
-		conn_close(c, "recv failed");
-		return;
+		}
+		if (c->state == CONN_HTTP_READ && off == 0 && c->nrequests > 0)
+			conn_set_state(c, CONN_HTTP_READ); /* idle -> head */
+		if (c->state == CONN_WS_OPEN || c->state == CONN_WS_CLOSING)
+			wsconn_touch(c);
+		conn_input(c, w->scratch, off + (size_t)n);
 	}
-	if (c->rlen == 0 && c->nrequests > 0)
-		conn_set_state(c, CONN_HTTP_READ); /* idle -> head timeout */
-	c->rlen += (size_t)n;
-	conn_process(c);
+	/* Budget used: come back after the others had their turn. */
+	if (c->state != CONN_CLOSED)
+		ev_feed_event(w->loop, &c->io, EV_READ);
 }
 
 static void
@@ -381,13 +537,35 @@ conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct conn *c = io->data;
 
-	if (revents & EV_READ)
-		conn_on_read(c);
-	if ((revents & EV_WRITE) && c->state == CONN_HTTP_WRITE &&
-	    conn_flush(c) == 1) {
-		conn_finish_response(c);
-		conn_process(c); /* a pipelined request may be buffered */
+	if (c->state == CONN_TLS_HANDSHAKE) {
+		int r = c->tr->handshake(c);
+
+		if (r < 0) {
+			conn_close(c, "tls handshake failed");
+			return;
+		}
+		if (r == 0) {
+			conn_update_io(c);
+			return;
+		}
+		conn_set_state(c, CONN_HTTP_READ);
+		revents |= EV_READ; /* data may already be buffered */
 	}
+	if ((revents & EV_WRITE) && c->q.head != NULL) {
+		int r = conn_flush(c);
+
+		if (r < 0)
+			return;
+		if (r == 1) {
+			conn_after_flush(c);
+			conn_resume_input(c);
+		}
+	}
+	if ((revents & EV_READ) && c->state != CONN_CLOSED)
+		conn_on_readable(c);
+	if (c->state != CONN_CLOSED && c->q.head != NULL &&
+	    !(c->io.events & EV_WRITE))
+		conn_update_io(c);
 }
 
 static void
@@ -396,12 +574,20 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	struct conn *c = t->data;
 
 	switch (c->state) {
+	case CONN_TLS_HANDSHAKE:
+		conn_close(c, "tls handshake timeout");
+		return;
 	case CONN_HTTP_READ:
 		if (c->rlen > 0) {
+			c->rlen = 0;
+			UTIL_FREE(c->rbuf);
 			conn_send_error(c, 408, NULL);
+			if (c->state == CONN_HTTP_WRITE && conn_flush(c) == 1)
+				conn_after_flush(c);
 			return;
 		}
-		conn_close(c, "idle timeout");
+		conn_close(c, c->nrequests > 0 ? "keep-alive timeout"
+					       : "handshake timeout");
 		return;
 	case CONN_HTTP_BODY:
 		conn_close(c, "body timeout");
@@ -411,6 +597,10 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		return;
 	case CONN_LINGER:
 		conn_close(c, "linger done");
+		return;
+	case CONN_WS_OPEN:
+	case CONN_WS_CLOSING:
+		wsconn_on_timer(c);
 		return;
 	case CONN_CLOSED:
 		return;

@@ -18,6 +18,7 @@
 
 #include "orchd/conn.h"
 #include "orchd/http.h"
+#include "orchd/wsconn.h"
 #include "orchd/log.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
@@ -130,7 +131,7 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		}
 		atomic_fetch_add(&w->stats->accepted, 1);
 		atomic_fetch_add(&w->stats->active, 1);
-		conn_new(w, fd, &peer);
+		conn_new(w, fd, &peer, l->tls);
 	}
 }
 
@@ -164,9 +165,38 @@ worker_healthz(struct conn *c, const struct http_request *req)
 	conn_send(c, resp, (size_t)n, req->keep_alive);
 }
 
+int
+worker_tls_attach(struct worker *w, struct conn *c)
+{
+	log_warnx("%s: TLS is not available in this build", __func__);
+	return -1;
+}
+
 void
 worker_dispatch_http(struct conn *c, const struct http_request *req)
 {
+	const struct config *cfg = c->w->cfg;
+	const char *extra = NULL;
+	int status;
+
+	if (cfg->keepalive_timeout_ms == 0)
+		c->keep_alive = 0;
+	if (http_str_eq(&req->path, cfg->ws_path) ||
+	    (cfg->ws_echo_path != NULL &&
+	     http_str_eq(&req->path, cfg->ws_echo_path))) {
+		enum wsconn_endpoint ep = http_str_eq(&req->path, cfg->ws_path)
+						  ? WSCONN_DAEMON
+						  : WSCONN_ECHO;
+
+		if (c->w->draining) {
+			conn_send_error(c, 503, NULL);
+			return;
+		}
+		status = wsconn_upgrade(c, req, ep, &extra);
+		if (status != 0)
+			conn_send_error(c, status, extra);
+		return;
+	}
 	if (http_str_eq(&req->path, "/healthz")) {
 		if (req->method != HTTP_METHOD_GET &&
 		    req->method != HTTP_METHOD_HEAD) {
@@ -236,6 +266,9 @@ worker_drain(struct worker *w)
 		next = c->next;
 		if (conn_is_idle(c))
 			conn_close(c, "draining");
+		else if (c->state == CONN_WS_OPEN)
+			wsconn_close(c, WS_CLOSE_GOING_AWAY,
+				     "server shutting down");
 	}
 	ev_timer_set(&w->drain_timer, (double)w->cfg->drain_timeout_ms / 1000.,
 		     0.);
@@ -280,6 +313,14 @@ worker_run(const struct worker_args *a)
 	atomic_store(&w->stats->pid, (int)getpid());
 	atomic_store(&w->stats->generation, a->generation);
 	atomic_store(&w->stats->started_ms, util_wall_ms());
+
+	w->scratch_size = w->cfg->http_max_header_size > WORKER_SCRATCH_MIN
+				  ? (size_t)w->cfg->http_max_header_size
+				  : WORKER_SCRATCH_MIN;
+	w->scratch = util_malloc(w->scratch_size);
+	pmd_config_default(&w->pmdcfg);
+	w->pmdcfg.enabled = w->cfg->ws_compression;
+	w->pmdcfg.level = (int)w->cfg->ws_compression_level;
 
 	for (int i = 0; i < a->nfds; i++) {
 		struct worker_listener *l = &w->listeners[i];

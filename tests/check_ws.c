@@ -669,6 +669,32 @@ START_TEST(test_utf8_fail_fast)
 }
 END_TEST
 
+START_TEST(test_utf8_positions)
+{
+	/* A bad byte, or a good character, at every offset of a long ASCII
+	 * run: exercises each lane of the 8-byte fast path. */
+	uint8_t b[64];
+
+	for (size_t pos = 0; pos + 4 <= sizeof(b); pos++) {
+		memset(b, 'a', sizeof(b));
+		b[pos] = 0x80;
+		ck_assert_msg(!utf8_valid(b, sizeof(b)), "0x80 at %zu", pos);
+		b[pos] = 0xff;
+		ck_assert_msg(!utf8_valid(b, sizeof(b)), "0xff at %zu", pos);
+		b[pos] = 0xc3;
+		ck_assert_msg(!utf8_valid(b, sizeof(b)), "lone C3 at %zu",
+			      pos);
+		b[pos + 1] = 0xa9;
+		ck_assert_msg(utf8_valid(b, sizeof(b)), "C3 A9 at %zu", pos);
+		memcpy(b + pos, "\xf0\x9f\x98\x80", 4);
+		ck_assert_msg(utf8_valid(b, sizeof(b)), "U+1F600 at %zu", pos);
+		b[pos + 3] = 'a';
+		ck_assert_msg(!utf8_valid(b, sizeof(b)), "cut 4-byte at %zu",
+			      pos);
+	}
+}
+END_TEST
+
 START_TEST(test_utf8_boundary)
 {
 	ck_assert_uint_eq(utf8_boundary(S("")), 0);
@@ -926,8 +952,9 @@ START_TEST(test_reader_close)
 	ck_assert_uint_eq(e.code, WS_CLOSE_NO_STATUS);
 	ck_assert_uint_eq(e.len, 0);
 	free(e.data);
-	/* One byte: protocol error. */
-	n = mkframe(s, sizeof(s), WS_OP_CLOSE, WS_FRAME_FIN, "\x03", 1);
+	/* One byte: protocol error (0x0f: any second byte would make a
+	 * valid 3840..4095, so only the length rule can catch it). */
+	n = mkframe(s, sizeof(s), WS_OP_CLOSE, WS_FRAME_FIN, "\x0f", 1);
 	expect_error(NULL, s, n, WS_CLOSE_PROTOCOL);
 	/* Code and reason. */
 	n = mkframe(s, sizeof(s), WS_OP_CLOSE, WS_FRAME_FIN,
@@ -1326,6 +1353,7 @@ ws_suite(void)
 	tcase_add_test(tc, test_utf8_vectors);
 	tcase_add_test(tc, test_utf8_exhaustive);
 	tcase_add_test(tc, test_utf8_fail_fast);
+	tcase_add_test(tc, test_utf8_positions);
 	tcase_add_test(tc, test_utf8_boundary);
 	suite_add_tcase(s, tc);
 

@@ -1,10 +1,16 @@
 /*
  * conn: one client connection of a worker, from accept to free.
  *
- * The state enum and conn_set_state() are the one place where watchers and
- * timers change.  A connection is never freed where it may still be in use:
- * conn_close() moves it to CONN_CLOSED and onto the worker's dead list, and
- * the worker frees that list between loop iterations (conn_reap()).
+ * The state enum and conn_set_state() are the one place where the I/O
+ * watcher's events and the timer change.  A connection is never freed where
+ * it may still be in use: conn_close() moves it to CONN_CLOSED and onto the
+ * worker's dead list, and the worker frees that list before the loop blocks
+ * (conn_reap()).
+ *
+ * Memory: an idle connection holds no buffer.  Reads go to the worker's
+ * scratch buffer; only bytes that cannot be consumed yet (half a request
+ * head) are kept, in a buffer of exactly their size.  Output lives in the
+ * outq only while it is queued.
  */
 #ifndef ORCHD_CONN_H
 #define ORCHD_CONN_H
@@ -14,32 +20,43 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "orchd/outq.h"
+
 struct worker;
+struct transport;
+struct wsconn;
 
 enum conn_state {
-	CONN_HTTP_READ = 0, /* waiting for (the rest of) a request head */
-	CONN_HTTP_BODY,     /* discarding a request body */
-	CONN_HTTP_WRITE,    /* writing a response */
-	CONN_LINGER,        /* response sent, SHUT_WR done; draining input */
-	CONN_CLOSED,        /* on the dead list, fd closed */
+	CONN_TLS_HANDSHAKE = 0, /* TLS handshake in progress */
+	CONN_HTTP_READ,         /* waiting for (the rest of) a request head */
+	CONN_HTTP_BODY,         /* discarding a request body */
+	CONN_HTTP_WRITE,        /* writing a response */
+	CONN_LINGER,            /* response sent, SHUT_WR done; draining input */
+	CONN_WS_OPEN,           /* WebSocket open */
+	CONN_WS_CLOSING,        /* close frame queued; waiting for the peer's */
+	CONN_CLOSED,            /* on the dead list, fd closed */
 };
 
 struct conn {
 	struct worker *w;
 	int fd;
 	enum conn_state state;
+	const struct transport *tr;
+	void *tls;       /* SSL * on TLS listeners */
+	unsigned tr_want; /* EV_READ/EV_WRITE the transport needs */
 	ev_io io;
 	ev_timer timer;
 
-	/* Allocated on demand and returned when drained: idle costs nothing. */
-	char *rbuf;
+	char *rbuf; /* unconsumed input, exactly rlen bytes */
 	size_t rlen;
-	char *wbuf;
-	size_t wlen, woff;
+	struct outq q;
 
 	uint64_t body_left; /* request body bytes still to discard */
 	int keep_alive;     /* keep the connection after this response */
 	int nrequests;
+	int eof;            /* peer closed its side */
+
+	struct wsconn *ws; /* after the upgrade */
 
 	struct sockaddr_storage peer;
 	struct conn *prev, *next; /* the worker's live or dead list */
@@ -49,17 +66,25 @@ const char *conn_state_name(enum conn_state st);
 
 /* Take ownership of an accepted, non-blocking fd. */
 struct conn *conn_new(struct worker *w, int fd,
-		      const struct sockaddr_storage *peer);
+		      const struct sockaddr_storage *peer, int tls);
 void conn_set_state(struct conn *c, enum conn_state st);
-/* Close now (RST-free where possible) and queue for freeing. */
+/* Re-evaluate the watcher's events (after queueing output). */
+void conn_update_io(struct conn *c);
+/* Close now and queue for freeing. */
 void conn_close(struct conn *c, const char *why);
-/* Queue a whole response and switch to CONN_HTTP_WRITE. */
+/* Queue a whole HTTP response and switch to CONN_HTTP_WRITE. */
 void conn_send(struct conn *c, const char *data, size_t len, int keep_alive);
 /* Answer an HTTP error with a JSON body and Connection: close. */
 void conn_send_error(struct conn *c, int status, const char *extra_headers);
+/* Queue bytes (any state); returns the queued byte count afterwards. */
+size_t conn_queue(struct conn *c, struct outbuf *b, int prio);
+/* Write what is queued; 1 all written, 0 more to go, -1 closed. */
+int conn_flush(struct conn *c);
 /* Is the connection idle between requests (safe to close on drain)? */
 int conn_is_idle(const struct conn *c);
 /* Free every connection on the worker's dead list. */
 void conn_reap(struct worker *w);
+/* "1.2.3.4:5678" for logs. */
+const char *conn_peer_str(const struct conn *c);
 
 #endif

@@ -28,6 +28,10 @@ struct shm_worker {
 	atomic_uint_fast64_t requests;
 	atomic_uint_fast64_t accept_paused; /* EMFILE/ENFILE pauses */
 	atomic_uint_fast64_t restarts;
+	atomic_uint_fast64_t ws_upgrades;
+	atomic_uint_fast64_t ws_messages_in;
+	atomic_uint_fast64_t ws_protocol_errors;
+	atomic_uint_fast64_t slow_consumers;
 };
 
 struct shm_segment {

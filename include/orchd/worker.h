@@ -9,14 +9,13 @@
 
 #include "orchd/config.h"
 #include "orchd/http.h"
+#include "orchd/pmd.h"
 #include "orchd/shm.h"
 
 #define WORKER_ACCEPT_BUDGET 64       /* accepts per listener per wakeup */
-#define WORKER_HEAD_TIMEOUT_MS 10000  /* a request head must arrive in this */
-#define WORKER_IDLE_TIMEOUT_MS 60000  /* keep-alive idle */
-#define WORKER_WRITE_TIMEOUT_MS 30000 /* a response must drain in this */
+#define WORKER_WRITE_TIMEOUT_MS 30000 /* an HTTP response must drain in this */
 #define WORKER_LINGER_TIMEOUT_MS 2000
-#define WORKER_MAX_BODY 65536         /* request bodies we will discard */
+#define WORKER_SCRATCH_MIN 65536 /* shared read buffer */
 
 struct conn;
 
@@ -39,6 +38,12 @@ struct worker {
 	int nlisteners;
 	int accept_paused;
 	ev_timer accept_resume;
+
+	/* Every read lands here first: connections keep only leftovers. */
+	uint8_t *scratch;
+	size_t scratch_size;
+	struct pmd_config pmdcfg;
+	void *tls_ctx; /* SSL_CTX * when a listener is tls */
 
 	struct conn *conns; /* live list */
 	struct conn *dead;  /* closed, freed by conn_reap() */
@@ -68,5 +73,7 @@ __attribute__((noreturn)) void worker_run(const struct worker_args *args);
 void worker_dispatch_http(struct conn *c, const struct http_request *req);
 /* Called by conn when a connection is freed (accounting, accept resume). */
 void worker_conn_freed(struct worker *w);
+/* Give a new connection on a tls listener its TLS transport; -1 on error. */
+int worker_tls_attach(struct worker *w, struct conn *c);
 
 #endif

@@ -1,0 +1,50 @@
+/*
+ * config_int.h: what src/config.c (the directive table, the reader and the
+ * dump) and src/config_value.c (the value parsers) share.  Not a public API:
+ * other modules include orchd/config.h only.
+ *
+ * The value parsers are pure: text in, value or reason out, no context, no
+ * error reporting.  Those that can fail in several ways return NULL on
+ * success or why the text is not valid, a constant the caller quotes after
+ * the whole text, so the reason needs no formatting.
+ */
+#ifndef ORCHD_CONFIG_INT_H
+#define ORCHD_CONFIG_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "orchd/config.h"
+
+#define CFG_MS_SECOND 1000ULL
+#define CFG_MS_MINUTE (60 * CFG_MS_SECOND)
+#define CFG_MS_HOUR (60 * CFG_MS_MINUTE)
+#define CFG_MS_DAY (24 * CFG_MS_HOUR)
+
+#define CFG_KIB 1024ULL
+#define CFG_MIB (1024 * CFG_KIB)
+#define CFG_GIB (1024 * CFG_MIB)
+
+/* Strict decimal, digits only: 0 ok, -1 not a number, -2 overflow. */
+int cfgv_parse_u64(const char *s, uint64_t *out);
+
+/* In the largest exact unit: 30000 -> "30s", 1500 -> "1500ms", 0 -> "0s". */
+void cfgv_fmt_duration(uint64_t ms, char *buf, size_t len);
+
+/* In the largest exact unit: 8192 -> "8k", 1000 -> "1000", 0 -> "0". */
+void cfgv_fmt_size(uint64_t n, char *buf, size_t len);
+
+/* "ADDR:PORT" of a listen directive into *out (text set, tls 0). */
+const char *cfgv_listen(const char *s, struct config_listen *out);
+
+/* A redis address into *out, whose strings the caller frees. */
+const char *cfgv_redis(const char *s, struct config_redis *out);
+
+/*
+ * An origin, "scheme://host[:port]" or "*", normalized into out (at least
+ * CONFIG_ORIGIN_MAX bytes): scheme and host in lower case, IPv6 in RFC 5952
+ * form, no default port (80 for http and ws, 443 for https and wss).
+ */
+const char *cfgv_origin(const char *s, char *out);
+
+#endif
