@@ -537,6 +537,15 @@ conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct conn *c = io->data;
 
+	/*
+	 * A TLS read that needed the socket writable (or a write that needed
+	 * it readable) is retried on whichever readiness arrives.
+	 */
+	if (c->tr_want != 0 && c->state != CONN_TLS_HANDSHAKE &&
+	    (revents & (int)c->tr_want)) {
+		c->tr_want = 0;
+		revents |= EV_READ | (c->q.head != NULL ? EV_WRITE : 0);
+	}
 	if (c->state == CONN_TLS_HANDSHAKE) {
 		int r = c->tr->handshake(c);
 

@@ -15,6 +15,7 @@
 #include "orchd/config.h"
 #include "orchd/log.h"
 #include "orchd/supervisor.h"
+#include "orchd/tls.h"
 
 #ifndef ORCHD_SYSCONFDIR
 #define ORCHD_SYSCONFDIR "/etc"
@@ -99,6 +100,14 @@ main(int argc, char *argv[])
 	if (!test && nerr == 0 &&
 	    (conffile_abs = realpath(opts.conffile, NULL)) != NULL)
 		opts.conffile = conffile_abs;
+	/* A certificate that does not load is a configuration error. */
+	if (nerr == 0 && tls_needed(cfg)) {
+		void *ctx = tls_ctx_new(cfg);
+
+		if (ctx == NULL)
+			nerr++;
+		tls_ctx_free(ctx);
+	}
 	if (test) {
 		if (nerr > 0) {
 			fprintf(stderr,

@@ -27,6 +27,7 @@
 #include "orchd/log.h"
 #include "orchd/shm.h"
 #include "orchd/supervisor.h"
+#include "orchd/tls.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
 
@@ -54,6 +55,7 @@ static struct {
 	char *pidfile;
 	struct listener_set ls;
 	struct shm_segment *shm;
+	void *tls_ctx; /* SSL_CTX * for tls listeners, NULL without */
 	unsigned generation;
 	struct proc procs[MAX_PROCS];
 	struct slot slots[CONFIG_MAX_WORKERS];
@@ -235,6 +237,7 @@ spawn_worker(int slot)
 		args.tls[i] = sv.ls.l[i].addr.tls;
 	}
 	args.nfds = sv.ls.n;
+	args.tls_ctx = sv.tls_ctx;
 
 	pid = fork();
 	if (pid == -1) {
@@ -431,6 +434,7 @@ reload(void)
 {
 	struct config *ncfg = config_new();
 	struct listener_set nls;
+	void *ntls = NULL;
 	const char *path = sv.opts->conffile;
 	int nerr;
 	uint64_t now = util_now_ms();
@@ -444,7 +448,16 @@ reload(void)
 		config_free(ncfg);
 		return;
 	}
+	/* Certificates are re-read on every reload (renewals). */
+	if (tls_needed(ncfg) && (ntls = tls_ctx_new(ncfg)) == NULL) {
+		log_warnx("%s: cannot load the TLS certificate; keeping the "
+			  "running configuration",
+			  __func__);
+		config_free(ncfg);
+		return;
+	}
 	if (listener_set_build(&nls, &sv.ls, ncfg) == -1) {
+		tls_ctx_free(ntls);
 		log_warnx("%s: cannot open the new listeners; keeping the "
 			  "running configuration",
 			  __func__);
@@ -478,6 +491,9 @@ reload(void)
 		p->kill_at = now + ncfg->drain_timeout_ms +
 			     SUPERVISOR_KILL_GRACE_MS;
 	}
+	/* Old workers keep their (reference-counted) copy until they exit. */
+	tls_ctx_free(sv.tls_ctx);
+	sv.tls_ctx = ntls;
 	listener_set_close(&sv.ls); /* only what nls did not take over */
 	sv.ls = nls;
 	config_free(sv.cfg);
@@ -666,6 +682,8 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 		if (resolve_user(cfg, &uid, &gid) == -1)
 			return 2;
 	}
+	if (tls_needed(cfg) && (sv.tls_ctx = tls_ctx_new(cfg)) == NULL)
+		return 1;
 	if (listener_set_build(&sv.ls, NULL, cfg) == -1)
 		return 1;
 	if (!opts->foreground)
@@ -737,6 +755,7 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 	pidfile_remove();
 	listener_set_close(&sv.ls);
 	shm_destroy(sv.shm);
+	tls_ctx_free(sv.tls_ctx);
 	config_free(sv.cfg);
 	UTIL_FREE(sv.pidfile);
 	return sv.exit_code;

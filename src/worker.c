@@ -20,6 +20,7 @@
 #include "orchd/http.h"
 #include "orchd/wsconn.h"
 #include "orchd/log.h"
+#include "orchd/tls.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
 
@@ -168,8 +169,7 @@ worker_healthz(struct conn *c, const struct http_request *req)
 int
 worker_tls_attach(struct worker *w, struct conn *c)
 {
-	log_warnx("%s: TLS is not available in this build", __func__);
-	return -1;
+	return tls_conn_attach(w->tls_ctx, c);
 }
 
 void
@@ -318,6 +318,7 @@ worker_run(const struct worker_args *a)
 				  ? (size_t)w->cfg->http_max_header_size
 				  : WORKER_SCRATCH_MIN;
 	w->scratch = util_malloc(w->scratch_size);
+	w->tls_ctx = a->tls_ctx;
 	pmd_config_default(&w->pmdcfg);
 	w->pmdcfg.enabled = w->cfg->ws_compression;
 	w->pmdcfg.level = (int)w->cfg->ws_compression_level;

@@ -234,6 +234,24 @@ assert_same(const struct config *a, const struct config *b)
 			b->tls_certificate);
 	assert_str_same("tls_certificate_key", a->tls_certificate_key,
 			b->tls_certificate_key);
+	assert_str_same("ws_echo_path", a->ws_echo_path, b->ws_echo_path);
+	ck_assert_uint_eq(a->http_max_header_size, b->http_max_header_size);
+	ck_assert_uint_eq(a->http_max_body_size, b->http_max_body_size);
+	ck_assert_uint_eq(a->handshake_timeout_ms, b->handshake_timeout_ms);
+	ck_assert_uint_eq(a->keepalive_timeout_ms, b->keepalive_timeout_ms);
+	ck_assert_uint_eq(a->nws_allowed_origins, b->nws_allowed_origins);
+	for (size_t i = 0; i < a->nws_allowed_origins; i++)
+		ck_assert_str_eq(a->ws_allowed_origins[i],
+				 b->ws_allowed_origins[i]);
+	ck_assert_uint_eq(a->ws_max_message_size, b->ws_max_message_size);
+	ck_assert_uint_eq(a->ws_ping_interval_ms, b->ws_ping_interval_ms);
+	ck_assert_uint_eq(a->ws_pong_timeout_ms, b->ws_pong_timeout_ms);
+	ck_assert_uint_eq(a->ws_close_timeout_ms, b->ws_close_timeout_ms);
+	ck_assert_int_eq(a->ws_compression, b->ws_compression);
+	ck_assert_uint_eq(a->ws_compression_level, b->ws_compression_level);
+	ck_assert_uint_eq(a->ws_compression_min_size,
+			  b->ws_compression_min_size);
+	ck_assert_uint_eq(a->max_send_queue, b->max_send_queue);
 }
 
 /* Dump cfg, parse the dump, and require the very same config back. */
@@ -289,6 +307,21 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->jwt_secret_from_env, 0);
 	ck_assert_ptr_null(cfg->tls_certificate);
 	ck_assert_ptr_null(cfg->tls_certificate_key);
+	ck_assert_ptr_null(cfg->ws_echo_path);
+	ck_assert_uint_eq(cfg->http_max_header_size, 8192);
+	ck_assert_uint_eq(cfg->http_max_body_size, 1048576);
+	ck_assert_uint_eq(cfg->handshake_timeout_ms, 10000);
+	ck_assert_uint_eq(cfg->keepalive_timeout_ms, 60000);
+	ck_assert_ptr_null(cfg->ws_allowed_origins);
+	ck_assert_uint_eq(cfg->nws_allowed_origins, 0);
+	ck_assert_uint_eq(cfg->ws_max_message_size, 1048576);
+	ck_assert_uint_eq(cfg->ws_ping_interval_ms, 30000);
+	ck_assert_uint_eq(cfg->ws_pong_timeout_ms, 10000);
+	ck_assert_uint_eq(cfg->ws_close_timeout_ms, 5000);
+	ck_assert_int_eq(cfg->ws_compression, 1);
+	ck_assert_uint_eq(cfg->ws_compression_level, 1);
+	ck_assert_uint_eq(cfg->ws_compression_min_size, 64);
+	ck_assert_uint_eq(cfg->max_send_queue, 1048576);
 
 	/* An empty or comment-only file is valid and changes nothing. */
 	ck_assert_int_eq(load_text(&empty, "\n# nothing\n   \n\t# here\n", &e),
@@ -309,7 +342,7 @@ START_TEST(test_directive_doc)
 		ck_assert_ptr_nonnull(doc.syntax);
 		ck_assert_ptr_nonnull(doc.help);
 	}
-	ck_assert_uint_ge(i, 17);
+	ck_assert_uint_ge(i, 32);
 	ck_assert_int_eq(config_directive_doc(i + 100, &doc), -1);
 }
 END_TEST
@@ -350,7 +383,23 @@ START_TEST(test_every_directive)
 		 "jwt_secret_file %s\n"
 		 "tls_certificate \"%s\"\n"
 		 "tls_certificate_key %s\n"
-		 "include %s\n",
+		 "include %s\n"
+		 "ws_echo_path /echo\n"
+		 "http_max_header_size 16k\n"
+		 "http_max_body_size 0\n"
+		 "handshake_timeout 2500ms\n"
+		 "keepalive_timeout 0\n"
+		 "ws_allowed_origins https://app.example.com "
+		 "HTTP://LOCALHOST:3000\n"
+		 "ws_allowed_origins https://admin.example.com:443\n"
+		 "ws_max_message_size 16m\n"
+		 "ws_ping_interval 0\n"
+		 "ws_pong_timeout 3s\n"
+		 "ws_close_timeout 1m\n"
+		 "ws_compression off\n"
+		 "ws_compression_level 9\n"
+		 "ws_compression_min_size 1k\n"
+		 "max_send_queue 256k\n",
 		 logf, secret, cert, key, inc);
 
 	/* The test stays complete when a directive is added to the table. */
@@ -403,6 +452,24 @@ START_TEST(test_every_directive)
 	ck_assert_str_eq(cfg->tls_certificate, cert);
 	ck_assert_str_eq(cfg->tls_certificate_key, key);
 	ck_assert_str_eq(cfg->path, "t.conf");
+	ck_assert_str_eq(cfg->ws_echo_path, "/echo");
+	ck_assert_uint_eq(cfg->http_max_header_size, 16384);
+	ck_assert_uint_eq(cfg->http_max_body_size, 0);
+	ck_assert_uint_eq(cfg->handshake_timeout_ms, 2500);
+	ck_assert_uint_eq(cfg->keepalive_timeout_ms, 0);
+	ck_assert_uint_eq(cfg->nws_allowed_origins, 3);
+	ck_assert_str_eq(cfg->ws_allowed_origins[0], "https://app.example.com");
+	ck_assert_str_eq(cfg->ws_allowed_origins[1], "http://localhost:3000");
+	ck_assert_str_eq(cfg->ws_allowed_origins[2],
+			 "https://admin.example.com");
+	ck_assert_uint_eq(cfg->ws_max_message_size, 16 * 1048576);
+	ck_assert_uint_eq(cfg->ws_ping_interval_ms, 0);
+	ck_assert_uint_eq(cfg->ws_pong_timeout_ms, 3000);
+	ck_assert_uint_eq(cfg->ws_close_timeout_ms, 60000);
+	ck_assert_int_eq(cfg->ws_compression, 0);
+	ck_assert_uint_eq(cfg->ws_compression_level, 9);
+	ck_assert_uint_eq(cfg->ws_compression_min_size, 1024);
+	ck_assert_uint_eq(cfg->max_send_queue, 262144);
 	assert_round_trip(cfg);
 	errs_free(&e);
 	config_free(cfg);
@@ -582,6 +649,62 @@ START_TEST(test_listen_parse)
 	for (size_t i = 0; i < UTIL_NELEM(bad); i++)
 		ck_assert_msg(config_parse_listen(bad[i], &l) == -1,
 			      "\"%s\" accepted", bad[i]);
+}
+END_TEST
+
+START_TEST(test_size_parse)
+{
+	static const struct {
+		const char *s;
+		int rc;
+		uint64_t n;
+	} cases[] = {
+		{"0", 0, 0},
+		{"64", 0, 64},
+		{"64b", 0, 64},
+		{"64B", 0, 64},
+		{"1k", 0, 1024},
+		{"1K", 0, 1024},
+		{"8k", 0, 8192},
+		{"1m", 0, 1048576},
+		{"1M", 0, 1048576},
+		{"3g", 0, 3221225472ULL},
+		{"3G", 0, 3221225472ULL},
+		{"0k", 0, 0},
+		{"007k", 0, 7168},
+		{"18446744073709551615", 0, UINT64_MAX},
+		{"17179869183g", 0, 17179869183ULL << 30},
+		{"8x", -1, 0},
+		{"-1k", -1, 0},
+		{"+1k", -1, 0},
+		{"k", -1, 0},
+		{"", -1, 0},
+		{"1.5k", -1, 0},
+		{"8 k", -1, 0},
+		{"8kb", -1, 0},
+		{"8KiB", -1, 0},
+		{"8t", -1, 0},
+		{"8kk", -1, 0},
+		{"99999999999g", -2, 0},
+		{"18446744073709551616", -2, 0},
+		{"18014398509481984k", -2, 0},
+		{"17179869184g", -2, 0},
+		{"99999999999999999999999b", -2, 0},
+	};
+
+	for (size_t i = 0; i < UTIL_NELEM(cases); i++) {
+		uint64_t n = 12345;
+		int rc = config_parse_size(cases[i].s, &n);
+
+		ck_assert_msg(rc == cases[i].rc, "\"%s\": rc %d, want %d",
+			      cases[i].s, rc, cases[i].rc);
+		if (rc == 0)
+			ck_assert_msg(n == cases[i].n, "\"%s\": %llu",
+				      cases[i].s, (unsigned long long)n);
+		else
+			ck_assert_uint_eq(n, 12345);
+	}
+	ck_assert_int_eq(config_parse_size(NULL, NULL), -1);
 }
 END_TEST
 
@@ -912,6 +1035,489 @@ START_TEST(test_tls_cross_check)
 	ck_assert(has_prefix(e.msg[1], "t.conf:3: listen [::]:443 tls"));
 	errs_free(&e);
 	config_free(cfg);
+}
+END_TEST
+
+/* ---- the HTTP and WebSocket transport directives -------------------------- */
+
+/* Each bad form of a SIZE or DURATION value, and both ends of its range. */
+struct range_case {
+	const char *name;
+	const char *lo, *hi;       /* accepted, in the form -T writes */
+	const char *below, *above; /* refused; below NULL: range starts at 0 */
+	const char *range;         /* as the message writes it */
+};
+
+static void
+check_range(const struct range_case *rc, const char *notword,
+	    const char *const *malformed, size_t nmalformed,
+	    const char *overflow)
+{
+	char text[256], prefix[256], range[64];
+	struct config *cfg;
+	struct errs e;
+	const char *ok[2] = {rc->lo, rc->hi};
+
+	snprintf(range, sizeof(range), "(%s)", rc->range);
+	for (size_t i = 0; i < nmalformed; i++) {
+		snprintf(text, sizeof(text), "# x\n%s %s\n", rc->name,
+			 malformed[i]);
+		snprintf(prefix, sizeof(prefix), "t.conf:2: %s: \"%s\" is not a %s",
+			 rc->name, malformed[i], notword);
+		EXPECT1(text, prefix, "");
+	}
+	snprintf(text, sizeof(text), "%s %s\n", rc->name, overflow);
+	snprintf(prefix, sizeof(prefix), "t.conf:1: %s: \"%s\" is out of range",
+		 rc->name, overflow);
+	EXPECT1(text, prefix, range);
+	for (int i = 0; i < 2; i++) {
+		const char *bad = i == 0 ? rc->below : rc->above;
+
+		if (bad == NULL)
+			continue;
+		snprintf(text, sizeof(text), "%s %s\n", rc->name, bad);
+		snprintf(prefix, sizeof(prefix),
+			 "t.conf:1: %s: \"%s\" is out of range", rc->name, bad);
+		EXPECT1(text, prefix, range);
+	}
+	for (int i = 0; i < 2; i++) {
+		char *dump, line[128];
+
+		snprintf(text, sizeof(text), "%s %s\n", rc->name, ok[i]);
+		ck_assert_msg(load_text(&cfg, text, &e) == 0, "%s: %s", text,
+			      e.n > 0 ? e.msg[0] : "");
+		dump = dump_text(cfg);
+		snprintf(line, sizeof(line), "\n%s %s\n", rc->name, ok[i]);
+		ck_assert_msg(strstr(dump, line) != NULL, "no \"%s\" in:\n%s",
+			      text, dump);
+		free(dump);
+		assert_round_trip(cfg);
+		config_free(cfg);
+	}
+}
+
+START_TEST(test_size_directives)
+{
+	static const char *const malformed[] = {
+		"8x", "-1k", "1.5m", "k", "8kb", "64k;", "0x10",
+	};
+	static const struct range_case cases[] = {
+		{"http_max_header_size", "1k", "64k", "1023",
+		 "65537", "1k..64k"},
+		{"http_max_body_size", "0", "64m", NULL,
+		 "67108865", "0..64m"},
+		{"ws_max_message_size", "125", "1g", "124",
+		 "1073741825", "125..1g"},
+		{"ws_compression_min_size", "0", "1m", NULL,
+		 "1025k", "0..1m"},
+		{"max_send_queue", "4k", "1g", "4095",
+		 "1025m", "4k..1g"},
+	};
+	struct config *cfg;
+	struct errs e;
+
+	for (size_t i = 0; i < UTIL_NELEM(cases); i++)
+		check_range(&cases[i], "size", malformed,
+			    UTIL_NELEM(malformed), "99999999999g");
+
+	/* The values land in the right fields, in bytes. */
+	ck_assert_int_eq(load_text(&cfg, "http_max_header_size 1k\n"
+					 "http_max_body_size 64m\n"
+					 "ws_max_message_size 125\n"
+					 "ws_compression_min_size 1m\n"
+					 "max_send_queue 1g\n",
+				   &e),
+			 0);
+	ck_assert_uint_eq(cfg->http_max_header_size, 1024);
+	ck_assert_uint_eq(cfg->http_max_body_size, 64 * 1048576);
+	ck_assert_uint_eq(cfg->ws_max_message_size, 125);
+	ck_assert_uint_eq(cfg->ws_compression_min_size, 1048576);
+	ck_assert_uint_eq(cfg->max_send_queue, 1073741824);
+	config_free(cfg);
+
+	/* Units in either case, "b" for bytes; the dump is canonical. */
+	ck_assert_int_eq(load_text(&cfg, "http_max_header_size 16K\n"
+					 "http_max_body_size 2M\n"
+					 "ws_max_message_size 1G\n"
+					 "ws_compression_min_size 100b\n"
+					 "max_send_queue 4096B\n",
+				   &e),
+			 0);
+	ck_assert_uint_eq(cfg->http_max_header_size, 16384);
+	ck_assert_uint_eq(cfg->http_max_body_size, 2097152);
+	ck_assert_uint_eq(cfg->ws_max_message_size, 1073741824);
+	ck_assert_uint_eq(cfg->ws_compression_min_size, 100);
+	ck_assert_uint_eq(cfg->max_send_queue, 4096);
+	assert_round_trip(cfg);
+	config_free(cfg);
+
+	EXPECT1("http_max_header_size 8x\n",
+		"t.conf:1: http_max_header_size: \"8x\" is not a size",
+		"k, m or g");
+	EXPECT1("http_max_body_size \"\"\n",
+		"t.conf:1: http_max_body_size: \"\" is not a size", "");
+	EXPECT1("http_max_header_size 8k 9k\n",
+		"t.conf:1: http_max_header_size: too many values",
+		"http_max_header_size SIZE");
+	EXPECT1("max_send_queue\n", "t.conf:1: max_send_queue: missing value",
+		"");
+	EXPECT1("max_send_queue 1m\nmax_send_queue 2m\n",
+		"t.conf:2: max_send_queue: duplicate directive", "t.conf:1");
+}
+END_TEST
+
+START_TEST(test_transport_durations)
+{
+	static const char *const malformed[] = {
+		"10x", "-1s", "1.5s", "s", "5S", "1h30m",
+	};
+	static const struct range_case cases[] = {
+		{"handshake_timeout", "100ms", "10m", "99ms",
+		 "601s", "100ms..10m"},
+		{"keepalive_timeout", "0s", "1h", NULL, "3601s",
+		 "0s..1h"},
+		{"ws_ping_interval", "0s", "1h", NULL, "61m",
+		 "0s..1h"},
+		{"ws_pong_timeout", "100ms", "10m", "99ms",
+		 "601s", "100ms..10m"},
+		{"ws_close_timeout", "100ms", "1m", "0", "61s",
+		 "100ms..1m"},
+	};
+	struct config *cfg;
+	struct errs e;
+
+	for (size_t i = 0; i < UTIL_NELEM(cases); i++)
+		check_range(&cases[i], "duration", malformed,
+			    UTIL_NELEM(malformed), "99999999999999999999s");
+
+	ck_assert_int_eq(load_text(&cfg, "handshake_timeout 100ms\n"
+					 "keepalive_timeout 1h\n"
+					 "ws_ping_interval 0\n"
+					 "ws_pong_timeout 10m\n"
+					 "ws_close_timeout 1m\n",
+				   &e),
+			 0);
+	ck_assert_uint_eq(cfg->handshake_timeout_ms, 100);
+	ck_assert_uint_eq(cfg->keepalive_timeout_ms, 3600000);
+	ck_assert_uint_eq(cfg->ws_ping_interval_ms, 0);
+	ck_assert_uint_eq(cfg->ws_pong_timeout_ms, 600000);
+	ck_assert_uint_eq(cfg->ws_close_timeout_ms, 60000);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_compression)
+{
+	struct config *cfg;
+	struct errs e;
+
+	ck_assert_int_eq(load_text(&cfg, "ws_compression off\n"
+					 "ws_compression_level 1\n",
+				   &e),
+			 0);
+	ck_assert_int_eq(cfg->ws_compression, 0);
+	ck_assert_uint_eq(cfg->ws_compression_level, 1);
+	assert_round_trip(cfg);
+	config_free(cfg);
+	ck_assert_int_eq(load_text(&cfg, "ws_compression on\n"
+					 "ws_compression_level 9\n",
+				   &e),
+			 0);
+	ck_assert_int_eq(cfg->ws_compression, 1);
+	ck_assert_uint_eq(cfg->ws_compression_level, 9);
+	config_free(cfg);
+
+	EXPECT1("ws_compression yes\n",
+		"t.conf:1: ws_compression: \"yes\" is not one of on or off",
+		"");
+	EXPECT1("ws_compression ON\n", "t.conf:1: ws_compression: ", "on or off");
+	EXPECT1("ws_compression_level 0\n",
+		"t.conf:1: ws_compression_level: \"0\" is out of range", "1..9");
+	EXPECT1("ws_compression_level 10\n",
+		"t.conf:1: ws_compression_level: \"10\" is out of range",
+		"1..9");
+	EXPECT1("ws_compression_level 99999999999999999999\n",
+		"t.conf:1: ws_compression_level: ", "out of range");
+	EXPECT1("ws_compression_level fast\n",
+		"t.conf:1: ws_compression_level: \"fast\" is not a number",
+		"1..9");
+}
+END_TEST
+
+START_TEST(test_origins)
+{
+	static const struct {
+		const char *in, *norm;
+	} good[] = {
+		{"*", "*"},
+		{"https://app.example.com", "https://app.example.com"},
+		{"HTTPS://App.Example.COM", "https://app.example.com"},
+		{"https://app.example.com:443", "https://app.example.com"},
+		{"https://app.example.com:80", "https://app.example.com:80"},
+		{"http://app.example.com:80", "http://app.example.com"},
+		{"http://localhost:03000", "http://localhost:3000"},
+		{"wss://x.example:443", "wss://x.example"},
+		{"http://10.0.0.1:8080", "http://10.0.0.1:8080"},
+		{"http://[::1]:8080", "http://[::1]:8080"},
+		{"http://[0:0:0:0:0:0:0:1]", "http://[::1]"},
+		{"https://[2001:DB8::1]:443", "https://[2001:db8::1]"},
+		{"chrome-extension://abcdef", "chrome-extension://abcdef"},
+		{"app+x.v1://host_1", "app+x.v1://host_1"},
+	};
+	static const struct {
+		const char *in, *why;
+	} bad[] = {
+		{"app.example.com", "missing scheme"},
+		{"//app.example.com", "missing scheme"},
+		{"1http://a.example", "missing scheme"},
+		{"https:/app.example.com", "missing scheme"},
+		{"null", "\"null\""},
+		{"https://app.example.com/path", "no path"},
+		{"https://app.example.com/", "not even a final \"/\""},
+		{"https://app.example.com?x=1", "query"},
+		{"https://app.example.com#f", "fragment"},
+		{"https://user@app.example.com", "user name"},
+		{"https://*.example.com", "wildcard"},
+		{"https://", "missing host"},
+		{"https://:443", "missing host"},
+		{"https://a.example:", "missing port"},
+		{"https://a.example:0", "port out of range"},
+		{"https://a.example:65536", "port out of range"},
+		{"https://a.example:https", "port is not a number"},
+		{"http://::1:80", "goes in brackets"},
+		{"http://[::1", "missing \"]\""},
+		{"http://[zz]:80", "not an IPv6 address"},
+		{"http://[::1]x", "expected \":PORT\""},
+		{"http://999.1.1.1", "not an IPv4 address"},
+		{"http://bad!host", "not a valid host name"},
+		{"http://-bad.example", "not a valid host name"},
+	};
+	char text[512], prefix[512];
+	struct config *cfg;
+	struct errs e;
+
+	for (size_t i = 0; i < UTIL_NELEM(good); i++) {
+		snprintf(text, sizeof(text), "ws_allowed_origins %s\n",
+			 good[i].in);
+		ck_assert_msg(load_text(&cfg, text, &e) == 0, "%s: %s",
+			      good[i].in, e.n > 0 ? e.msg[0] : "");
+		ck_assert_uint_eq(cfg->nws_allowed_origins, 1);
+		ck_assert_str_eq(cfg->ws_allowed_origins[0], good[i].norm);
+		assert_round_trip(cfg);
+		errs_free(&e);
+		config_free(cfg);
+	}
+	for (size_t i = 0; i < UTIL_NELEM(bad); i++) {
+		/* Quoted: "#" would start a comment. */
+		snprintf(text, sizeof(text), "\nws_allowed_origins \"%s\"\n",
+			 bad[i].in);
+		snprintf(prefix, sizeof(prefix),
+			 "t.conf:2: ws_allowed_origins: \"%s\": ", bad[i].in);
+		EXPECT1(text, prefix, bad[i].why);
+	}
+
+	/* Values accumulate, over several values and several lines. */
+	ck_assert_int_eq(load_text(&cfg,
+				   "ws_allowed_origins https://a.example\n"
+				   "ws_path /ws\n"
+				   "ws_allowed_origins https://b.example "
+				   "http://[::1]:8080 http://c.example:81\n"
+				   "ws_allowed_origins *\n",
+				   &e),
+			 0);
+	ck_assert_uint_eq(cfg->nws_allowed_origins, 5);
+	ck_assert_str_eq(cfg->ws_allowed_origins[0], "https://a.example");
+	ck_assert_str_eq(cfg->ws_allowed_origins[1], "https://b.example");
+	ck_assert_str_eq(cfg->ws_allowed_origins[2], "http://[::1]:8080");
+	ck_assert_str_eq(cfg->ws_allowed_origins[3], "http://c.example:81");
+	ck_assert_str_eq(cfg->ws_allowed_origins[4], "*");
+	assert_round_trip(cfg);
+	config_free(cfg);
+
+	/* Each bad value of a line is reported; the line number is right. */
+	EXPECTN("# origins\nws_allowed_origins a.example https://ok.example "
+		"https://b.example/\n",
+		2, "t.conf:2: ws_allowed_origins: \"a.example\": ",
+		"missing scheme");
+	/* Duplicates are found after normalization, across lines. */
+	EXPECT1("ws_allowed_origins https://a.example\n\n"
+		"ws_allowed_origins http://x.example HTTPS://A.EXAMPLE:443\n",
+		"t.conf:3: ws_allowed_origins: duplicate origin "
+		"\"https://a.example\" (first given at t.conf:1)",
+		"");
+	EXPECT1("ws_allowed_origins * *\n",
+		"t.conf:1: ws_allowed_origins: duplicate origin \"*\"", "");
+	EXPECT1("ws_allowed_origins\n",
+		"t.conf:1: ws_allowed_origins: missing value",
+		"ws_allowed_origins ORIGIN...");
+	EXPECT1("ws_allowed_origins \"\"\n",
+		"t.conf:1: ws_allowed_origins: \"\": ", "missing scheme");
+
+	/* 31 values on a line is the most; more lines for more. */
+	for (int nv = 31; nv <= 32; nv++) {
+		char line[2048];
+		size_t n = (size_t)snprintf(line, sizeof(line),
+					    "ws_allowed_origins");
+
+		for (int i = 0; i < nv; i++)
+			n += (size_t)snprintf(line + n, sizeof(line) - n,
+					      " https://h%d.example", i);
+		snprintf(line + n, sizeof(line) - n, "\n");
+		if (nv == 32) {
+			EXPECT1(line,
+				"t.conf:1: ws_allowed_origins: too many values",
+				"");
+			continue;
+		}
+		ck_assert_int_eq(load_text(&cfg, line, &e), 0);
+		ck_assert_uint_eq(cfg->nws_allowed_origins, 31);
+		ck_assert_str_eq(cfg->ws_allowed_origins[30],
+				 "https://h30.example");
+		assert_round_trip(cfg);
+		config_free(cfg);
+	}
+
+	/* At most CONFIG_MAX_ORIGINS in all. */
+	{
+		size_t cap = 64 * (CONFIG_MAX_ORIGINS + 1), n = 0;
+		char *big = malloc(cap);
+
+		for (int i = 0; i <= CONFIG_MAX_ORIGINS; i++)
+			n += (size_t)snprintf(big + n, cap - n,
+					      "ws_allowed_origins "
+					      "https://o%d.example\n",
+					      i);
+		ck_assert_int_eq(load_text(&cfg, big, &e), 1);
+		ck_assert_msg(has_prefix(e.msg[0], "t.conf:257: "
+						   "ws_allowed_origins: too "
+						   "many origins (at most "
+						   "256)"),
+			      "%s", e.msg[0]);
+		ck_assert_uint_eq(cfg->nws_allowed_origins, CONFIG_MAX_ORIGINS);
+		errs_free(&e);
+		config_free(cfg);
+		free(big);
+	}
+}
+END_TEST
+
+static int
+allowed(const struct config *cfg, const char *origin)
+{
+	return config_origin_allowed(cfg, origin,
+				     origin != NULL ? strlen(origin) : 0);
+}
+
+START_TEST(test_origin_allowed)
+{
+	struct config *cfg = config_new();
+	struct errs e;
+	char big[400];
+
+	/* Unset: anything goes. */
+	ck_assert_int_eq(allowed(cfg, "https://evil.example"), 1);
+	ck_assert_int_eq(allowed(cfg, "null"), 1);
+	ck_assert_int_eq(allowed(cfg, NULL), 1);
+	config_free(cfg);
+
+	ck_assert_int_eq(load_text(&cfg,
+				   "ws_allowed_origins https://app.example.com "
+				   "http://localhost:3000\n",
+				   &e),
+			 0);
+	ck_assert_int_eq(allowed(cfg, "https://app.example.com"), 1);
+	ck_assert_int_eq(allowed(cfg, "http://localhost:3000"), 1);
+	/* No Origin header: not a browser (an orchestrator daemon). */
+	ck_assert_int_eq(allowed(cfg, NULL), 1);
+	/* Compared normalized; blanks around the header value are OWS. */
+	ck_assert_int_eq(allowed(cfg, "HTTPS://APP.example.com:443"), 1);
+	ck_assert_int_eq(allowed(cfg, " https://app.example.com\t"), 1);
+	ck_assert_int_eq(allowed(cfg, "https://app.example.com.evil.example"),
+			 0);
+	ck_assert_int_eq(allowed(cfg, "https://evil.example"), 0);
+	ck_assert_int_eq(allowed(cfg, "http://app.example.com"), 0);
+	ck_assert_int_eq(allowed(cfg, "https://app.example.com:8443"), 0);
+	ck_assert_int_eq(allowed(cfg, "http://localhost"), 0);
+	ck_assert_int_eq(allowed(cfg, "https://app.example.com/"), 0);
+	ck_assert_int_eq(allowed(cfg, "null"), 0);
+	ck_assert_int_eq(allowed(cfg, "*"), 0);
+	ck_assert_int_eq(allowed(cfg, ""), 0);
+	/* The value need not be NUL-terminated; an inner NUL never matches. */
+	ck_assert_int_eq(config_origin_allowed(cfg, "http://localhost:3000XYZ",
+					       21),
+			 1);
+	ck_assert_int_eq(config_origin_allowed(cfg, "http://localhost:3000XYZ",
+					       22),
+			 0);
+	ck_assert_int_eq(config_origin_allowed(
+				 cfg, "https://app.example.com\0x", 25),
+			 0);
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "https://", 8);
+	ck_assert_int_eq(config_origin_allowed(cfg, big, sizeof(big)), 0);
+	config_free(cfg);
+
+	/* "*" admits everything, "null" included. */
+	ck_assert_int_eq(load_text(&cfg,
+				   "ws_allowed_origins https://a.example *\n",
+				   &e),
+			 0);
+	ck_assert_int_eq(allowed(cfg, "https://b.example"), 1);
+	ck_assert_int_eq(allowed(cfg, "null"), 1);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_echo_path)
+{
+	struct config *cfg;
+	struct errs e;
+
+	ck_assert_int_eq(load_text(&cfg, "ws_echo_path /echo\n", &e), 0);
+	ck_assert_str_eq(cfg->ws_echo_path, "/echo");
+	assert_round_trip(cfg);
+	config_free(cfg);
+	EXPECT0("ws_echo_path /healthz/echo\nws_path /healthzz\n");
+
+	/* Not ws_path, wherever that comes from. */
+	EXPECT1("ws_path /x\nws_echo_path /x\n",
+		"t.conf:2: ws_echo_path: \"/x\" is also ws_path (set at "
+		"t.conf:1)",
+		"needs a path of its own");
+	EXPECT1("# echo\nws_echo_path /daemon/ws\n",
+		"t.conf:2: ws_echo_path: \"/daemon/ws\" is also ws_path (its "
+		"default)",
+		"");
+	setenv("WS_PATH", "/e", 1);
+	EXPECT1("ws_path /x\nws_echo_path /e\n",
+		"t.conf:2: ws_echo_path: \"/e\" is also ws_path (set by the "
+		"environment variable WS_PATH)",
+		"");
+	/* WS_PATH moves ws_path away: no clash left. */
+	EXPECT0("ws_path /x\nws_echo_path /x\n");
+	setenv("WS_PATH", "/healthz", 1);
+	EXPECT1("ws_echo_path /e\n",
+		"environment: WS_PATH: \"/healthz\" is reserved for the "
+		"health check",
+		"");
+	unsetenv("WS_PATH");
+
+	/* Neither may be the health check; the rules of ws_path apply. */
+	EXPECT1("ws_path /healthz\n",
+		"t.conf:1: ws_path: \"/healthz\" is reserved for the health "
+		"check",
+		"");
+	EXPECT1("ws_echo_path /healthz\n",
+		"t.conf:1: ws_echo_path: \"/healthz\" is reserved", "");
+	EXPECT1("ws_echo_path echo\n", "t.conf:1: ws_echo_path: \"echo\"",
+		"must start with \"/\"");
+	EXPECT1("ws_echo_path \"/a b\"\n", "t.conf:1: ws_echo_path: ",
+		"spaces");
+	EXPECT1("ws_echo_path /e?x\n", "t.conf:1: ws_echo_path: ", "\"?\"");
+	EXPECT1("ws_echo_path \"\"\n", "t.conf:1: ws_echo_path: empty value",
+		"");
+	EXPECT1("ws_echo_path /a\nws_echo_path /b\n",
+		"t.conf:2: ws_echo_path: duplicate directive", "t.conf:1");
 }
 END_TEST
 
@@ -1271,6 +1877,7 @@ END_TEST
 START_TEST(test_dump_format)
 {
 	struct config *cfg = config_new();
+	struct errs e;
 	char *text = dump_text(cfg);
 	char line[128];
 
@@ -1294,12 +1901,51 @@ START_TEST(test_dump_format)
 	ck_assert_ptr_nonnull(strstr(text, "\n# jwt_secret_file (not set)\n"));
 	ck_assert_ptr_nonnull(strstr(text, "\n# tls_certificate (not set)\n"));
 	ck_assert_ptr_null(strstr(text, "include"));
+	ck_assert_ptr_nonnull(strstr(text, "\n# ws_echo_path (not set)\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nhttp_max_header_size 8k\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nhttp_max_body_size 1m\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nhandshake_timeout 10s\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nkeepalive_timeout 1m\n"));
+	ck_assert_ptr_nonnull(
+		strstr(text, "\n# ws_allowed_origins (not set: any origin)\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nws_max_message_size 1m\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nws_ping_interval 30s\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nws_pong_timeout 10s\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nws_close_timeout 5s\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nws_compression on\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nws_compression_level 1\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nws_compression_min_size 64\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nmax_send_queue 1m\n"));
+	assert_round_trip(cfg);
+	free(text);
+	config_free(cfg);
+
+	/* Sizes in the largest exact unit, bytes bare; origins one a line. */
+	ck_assert_int_eq(load_text(&cfg, "http_max_header_size 2048\n"
+					 "http_max_body_size 1025\n"
+					 "ws_max_message_size 1024k\n"
+					 "ws_compression_min_size 0k\n"
+					 "max_send_queue 1536k\n"
+					 "ws_allowed_origins https://a.example "
+					 "HTTP://B.example:8080\n"
+					 "ws_echo_path /echo\n",
+				   &e),
+			 0);
+	text = dump_text(cfg);
+	ck_assert_ptr_nonnull(strstr(text, "\nhttp_max_header_size 2k\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nhttp_max_body_size 1025\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nws_max_message_size 1m\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nws_compression_min_size 0\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nmax_send_queue 1536k\n"));
+	ck_assert_ptr_nonnull(
+		strstr(text, "\nws_allowed_origins https://a.example\n"
+			     "ws_allowed_origins http://b.example:8080\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nws_echo_path /echo\n"));
 	assert_round_trip(cfg);
 	free(text);
 	config_free(cfg);
 
 	/* Durations in the largest exact unit; explicit workers. */
-	struct errs e;
 	ck_assert_int_eq(load_text(&cfg, "workers 4\nheartbeat_interval 120s\n"
 					 "auth_timeout 1500ms\n"
 					 "drain_timeout 0\n"
@@ -1498,6 +2144,7 @@ config_suite(void)
 	tcase_add_test(tc, test_values);
 	tcase_add_test(tc, test_duration_parse);
 	tcase_add_test(tc, test_listen_parse);
+	tcase_add_test(tc, test_size_parse);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");
@@ -1517,6 +2164,15 @@ config_suite(void)
 	tcase_add_test(tc, test_all_errors_reported);
 	tcase_add_test(tc, test_not_a_config);
 	tcase_add_test(tc, test_too_many_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("transport");
+	tcase_add_test(tc, test_size_directives);
+	tcase_add_test(tc, test_transport_durations);
+	tcase_add_test(tc, test_compression);
+	tcase_add_test(tc, test_origins);
+	tcase_add_test(tc, test_origin_allowed);
+	tcase_add_test(tc, test_echo_path);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("include");

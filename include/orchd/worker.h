@@ -64,6 +64,7 @@ struct worker_args {
 	int fds[CONFIG_MAX_LISTEN];
 	int tls[CONFIG_MAX_LISTEN];
 	int nfds;
+	void *tls_ctx; /* SSL_CTX *, built by the supervisor */
 };
 
 /* Run a worker process; exits the process (0 on drain, 1 on failure). */
