@@ -213,7 +213,13 @@ finish_head(struct http_request *req)
 			seen_cl = 1;
 			req->content_length = v;
 		} else if (str_ieq(&h->name, "Transfer-Encoding")) {
-			req->chunked = 1;
+			/*
+			 * We take no chunked bodies: 411 asks for a length;
+			 * any other coding is one we don't know (501).
+			 */
+			req->chunked = http_token_list_has(&h->value, "chunked")
+					       ? 1
+					       : 2;
 		} else if (str_ieq(&h->name, "Host")) {
 			/* Two Host headers are a smuggling vector. */
 			for (int j = i + 1; j < req->nheaders; j++)
@@ -225,7 +231,7 @@ finish_head(struct http_request *req)
 	if (req->chunked && seen_cl)
 		return -400;
 	if (req->chunked)
-		return -501;
+		return req->chunked == 1 ? -411 : -501;
 
 	conn = http_header_get(req, "Connection");
 	if (req->version_minor == 1)
@@ -286,6 +292,79 @@ http_parse_request(const char *buf, size_t len, size_t max_head,
 		}
 		p = eol + 1;
 	}
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+http_percent_decode(const struct http_str *in, char *out, size_t size,
+		    int plus_is_space)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < in->len; i++) {
+		char c = in->p[i];
+
+		if (c == '%') {
+			int hi, lo;
+
+			if (i + 2 >= in->len)
+				return -1;
+			hi = hexval(in->p[i + 1]);
+			lo = hexval(in->p[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			c = (char)(hi << 4 | lo);
+			if (c == '\0')
+				return -1; /* NUL never reaches a C string */
+			i += 2;
+		} else if (c == '+' && plus_is_space) {
+			c = ' ';
+		}
+		if (o + 1 >= size)
+			return -1;
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
+int
+http_query_param(const struct http_request *req, const char *name, char *out,
+		 size_t size)
+{
+	const char *p = req->query.p, *end = req->query.p + req->query.len;
+	size_t nlen = strlen(name);
+
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *e = amp != NULL ? amp : end;
+		const char *eq = memchr(p, '=', (size_t)(e - p));
+		struct http_str key = {p, (size_t)((eq != NULL ? eq : e) - p)};
+		char kbuf[128];
+
+		if (http_percent_decode(&key, kbuf, sizeof(kbuf), 1) ==
+			    (int)nlen &&
+		    memcmp(kbuf, name, nlen) == 0) {
+			struct http_str v = {eq != NULL ? eq + 1 : e,
+					     eq != NULL ? (size_t)(e - eq - 1)
+							: 0};
+
+			return http_percent_decode(&v, out, size, 1);
+		}
+		p = e + 1;
+	}
+	return -2;
 }
 
 const char *

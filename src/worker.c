@@ -177,14 +177,21 @@ worker_dispatch_http(struct conn *c, const struct http_request *req)
 {
 	const struct config *cfg = c->w->cfg;
 	const char *extra = NULL;
+	char path[1024];
 	int status;
 
 	if (cfg->keepalive_timeout_ms == 0)
 		c->keep_alive = 0;
-	if (http_str_eq(&req->path, cfg->ws_path) ||
+	/* Routes compare decoded paths: "/daemon%2Fws" is "/daemon/ws". */
+	if (http_percent_decode(&req->path, path, sizeof(path), 0) < 0) {
+		conn_send_error(c, req->path.len >= sizeof(path) ? 414 : 400,
+				NULL);
+		return;
+	}
+	if (strcmp(path, cfg->ws_path) == 0 ||
 	    (cfg->ws_echo_path != NULL &&
-	     http_str_eq(&req->path, cfg->ws_echo_path))) {
-		enum wsconn_endpoint ep = http_str_eq(&req->path, cfg->ws_path)
+	     strcmp(path, cfg->ws_echo_path) == 0)) {
+		enum wsconn_endpoint ep = strcmp(path, cfg->ws_path) == 0
 						  ? WSCONN_DAEMON
 						  : WSCONN_ECHO;
 
@@ -197,7 +204,7 @@ worker_dispatch_http(struct conn *c, const struct http_request *req)
 			conn_send_error(c, status, extra);
 		return;
 	}
-	if (http_str_eq(&req->path, "/healthz")) {
+	if (strcmp(path, "/healthz") == 0) {
 		if (req->method != HTTP_METHOD_GET &&
 		    req->method != HTTP_METHOD_HEAD) {
 			conn_send_error(c, 405, "Allow: GET, HEAD\r\n");

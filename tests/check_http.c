@@ -148,6 +148,8 @@ static const struct {
 	 "99999999999999999999\r\n\r\n",
 	 413},
 	{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+	 411},
+	{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
 	 501},
 	{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
 	 "Content-Length: 3\r\n\r\n",
@@ -266,6 +268,45 @@ START_TEST(test_error_body)
 }
 END_TEST
 
+START_TEST(test_percent_decode)
+{
+	char out[64];
+	struct http_str a = {"/daemon%2Fws%20x", 16};
+	struct http_str bad1 = {"/a%2", 4}, bad2 = {"/a%zz", 5};
+	struct http_str nul = {"/a%00b", 6}, plus = {"a+b%2B", 6};
+
+	ck_assert_int_eq(http_percent_decode(&a, out, sizeof(out), 0), 12);
+	ck_assert_str_eq(out, "/daemon/ws x");
+	ck_assert_int_eq(http_percent_decode(&bad1, out, sizeof(out), 0), -1);
+	ck_assert_int_eq(http_percent_decode(&bad2, out, sizeof(out), 0), -1);
+	ck_assert_int_eq(http_percent_decode(&nul, out, sizeof(out), 0), -1);
+	ck_assert_int_eq(http_percent_decode(&plus, out, sizeof(out), 1), 4);
+	ck_assert_str_eq(out, "a b+");
+	ck_assert_int_eq(http_percent_decode(&plus, out, sizeof(out), 0), 4);
+	ck_assert_str_eq(out, "a+b+");
+	ck_assert_int_eq(http_percent_decode(&a, out, 5, 0), -1); /* no room */
+}
+END_TEST
+
+START_TEST(test_query_param)
+{
+	struct http_request req;
+	char out[64];
+
+	ck_assert_int_gt(parse("GET /e?since=2026-01-01T00%3A00%3A00Z&limit=5"
+			       "&x&empty= HTTP/1.1\r\nHost: a\r\n\r\n",
+			       &req),
+			 0);
+	ck_assert_int_eq(http_query_param(&req, "since", out, sizeof(out)), 20);
+	ck_assert_str_eq(out, "2026-01-01T00:00:00Z");
+	ck_assert_int_eq(http_query_param(&req, "limit", out, sizeof(out)), 1);
+	ck_assert_str_eq(out, "5");
+	ck_assert_int_eq(http_query_param(&req, "x", out, sizeof(out)), 0);
+	ck_assert_int_eq(http_query_param(&req, "empty", out, sizeof(out)), 0);
+	ck_assert_int_eq(http_query_param(&req, "nope", out, sizeof(out)), -2);
+}
+END_TEST
+
 /* Random bytes never crash the parser or make it read out of bounds. */
 START_TEST(test_fuzz_random)
 {
@@ -309,6 +350,8 @@ http_suite(void)
 	tcase_add_test(tc, test_content_length);
 	tcase_add_test(tc, test_format_response);
 	tcase_add_test(tc, test_error_body);
+	tcase_add_test(tc, test_percent_decode);
+	tcase_add_test(tc, test_query_param);
 	tcase_add_test(tc, test_fuzz_random);
 	suite_add_tcase(s, tc);
 	return s;

@@ -67,6 +67,21 @@ int http_token_list_has(const struct http_str *value, const char *token);
 /* Does s equal the NUL-terminated c (case-sensitive)? */
 int http_str_eq(const struct http_str *s, const char *c);
 
+/*
+ * Percent-decode in into out (NUL-terminated, size bytes with the NUL);
+ * '+' becomes a space when plus_is_space (query strings).  Returns the
+ * decoded length, or -1 on a malformed escape, an encoded NUL, or no room.
+ */
+int http_percent_decode(const struct http_str *in, char *out, size_t size,
+			int plus_is_space);
+
+/*
+ * The decoded value of query parameter name (first occurrence) into out.
+ * Returns its length, -1 if malformed or too long, -2 if absent.
+ */
+int http_query_param(const struct http_request *req, const char *name,
+		     char *out, size_t size);
+
 const char *http_status_text(int status);
 
 /*
