@@ -179,7 +179,7 @@ function doPing() {
 }
 
 ws.on('open', () => {
-  result.negotiated = Object.keys(ws.extensions || {}).join(', ');
+  result.negotiated = String(ws.extensions || '');
   sendNext();
 });
 
