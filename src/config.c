@@ -44,17 +44,16 @@
 #define ORCHD_RUNSTATEDIR "/var/run"
 #endif
 
-#define MAX_ARGS 32       /* words stored per line; more are only counted */
 #define MAX_DIRECTIVES 64 /* size of the per-parse bookkeeping */
 #define SECRET_MAX 4096   /* jwt secret, from a file or the environment */
 #define WS_PATH_MAX 255
 #define HEALTHZ_PATH "/healthz" /* served by the workers themselves */
 #define MSG_MAX 1024
 /*
- * A config file is small and written by hand.  These limits keep a mistake
- * such as "include" of a log file from eating memory or flooding the log.
+ * A config file is small and written by hand.  This limit and
+ * CFGV_LINE_MAX keep a mistake such as "include" of a log file from eating
+ * memory or flooding the log.
  */
-#define LINE_MAX_LEN 65536
 #define MAX_ERRORS 100 /* then one "too many errors" and the parse stops */
 
 #define MS_SECOND CFG_MS_SECOND
@@ -95,11 +94,6 @@ typedef void (*dir_set_fn)(struct pctx *c, const struct directive *d,
 			   char **argv, int argc);
 typedef void (*dir_dump_fn)(const struct directive *d,
 			    const struct config *cfg, FILE *fp);
-
-struct enumval {
-	const char *name;
-	int value;
-};
 
 struct directive {
 	const char *name;
@@ -544,23 +538,6 @@ add_origins(struct pctx *c, const struct directive *d, char **argv, int argc)
 
 /* ---- dump helpers -------------------------------------------------------- */
 
-/* A value, quoted only when it would not read back as one word. */
-static void
-dump_word(FILE *fp, const char *v)
-{
-	if (*v != '\0' && strpbrk(v, " \t\r\n\f\v#\"") == NULL) {
-		fputs(v, fp);
-		return;
-	}
-	fputc('"', fp);
-	for (; *v != '\0'; v++) {
-		if (*v == '"' || *v == '\\')
-			fputc('\\', fp);
-		fputc(*v, fp);
-	}
-	fputc('"', fp);
-}
-
 static void
 dump_workers(const struct directive *d, const struct config *cfg, FILE *fp)
 {
@@ -575,7 +552,7 @@ dump_log(const struct directive *d, const struct config *cfg, FILE *fp)
 {
 	fprintf(fp, "%s ", d->name);
 	if (cfg->log_target == CONFIG_LOG_FILE && cfg->log_file != NULL)
-		dump_word(fp, cfg->log_file);
+		cfgv_dump_word(fp, cfg->log_file);
 	else
 		fputs(cfg->log_target == CONFIG_LOG_STDERR ? "stderr"
 							   : "syslog",
@@ -589,7 +566,7 @@ dump_jwt(const struct directive *d, const struct config *cfg, FILE *fp)
 {
 	if (cfg->jwt_secret_file != NULL) {
 		fprintf(fp, "%s ", d->name);
-		dump_word(fp, cfg->jwt_secret_file);
+		cfgv_dump_word(fp, cfg->jwt_secret_file);
 		fputc('\n', fp);
 	} else {
 		fprintf(fp, "# %s (not set)\n", d->name);
@@ -700,7 +677,7 @@ static const struct directive directives[] = {
 	 .help = "idle time allowed between two HTTP requests; 0 disables "
 		 "keep-alive"},
 	{.name = "ws_allowed_origins", .type = DT_CUSTOM, .flags = D_REPEAT,
-	 .maxargs = MAX_ARGS - 1, .set = add_origins, .dump = dump_origins,
+	 .maxargs = CFGV_MAX_ARGS - 1, .set = add_origins, .dump = dump_origins,
 	 .syntax = "ORIGIN...",
 	 .help = "browser origins allowed to upgrade; others get 403 "
 		 "(default: any)"},
@@ -777,35 +754,6 @@ find_directive(const char *name)
 	return NULL;
 }
 
-/* Levenshtein distance, for "did you mean"; long words are never close. */
-static size_t
-edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b), row[65];
-
-	if (la > 64 || lb > 64)
-		return SIZE_MAX;
-	for (size_t j = 0; j <= lb; j++)
-		row[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		size_t diag = row[0];
-
-		row[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t up = row[j], best;
-
-			best = diag + (a[i - 1] != b[j - 1]);
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			diag = up;
-			row[j] = best;
-		}
-	}
-	return row[lb];
-}
-
 static const struct directive *
 suggest(const char *word)
 {
@@ -813,7 +761,7 @@ suggest(const char *word)
 	size_t bestd = 3;
 
 	for (size_t i = 0; i < UTIL_NELEM(directives); i++) {
-		size_t dist = edit_distance(word, directives[i].name);
+		size_t dist = cfgv_edit_distance(word, directives[i].name);
 
 		if (dist < bestd) {
 			bestd = dist;
@@ -821,42 +769,6 @@ suggest(const char *word)
 		}
 	}
 	return best;
-}
-
-static int
-find_enum(const struct enumval *e, const char *v, int *out)
-{
-	for (; e->name != NULL; e++) {
-		if (strcmp(e->name, v) == 0) {
-			*out = e->value;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static const char *
-enum_name(const struct enumval *e, int value)
-{
-	for (; e->name != NULL; e++)
-		if (e->value == value)
-			return e->name;
-	return NULL;
-}
-
-/* "error, warn, notice, info or debug" */
-static void
-enum_list(const struct enumval *e, char *buf, size_t len)
-{
-	size_t n = 0;
-
-	buf[0] = '\0';
-	for (; e->name != NULL && n < len; e++)
-		n += (size_t)snprintf(buf + n, len - n, "%s%s",
-				      n == 0 ? ""
-				      : e[1].name == NULL ? " or "
-							  : ", ",
-				      e->name);
 }
 
 /* ---- applying a value ---------------------------------------------------- */
@@ -970,8 +882,8 @@ apply(struct pctx *c, const struct directive *d, char **argv, int argc)
 		const struct enumval *vals =
 			d->type == DT_BOOL ? bool_values : d->enums;
 
-		if (find_enum(vals, v, &e) < 0) {
-			enum_list(vals, list, sizeof(list));
+		if (cfgv_find_enum(vals, v, &e) < 0) {
+			cfgv_enum_list(vals, list, sizeof(list));
 			derr(c, d, "%s is not one of %s", show(c, v), list);
 			return;
 		}
@@ -993,51 +905,6 @@ apply(struct pctx *c, const struct directive *d, char **argv, int argc)
 }
 
 /* ---- reading files ------------------------------------------------------- */
-
-/*
- * Split a line into words: blanks separate, '#' outside quotes starts a
- * comment, "..." may hold blanks and '#' (with \" and \\ escapes) and may be
- * glued to unquoted text like in sh.  Words go to buf (at least strlen(line)
- * + 2 bytes).  Returns the word count, which can exceed MAX_ARGS (the extra
- * words are counted but not stored), or -1 on an unterminated quote.
- */
-static int
-tokenize(const char *line, char *buf, char **argv)
-{
-	const char *p = line;
-	char *o = buf;
-	int argc = 0;
-
-	for (;;) {
-		char *start;
-
-		while (*p != '\0' && strchr(" \t\r\n\f\v", *p) != NULL)
-			p++;
-		if (*p == '\0' || *p == '#')
-			break;
-		start = o;
-		while (*p != '\0' && *p != '#' &&
-		       strchr(" \t\r\n\f\v", *p) == NULL) {
-			if (*p != '"') {
-				*o++ = *p++;
-				continue;
-			}
-			for (p++; *p != '"'; p++) {
-				if (*p == '\0')
-					return -1;
-				if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
-					p++;
-				*o++ = *p;
-			}
-			p++;
-		}
-		*o++ = '\0';
-		if (argc < MAX_ARGS)
-			argv[argc] = start;
-		argc++;
-	}
-	return argc;
-}
 
 static void parse_file(struct pctx *c, const struct directive *inc,
 		       const char *path);
@@ -1087,12 +954,12 @@ static void
 parse_line(struct pctx *c, const char *line)
 {
 	const struct directive *d, *near;
-	char *buf, *argv[MAX_ARGS];
+	char *buf, *argv[CFGV_MAX_ARGS];
 	struct where *first;
 	int argc, nvals, maxargs;
 
 	buf = util_malloc(strlen(line) + 2);
-	argc = tokenize(line, buf, argv);
+	argc = cfgv_tokenize(line, buf, argv);
 	c->semicolon = 0;
 	if (argc < 0) {
 		derr(c, NULL, "unterminated quoted string");
@@ -1109,7 +976,7 @@ parse_line(struct pctx *c, const char *line)
 			derr(c, NULL, "unknown directive %s", show(c, argv[0]));
 		goto out;
 	}
-	if (argc <= MAX_ARGS) {
+	if (argc <= CFGV_MAX_ARGS) {
 		const char *last = argv[argc - 1];
 		size_t len = strlen(last);
 
@@ -1147,52 +1014,19 @@ out:
 	free(buf);
 }
 
-struct src {
-	FILE *fp;
-	const char *text; /* with fp == NULL */
-};
-
-/*
- * The next line, without its newline, into buf (LINE_MAX_LEN + 1 bytes).
- * Returns its length, -1 at the end, -2 when it is too long.
- */
-static ssize_t
-src_getline(struct src *s, char *buf)
-{
-	size_t n = 0;
-	int ch, any = 0;
-
-	for (;;) {
-		if (s->fp != NULL)
-			ch = getc(s->fp);
-		else
-			ch = *s->text != '\0' ? (unsigned char)*s->text++ : EOF;
-		if (ch == EOF && !any)
-			return -1;
-		any = 1;
-		if (ch == EOF || ch == '\n')
-			break;
-		if (n == LINE_MAX_LEN)
-			return -2;
-		buf[n++] = (char)ch;
-	}
-	buf[n] = '\0';
-	return (ssize_t)n;
-}
-
 /* Past a NUL byte or an endless line, the rest of the file is noise. */
 static void
-parse_src(struct pctx *c, struct src *s)
+parse_src(struct pctx *c, struct cfgv_src *s)
 {
-	char *line = util_malloc(LINE_MAX_LEN + 1);
+	char *line = util_malloc(CFGV_LINE_MAX + 1);
 	ssize_t n;
 
-	while (c->nerr <= MAX_ERRORS && (n = src_getline(s, line)) != -1) {
+	while (c->nerr <= MAX_ERRORS && (n = cfgv_getline(s, line)) != -1) {
 		c->line++;
 		if (n == -2) {
 			derr(c, NULL, "line longer than %d bytes; rest of the "
 				      "file ignored",
-			     LINE_MAX_LEN);
+			     CFGV_LINE_MAX);
 			break;
 		}
 		if (strlen(line) != (size_t)n) {
@@ -1224,7 +1058,7 @@ file_error(struct pctx *c, const struct directive *inc, const char *path,
 static void
 parse_file(struct pctx *c, const struct directive *inc, const char *path)
 {
-	struct src s = {NULL, NULL};
+	struct cfgv_src s = {NULL, NULL};
 	struct stat st;
 	const char *saved_file = c->file;
 	int saved_line = c->line;
@@ -1430,14 +1264,14 @@ config_new(void)
 	c->file = "(built-in default)";
 	for (size_t i = 0; i < UTIL_NELEM(directives); i++) {
 		const struct directive *d = &directives[i];
-		char *buf, *argv[MAX_ARGS];
+		char *buf, *argv[CFGV_MAX_ARGS];
 		int argc;
 
 		if (d->def == NULL)
 			continue;
 		buf = util_malloc(strlen(d->def) + 2);
-		argc = tokenize(d->def, buf, argv);
-		if (argc < 1 || argc > MAX_ARGS)
+		argc = cfgv_tokenize(d->def, buf, argv);
+		if (argc < 1 || argc > CFGV_MAX_ARGS)
 			default_error(NULL, d->name);
 		apply(c, d, argv, argc);
 		free(buf);
@@ -1489,7 +1323,7 @@ config_load_string(struct config *cfg, const char *name, const char *text,
 		   config_error_fn errfn, void *arg)
 {
 	struct pctx *c = ctx_new(cfg, errfn, arg);
-	struct src s = {NULL, text};
+	struct cfgv_src s = {NULL, text};
 
 	free(cfg->path);
 	cfg->path = util_strdup(name);
@@ -1534,7 +1368,7 @@ config_dump(const struct config *cfg, FILE *fp)
 				continue;
 			}
 			fprintf(fp, "%s ", d->name);
-			dump_word(fp, s);
+			cfgv_dump_word(fp, s);
 			fputc('\n', fp);
 			break;
 		case DT_UINT:
@@ -1553,7 +1387,7 @@ config_dump(const struct config *cfg, FILE *fp)
 			break;
 		case DT_BOOL:
 		case DT_ENUM:
-			s = enum_name(d->type == DT_BOOL ? bool_values
+			s = cfgv_enum_name(d->type == DT_BOOL ? bool_values
 							 : d->enums,
 				      *(const int *)field);
 			fprintf(fp, "%s %s\n", d->name, s != NULL ? s : "?");
@@ -1566,7 +1400,7 @@ config_dump(const struct config *cfg, FILE *fp)
 			break;
 		case DT_REDIS:
 			fprintf(fp, "%s ", d->name);
-			dump_word(fp, cfg->redis_text != NULL ? cfg->redis_text
+			cfgv_dump_word(fp, cfg->redis_text != NULL ? cfg->redis_text
 							      : "");
 			fputc('\n', fp);
 			break;
@@ -1586,7 +1420,7 @@ config_log_level_name(int level)
 		return "error";
 	if (level >= LOG_DEBUG)
 		return "debug";
-	s = enum_name(log_levels, level);
+	s = cfgv_enum_name(log_levels, level);
 	return s != NULL ? s : "info";
 }
 

@@ -1,10 +1,11 @@
 /*
- * config_value: the value parsers and formatters of orchd.conf(5) --
- * numbers, durations, sizes, listen and redis addresses, origins.
+ * config_value: the context-free half of the orchd.conf(5) parser -- lines
+ * and words, and the values: numbers, durations, sizes, listen and redis
+ * addresses, origins, with their text forms for "orchd -T".
  *
  * Everything here is a pure function of its text: no parse context, no
- * error reporting (src/config.c does that, quoting the text and the reason
- * returned here).  See src/config_int.h.
+ * directive table, no error reporting (src/config.c does that, quoting the
+ * text and the reason returned here).  See src/config_int.h.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -19,12 +20,121 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include "config_int.h"
 #include "orchd/config.h"
 #include "orchd/util.h"
+
+/* ---- lines and words ------------------------------------------------------ */
+
+ssize_t
+cfgv_getline(struct cfgv_src *s, char *buf)
+{
+	size_t n = 0;
+	int ch, any = 0;
+
+	for (;;) {
+		if (s->fp != NULL)
+			ch = getc(s->fp);
+		else
+			ch = *s->text != '\0' ? (unsigned char)*s->text++ : EOF;
+		if (ch == EOF && !any)
+			return -1;
+		any = 1;
+		if (ch == EOF || ch == '\n')
+			break;
+		if (n == CFGV_LINE_MAX)
+			return -2;
+		buf[n++] = (char)ch;
+	}
+	buf[n] = '\0';
+	return (ssize_t)n;
+}
+
+int
+cfgv_tokenize(const char *line, char *buf, char **argv)
+{
+	const char *p = line;
+	char *o = buf;
+	int argc = 0;
+
+	for (;;) {
+		char *start;
+
+		while (*p != '\0' && strchr(" \t\r\n\f\v", *p) != NULL)
+			p++;
+		if (*p == '\0' || *p == '#')
+			break;
+		start = o;
+		while (*p != '\0' && *p != '#' &&
+		       strchr(" \t\r\n\f\v", *p) == NULL) {
+			if (*p != '"') {
+				*o++ = *p++;
+				continue;
+			}
+			for (p++; *p != '"'; p++) {
+				if (*p == '\0')
+					return -1;
+				if (*p == '\\' && (p[1] == '"' || p[1] == '\\'))
+					p++;
+				*o++ = *p;
+			}
+			p++;
+		}
+		*o++ = '\0';
+		if (argc < CFGV_MAX_ARGS)
+			argv[argc] = start;
+		argc++;
+	}
+	return argc;
+}
+
+void
+cfgv_dump_word(FILE *fp, const char *v)
+{
+	if (*v != '\0' && strpbrk(v, " \t\r\n\f\v#\"") == NULL) {
+		fputs(v, fp);
+		return;
+	}
+	fputc('"', fp);
+	for (; *v != '\0'; v++) {
+		if (*v == '"' || *v == '\\')
+			fputc('\\', fp);
+		fputc(*v, fp);
+	}
+	fputc('"', fp);
+}
+
+size_t
+cfgv_edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[65];
+
+	if (la > 64 || lb > 64)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j], best;
+
+			best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			diag = up;
+			row[j] = best;
+		}
+	}
+	return row[lb];
+}
 
 /* ---- numbers, durations, sizes ------------------------------------------ */
 
@@ -136,6 +246,43 @@ cfgv_fmt_size(uint64_t n, char *buf, size_t len)
 			; /* stops at bytes at the latest */
 	snprintf(buf, len, "%" PRIu64 "%s", n / size_units[i].mult,
 		 size_units[i].name);
+}
+
+/* ---- enumerations ---------------------------------------------------------- */
+
+int
+cfgv_find_enum(const struct enumval *e, const char *v, int *out)
+{
+	for (; e->name != NULL; e++) {
+		if (strcmp(e->name, v) == 0) {
+			*out = e->value;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *
+cfgv_enum_name(const struct enumval *e, int value)
+{
+	for (; e->name != NULL; e++)
+		if (e->value == value)
+			return e->name;
+	return NULL;
+}
+
+void
+cfgv_enum_list(const struct enumval *e, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (; e->name != NULL && n < len; e++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%s",
+				      n == 0 ? ""
+				      : e[1].name == NULL ? " or "
+							  : ", ",
+				      e->name);
 }
 
 /* ---- addresses ------------------------------------------------------------ */

@@ -155,18 +155,27 @@ wsconn_free(struct conn *c)
 	UTIL_FREE(c->ws);
 }
 
-/* Queue one frame: header + payload in one buffer. */
-static size_t
-queue_frame(struct conn *c, unsigned opcode, unsigned flags,
-	    const uint8_t *payload, size_t len, int prio)
+/* A whole frame (header + payload) in one reference-counted buffer. */
+static struct outbuf *
+frame_buf(unsigned opcode, unsigned flags, const uint8_t *payload, size_t len)
 {
-	size_t hlen = ws_frame_header_size(len, 0), queued;
+	size_t hlen = ws_frame_header_size(len, 0);
 	struct outbuf *b = outbuf_new(hlen + len);
 
 	ws_frame_header_encode(b->data, opcode, flags, len, NULL);
 	if (len > 0)
 		memcpy(b->data + hlen, payload, len);
-	queued = conn_queue(c, b, prio);
+	return b;
+}
+
+/* Queue one frame: header + payload in one buffer. */
+static size_t
+queue_frame(struct conn *c, unsigned opcode, unsigned flags,
+	    const uint8_t *payload, size_t len, int prio)
+{
+	struct outbuf *b = frame_buf(opcode, flags, payload, len);
+	size_t queued = conn_queue(c, b, prio);
+
 	outbuf_unref(b);
 	return queued;
 }
@@ -193,6 +202,22 @@ wsconn_close(struct conn *c, unsigned code, const char *reason)
 	conn_set_state(c, CONN_WS_CLOSING);
 }
 
+/* The bound check after queueing: a slow consumer gets 1008. */
+static int
+check_queue_bound(struct conn *c, size_t queued)
+{
+	const struct config *cfg = c->w->cfg;
+
+	if (queued <= cfg->max_send_queue)
+		return 0;
+	atomic_fetch_add(&c->w->stats->slow_consumers, 1);
+	log_info("%s: fd %d %s: send queue over %llu bytes, closing", __func__,
+		 c->fd, conn_peer_str(c),
+		 (unsigned long long)cfg->max_send_queue);
+	wsconn_close(c, WS_CLOSE_POLICY, "send queue full");
+	return -1;
+}
+
 int
 wsconn_send(struct conn *c, unsigned opcode, const void *data, size_t len,
 	    int prio)
@@ -211,21 +236,65 @@ wsconn_send(struct conn *c, unsigned opcode, const void *data, size_t len,
 			wsconn_close(c, WS_CLOSE_INTERNAL, "compression failed");
 			return -1;
 		}
+		atomic_fetch_add(&c->w->stats->ws_deflates, 1);
 		queued = queue_frame(c, opcode, WS_FRAME_FIN | WS_FRAME_RSV1, z,
 				     clen, prio);
 		free(z);
 	} else {
 		queued = queue_frame(c, opcode, WS_FRAME_FIN, data, len, prio);
 	}
-	if (queued > cfg->max_send_queue) {
-		atomic_fetch_add(&c->w->stats->slow_consumers, 1);
-		log_info("%s: fd %d %s: send queue over %llu bytes, closing",
-			 __func__, c->fd, conn_peer_str(c),
-			 (unsigned long long)cfg->max_send_queue);
-		wsconn_close(c, WS_CLOSE_POLICY, "send queue full");
-		return -1;
+	return check_queue_bound(c, queued);
+}
+
+size_t
+wsconn_broadcast(struct conn **targets, size_t n, unsigned opcode,
+		 const void *data, size_t len, int prio)
+{
+	struct outbuf *plain = NULL, *shared = NULL;
+	size_t sent = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct conn *c = targets[i];
+		struct wsconn *ws = c->ws;
+		const struct config *cfg = c->w->cfg;
+		struct outbuf *b;
+
+		if (ws == NULL || ws->close_sent || c->state != CONN_WS_OPEN)
+			continue;
+		if (!ws->pmd_on || len < cfg->ws_compression_min_size) {
+			if (plain == NULL)
+				plain = frame_buf(opcode, WS_FRAME_FIN, data,
+						  len);
+			b = plain;
+		} else if (pmd_can_share(&ws->pmd.params, &c->w->pmdcfg)) {
+			if (shared == NULL) {
+				size_t clen;
+				uint8_t *z = pmd_deflate_shared(
+					&c->w->pmdcfg, data, len, 0, &clen);
+
+				if (z == NULL) {
+					wsconn_close(c, WS_CLOSE_INTERNAL,
+						     "compression failed");
+					continue;
+				}
+				atomic_fetch_add(&c->w->stats->ws_deflates, 1);
+				shared = frame_buf(opcode,
+						   WS_FRAME_FIN | WS_FRAME_RSV1,
+						   z, clen);
+				free(z);
+			}
+			b = shared;
+		} else {
+			if (wsconn_send(c, opcode, data, len, prio) == 0)
+				sent++;
+			continue;
+		}
+		if (check_queue_bound(c, conn_queue(c, b, prio)) == 0)
+			sent++;
 	}
-	return 0;
+	outbuf_unref(plain);
+	outbuf_unref(shared);
+	return sent;
 }
 
 /*

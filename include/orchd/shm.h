@@ -32,6 +32,7 @@ struct shm_worker {
 	atomic_uint_fast64_t ws_messages_in;
 	atomic_uint_fast64_t ws_protocol_errors;
 	atomic_uint_fast64_t slow_consumers;
+	atomic_uint_fast64_t ws_deflates; /* messages compressed */
 };
 
 struct shm_segment {

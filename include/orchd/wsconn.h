@@ -69,6 +69,18 @@ int wsconn_send(struct conn *c, unsigned opcode, const void *data, size_t len,
 		int prio);
 
 /*
+ * Send one data message to n connections, serializing it once: one plain
+ * frame shared by every connection that gets it uncompressed, one frame
+ * compressed once (pmd_deflate_shared) shared by every connection whose
+ * negotiated parameters allow it (server_no_context_takeover), and a
+ * per-connection compression only for those that kept context takeover.
+ * Connections that are not open are skipped; one over max_send_queue is
+ * closed with 1008.  Returns the number of connections it was queued for.
+ */
+size_t wsconn_broadcast(struct conn **targets, size_t n, unsigned opcode,
+			const void *data, size_t len, int prio);
+
+/*
  * Start the close handshake with code (and reason): queue the close frame,
  * stop handing messages over, close TCP once the peer answered or
  * ws_close_timeout passed.  With WS_CLOSE_POLICY (slow consumer) everything
