@@ -11,6 +11,10 @@
  * An error does not stop the parse: each is reported through the caller's
  * callback as "file:line: directive: message" and the parse goes on, so that
  * "orchd -t" shows every mistake in one run (up to MAX_ERRORS of them).
+ *
+ * This file holds the table, the reader and the reporting; the context-free
+ * part -- splitting lines into words, parsing and formatting the values --
+ * is in config_value.c (the cfgv_ functions of config_int.h).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -348,8 +352,9 @@ check_group(struct pctx *c, const struct directive *d, const char *v)
 }
 
 /*
- * ws_path, ws_echo_path: compared with the request target, so no query, no
- * fragment, no blank; and not the workers' own health check.
+ * ws_path, ws_echo_path: compared with the decoded request path, so no
+ * query, no fragment, no blank, no escape; and not the workers' own health
+ * check.
  */
 static int
 check_ws_path(struct pctx *c, const struct directive *d, const char *v)
@@ -372,6 +377,14 @@ check_ws_path(struct pctx *c, const struct directive *d, const char *v)
 			     show(c, v));
 			return -1;
 		}
+	}
+	/* The workers route on the percent-decoded path. */
+	if (strchr(v, '%') != NULL) {
+		derr(c, d,
+		     "%s must not contain \"%%\" (requests are matched once "
+		     "decoded: write the character itself)",
+		     show(c, v));
+		return -1;
 	}
 	if (strcmp(v, HEALTHZ_PATH) == 0) {
 		derr(c, d, "%s is reserved for the health check", show(c, v));
@@ -1400,8 +1413,9 @@ config_dump(const struct config *cfg, FILE *fp)
 			break;
 		case DT_REDIS:
 			fprintf(fp, "%s ", d->name);
-			cfgv_dump_word(fp, cfg->redis_text != NULL ? cfg->redis_text
-							      : "");
+			cfgv_dump_word(fp, cfg->redis_text != NULL
+						   ? cfg->redis_text
+						   : "");
 			fputc('\n', fp);
 			break;
 		case DT_CUSTOM:

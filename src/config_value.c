@@ -28,7 +28,7 @@
 #include "orchd/config.h"
 #include "orchd/util.h"
 
-/* ---- lines and words ------------------------------------------------------ */
+/* ---- lines and words ---------------------------------------------------- */
 
 ssize_t
 cfgv_getline(struct cfgv_src *s, char *buf)
@@ -248,7 +248,7 @@ cfgv_fmt_size(uint64_t n, char *buf, size_t len)
 		 size_units[i].name);
 }
 
-/* ---- enumerations ---------------------------------------------------------- */
+/* ---- enumerations ------------------------------------------------------- */
 
 int
 cfgv_find_enum(const struct enumval *e, const char *v, int *out)
@@ -285,7 +285,7 @@ cfgv_enum_list(const struct enumval *e, char *buf, size_t len)
 				      e->name);
 }
 
-/* ---- addresses ------------------------------------------------------------ */
+/* ---- addresses ---------------------------------------------------------- */
 
 static const char *
 parse_port(const char *s, int *port)
@@ -436,7 +436,7 @@ cfgv_redis(const char *s, struct config_redis *out)
 	return NULL;
 }
 
-/* ---- origins (RFC 6454) --------------------------------------------------- */
+/* ---- origins (RFC 6454) ------------------------------------------------- */
 
 static void
 lower(char *s)

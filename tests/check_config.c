@@ -920,6 +920,9 @@ START_TEST(test_strings)
 		"must start with \"/\"");
 	EXPECT1("ws_path \"/a b\"\n", "t.conf:1: ws_path: ", "spaces");
 	EXPECT1("ws_path /a?b=1\n", "t.conf:1: ws_path: ", "\"?\"");
+	EXPECT1("ws_path /a%20b\n",
+		"t.conf:1: ws_path: \"/a%20b\" must not contain \"%\"",
+		"write the character itself");
 	EXPECT1("log syslog:local0\n",
 		"t.conf:1: log: \"syslog:local0\" is not syslog, stderr or an "
 		"absolute file path",
@@ -1038,7 +1041,7 @@ START_TEST(test_tls_cross_check)
 }
 END_TEST
 
-/* ---- the HTTP and WebSocket transport directives -------------------------- */
+/* ---- the HTTP and WebSocket transport directives ------------------------ */
 
 /* Each bad form of a SIZE or DURATION value, and both ends of its range. */
 struct range_case {
@@ -1062,8 +1065,9 @@ check_range(const struct range_case *rc, const char *notword,
 	for (size_t i = 0; i < nmalformed; i++) {
 		snprintf(text, sizeof(text), "# x\n%s %s\n", rc->name,
 			 malformed[i]);
-		snprintf(prefix, sizeof(prefix), "t.conf:2: %s: \"%s\" is not a %s",
-			 rc->name, malformed[i], notword);
+		snprintf(prefix, sizeof(prefix),
+			 "t.conf:2: %s: \"%s\" is not a %s", rc->name,
+			 malformed[i], notword);
 		EXPECT1(text, prefix, "");
 	}
 	snprintf(text, sizeof(text), "%s %s\n", rc->name, overflow);
@@ -1230,9 +1234,11 @@ START_TEST(test_compression)
 	EXPECT1("ws_compression yes\n",
 		"t.conf:1: ws_compression: \"yes\" is not one of on or off",
 		"");
-	EXPECT1("ws_compression ON\n", "t.conf:1: ws_compression: ", "on or off");
+	EXPECT1("ws_compression ON\n", "t.conf:1: ws_compression: ",
+		"on or off");
 	EXPECT1("ws_compression_level 0\n",
-		"t.conf:1: ws_compression_level: \"0\" is out of range", "1..9");
+		"t.conf:1: ws_compression_level: \"0\" is out of range",
+		"1..9");
 	EXPECT1("ws_compression_level 10\n",
 		"t.conf:1: ws_compression_level: \"10\" is out of range",
 		"1..9");

@@ -293,6 +293,13 @@ START_TEST(test_neg_multiple_and_syntax)
 			 1);
 	ck_assert_int_eq(p.server_max_window_bits, 11);
 	ck_assert_str_eq(resp, "permessage-deflate; server_max_window_bits=11");
+	/* Resync after a syntax error steps over quoted commas: splitting
+	 * inside these quotes would reveal an acceptable offer. */
+	ck_assert_int_eq(neg(&cfg,
+			     "foo bar=\", permessage-deflate; "
+			     "server_max_window_bits=9, x\"",
+			     &p, resp),
+			 0);
 	/* Unterminated quote in an earlier offer swallows the rest. */
 	ck_assert_int_eq(neg(&cfg, "foo; a=\"x, permessage-deflate", &p, resp),
 			 0);
@@ -849,6 +856,63 @@ START_TEST(test_reader_inflate_limit)
 }
 END_TEST
 
+START_TEST(test_reader_inflate_wire_bound)
+{
+	/*
+	 * Empty stored blocks inflate to nothing: the compressed size is
+	 * bounded by limit + limit / 4 + 1024 (2274 for 1000) so such a
+	 * message cannot stream forever.
+	 */
+	static uint8_t pad[3000];
+	struct pmd_config cfg;
+	struct pmd_params pp = {1, 1, 15, 15};
+	struct pmd_ctx pmd;
+	struct ws_reader r;
+	struct ws_reader_limits lim = {1000, 0};
+	struct stream s = {0};
+	struct result res;
+
+	for (size_t i = 0; i + 5 <= sizeof(pad); i += 5)
+		memcpy(pad + i, "\x00\x00\x00\xff\xff", 5);
+	cfg_default(&cfg);
+	/*
+	 * Within the bound: an empty message.  It must end with the lone 00
+	 * a sender's stripped sync flush leaves after byte-aligned data (the
+	 * header byte of the empty stored block the receiver completes).
+	 */
+	put_frame(&s, WS_OP_TEXT, WS_FRAME_RSV1, pad, 1000);
+	pad[1265] = 0x00;
+	put_frame(&s, WS_OP_CONT, WS_FRAME_FIN, pad, 1266);
+	pmd_ctx_init(&pmd, &pp, &cfg);
+	ws_reader_init(&r, &lim, &pmd);
+	{
+		uint8_t *exp[1] = {(uint8_t *)""};
+		size_t exp_len[1] = {0};
+
+		run_reader(&r, &pmd, &s, 0, exp, exp_len, 1, &res);
+	}
+	ck_assert_msg(res.type == WS_EV_TEXT, "type %d code %u", res.type,
+		      res.code);
+	free(res.last);
+	ws_reader_free(&r);
+	pmd_ctx_free(&pmd);
+	/* Past it: 1009 at the third frame's header. */
+	s.n = 0;
+	put_frame(&s, WS_OP_TEXT, WS_FRAME_RSV1, pad, 1000);
+	put_frame(&s, WS_OP_CONT, 0, pad, 1000);
+	put_frame(&s, WS_OP_CONT, WS_FRAME_FIN, pad, 1000);
+	pmd_ctx_init(&pmd, &pp, &cfg);
+	ws_reader_init(&r, &lim, &pmd);
+	run_reader(&r, &pmd, &s, 0, NULL, NULL, 0, &res);
+	ck_assert_int_eq(res.type, WS_EV_ERROR);
+	ck_assert_uint_eq(res.code, WS_CLOSE_TOO_BIG);
+	ck_assert_uint_eq(res.consumed, 2 * (1000 + 8) + 8);
+	ws_reader_free(&r);
+	pmd_ctx_free(&pmd);
+	free(s.b);
+}
+END_TEST
+
 START_TEST(test_zip_bomb)
 {
 	/* 100 MB of zeros compress to about 100 KB. */
@@ -1186,6 +1250,67 @@ START_TEST(test_pmd_inflate_direct)
 }
 END_TEST
 
+START_TEST(test_garbage_never_crashes)
+{
+	static const char alphabet[] = "permessage-deflate;,= \t\"\\_"
+				       "server_max_window_bits0123456789";
+	struct pmd_config cfg;
+	struct pmd_params p;
+	char resp[PMD_RESPONSE_MAX], in[120];
+
+	cfg_default(&cfg);
+	/* Negotiation over random mixes of the grammar's characters. */
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t len = rnd_below(sizeof(in));
+
+		for (size_t i = 0; i < len; i++)
+			in[i] = rnd_below(8) ? alphabet[rnd_below(
+						       sizeof(alphabet) - 1)]
+					     : (char)rnd();
+		ck_assert_int_ge(pmd_negotiate(&cfg, in, len, &p, resp,
+					       sizeof(resp)),
+				 0);
+	}
+	/* Random compressed payloads, fragmented, small limit. */
+	for (int iter = 0; iter < 3000; iter++) {
+		struct pmd_params pp = {1, (int)rnd_below(2), 15,
+					8 + (int)rnd_below(8)};
+		struct stream s = {0};
+		struct result res;
+		uint8_t junk[300];
+		size_t len = rnd_below(sizeof(junk)), off = 0;
+
+		for (size_t i = 0; i < len; i++)
+			junk[i] = (uint8_t)rnd();
+		while (off < len || off == 0) {
+			size_t fl = rnd_below(len - off + 1);
+			unsigned fl_flags = (off == 0 ? WS_FRAME_RSV1 : 0) |
+					    (off + fl == len ? WS_FRAME_FIN : 0);
+
+			put_frame(&s, off ? WS_OP_CONT : WS_OP_BINARY,
+				  fl_flags, junk + off, fl);
+			off += fl;
+			if (off == len && (fl_flags & WS_FRAME_FIN))
+				break;
+		}
+		{
+			struct pmd_ctx pmd;
+			struct ws_reader r;
+			struct ws_reader_limits lim = {4096, 0};
+
+			pmd_ctx_init(&pmd, &pp, &cfg);
+			ws_reader_init(&r, &lim, &pmd);
+			run_reader(&r, &pmd, &s, rnd_below(2) ? 1 : 0, NULL,
+				   NULL, 0, &res);
+			ck_assert_uint_le(res.max_cap, 4097);
+			ws_reader_free(&r);
+			pmd_ctx_free(&pmd);
+		}
+		free(s.b);
+	}
+}
+END_TEST
+
 static Suite *
 pmd_suite(void)
 {
@@ -1213,12 +1338,14 @@ pmd_suite(void)
 	tcase_add_test(tc, test_reader_inflate_params);
 	tcase_add_test(tc, test_reader_inflate_limit);
 	tcase_add_test(tc, test_zip_bomb);
+	tcase_add_test(tc, test_reader_inflate_wire_bound);
 	tcase_add_test(tc, test_reader_inflate_utf8_fail_fast);
 	tcase_add_test(tc, test_reader_inflate_corrupt);
 	tcase_add_test(tc, test_reader_inflate_bfinal_and_empty);
 	tcase_add_test(tc, test_reader_no_context_enforced);
 	tcase_add_test(tc, test_reader_rsv1_rules);
 	tcase_add_test(tc, test_pmd_inflate_direct);
+	tcase_add_test(tc, test_garbage_never_crashes);
 	suite_add_tcase(s, tc);
 	return s;
 }

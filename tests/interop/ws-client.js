@@ -79,6 +79,8 @@ const cases = [
   { name: 'binary-1m-1', type: 'binary', data: binOf(MIB - 1, 4) },
   // Compressible binary: exercises the deflate path with a real ratio.
   { name: 'binary-zeros-256k', type: 'binary', data: Buffer.alloc(256 * KIB) },
+  { name: 'text-empty', type: 'text', data: '' },
+  { name: 'binary-empty', type: 'binary', data: Buffer.alloc(0) },
 ];
 
 const result = {
