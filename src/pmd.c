@@ -211,9 +211,9 @@ accept_offer(const struct pmd_config *cfg, const struct offer *o,
 	int n, send_sbits, send_cbits;
 
 	out->server_no_context_takeover =
-		o->snct || cfg->server_no_context_takeover;
+	    o->snct || cfg->server_no_context_takeover;
 	out->client_no_context_takeover =
-		o->cnct || cfg->client_no_context_takeover;
+	    o->cnct || cfg->client_no_context_takeover;
 	/* The client's limit on our window binds us; we may go lower. */
 	if (o->smwb >= 0 && o->smwb < sbits)
 		sbits = o->smwb;
@@ -327,11 +327,11 @@ pmd_ctx_init(struct pmd_ctx *p, const struct pmd_params *params,
 	memset(p, 0, sizeof(*p));
 	p->params = *params;
 	p->params.server_max_window_bits =
-		clamp(params->server_max_window_bits, PMD_MIN_WINDOW_BITS,
-		      PMD_MAX_WINDOW_BITS, PMD_MAX_WINDOW_BITS);
+	    clamp(params->server_max_window_bits, PMD_MIN_WINDOW_BITS,
+		  PMD_MAX_WINDOW_BITS, PMD_MAX_WINDOW_BITS);
 	p->params.client_max_window_bits =
-		clamp(params->client_max_window_bits, PMD_MIN_WINDOW_BITS,
-		      PMD_MAX_WINDOW_BITS, PMD_MAX_WINDOW_BITS);
+	    clamp(params->client_max_window_bits, PMD_MIN_WINDOW_BITS,
+		  PMD_MAX_WINDOW_BITS, PMD_MAX_WINDOW_BITS);
 	p->level = clamp(cfg->level, 1, 9, 6);
 	p->mem_level = clamp(cfg->mem_level, 1, MAX_MEM_LEVEL, 8);
 }
@@ -439,8 +439,7 @@ pmd_inflate(struct pmd_ctx *p, const uint8_t *in, size_t inlen, int fin,
 				goto edata; /* data after the final block */
 			src = in + used;
 			n = inlen - used;
-		} else if (fin && p->trailer < sizeof(trailer) &&
-			   !p->inf_end) {
+		} else if (fin && p->trailer < sizeof(trailer) && !p->inf_end) {
 			src = trailer + p->trailer;
 			n = sizeof(trailer) - p->trailer;
 			is_trailer = 1;
@@ -520,9 +519,9 @@ static struct {
 static z_stream *
 scratch_get(int wbits, int level, int mem_level)
 {
-	if (scratch.ready && (scratch.wbits != wbits ||
-			      scratch.level != level ||
-			      scratch.mem_level != mem_level)) {
+	if (scratch.ready &&
+	    (scratch.wbits != wbits || scratch.level != level ||
+	     scratch.mem_level != mem_level)) {
 		deflateEnd(&scratch.zs);
 		scratch.ready = 0;
 	}
@@ -663,8 +662,8 @@ pmd_deflate(struct pmd_ctx *p, const uint8_t *in, size_t len, size_t headroom,
 }
 
 uint8_t *
-pmd_deflate_shared(const struct pmd_config *cfg, const uint8_t *in,
-		   size_t len, size_t headroom, size_t *out_len)
+pmd_deflate_shared(const struct pmd_config *cfg, const uint8_t *in, size_t len,
+		   size_t headroom, size_t *out_len)
 {
 	int wbits = deflate_bits(clamp(cfg->server_max_window_bits,
 				       PMD_MIN_WINDOW_BITS, PMD_MAX_WINDOW_BITS,

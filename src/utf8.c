@@ -33,6 +33,7 @@ enum {
  * 5 = E0, 6 = E1..EC and EE..EF, 7 = ED, 8 = F0, 9 = F1..F3, 10 = F4,
  * 11 = never valid (C0, C1, F5..FF).
  */
+/* clang-format off */
 #define X8(c) c, c, c, c, c, c, c, c
 #define X16(c) X8(c), X8(c)
 static const uint8_t byte_class[256] = {
@@ -50,27 +51,38 @@ static const uint8_t byte_class[256] = {
 #undef X8
 #undef X16
 
+/* Short names, for a table that reads one state per row. */
+#define A_ S_ACC
+#define R_ S_REJ
+#define C1 S_C1
+#define C2 S_C2
+#define C3 S_C3
+#define E0 S_E0
+#define ED S_ED
+#define F0 S_F0
+#define F4 S_F4
 static const uint8_t transition[S_NSTATES][12] = {
-	/*          00    80    90    A0    C2    E0    E1    ED    F0    F1  F4 bad */
-	[S_ACC] = {S_ACC, S_REJ, S_REJ, S_REJ, S_C1, S_E0, S_C2, S_ED, S_F0,
-		   S_C3, S_F4, S_REJ},
-	[S_REJ] = {S_REJ, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ,
-		   S_REJ, S_REJ, S_REJ, S_REJ},
-	[S_C1] = {S_REJ, S_ACC, S_ACC, S_ACC, S_REJ, S_REJ, S_REJ, S_REJ,
-		  S_REJ, S_REJ, S_REJ, S_REJ},
-	[S_C2] = {S_REJ, S_C1, S_C1, S_C1, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ,
-		  S_REJ, S_REJ, S_REJ},
-	[S_E0] = {S_REJ, S_REJ, S_REJ, S_C1, S_REJ, S_REJ, S_REJ, S_REJ,
-		  S_REJ, S_REJ, S_REJ, S_REJ},
-	[S_ED] = {S_REJ, S_C1, S_C1, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ,
-		  S_REJ, S_REJ, S_REJ, S_REJ},
-	[S_C3] = {S_REJ, S_C2, S_C2, S_C2, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ,
-		  S_REJ, S_REJ, S_REJ},
-	[S_F0] = {S_REJ, S_REJ, S_C2, S_C2, S_REJ, S_REJ, S_REJ, S_REJ,
-		  S_REJ, S_REJ, S_REJ, S_REJ},
-	[S_F4] = {S_REJ, S_C2, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ, S_REJ,
-		  S_REJ, S_REJ, S_REJ, S_REJ},
+	/* class:  00  80  90  A0  C2  E0  E1  ED  F0  F1  F4  bad */
+	[S_ACC] = {A_, R_, R_, R_, C1, E0, C2, ED, F0, C3, F4, R_},
+	[S_REJ] = {R_, R_, R_, R_, R_, R_, R_, R_, R_, R_, R_, R_},
+	[S_C1]  = {R_, A_, A_, A_, R_, R_, R_, R_, R_, R_, R_, R_},
+	[S_C2]  = {R_, C1, C1, C1, R_, R_, R_, R_, R_, R_, R_, R_},
+	[S_E0]  = {R_, R_, R_, C1, R_, R_, R_, R_, R_, R_, R_, R_},
+	[S_ED]  = {R_, C1, C1, R_, R_, R_, R_, R_, R_, R_, R_, R_},
+	[S_C3]  = {R_, C2, C2, C2, R_, R_, R_, R_, R_, R_, R_, R_},
+	[S_F0]  = {R_, R_, C2, C2, R_, R_, R_, R_, R_, R_, R_, R_},
+	[S_F4]  = {R_, C2, R_, R_, R_, R_, R_, R_, R_, R_, R_, R_},
 };
+#undef A_
+#undef R_
+#undef C1
+#undef C2
+#undef C3
+#undef E0
+#undef ED
+#undef F0
+#undef F4
+/* clang-format on */
 
 uint32_t
 utf8_validate(uint32_t state, const uint8_t *s, size_t len)

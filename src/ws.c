@@ -457,8 +457,7 @@ inflate_piece(struct ws_reader *r, const uint8_t *in, size_t n, int fin,
 }
 
 static int
-data_piece(struct ws_reader *r, const uint8_t *p, size_t n,
-	   struct ws_event *ev)
+data_piece(struct ws_reader *r, const uint8_t *p, size_t n, struct ws_event *ev)
 {
 	if (n == 0)
 		return 0;
@@ -559,8 +558,8 @@ feed(struct ws_reader *r, uint8_t *buf, size_t len, size_t *posp,
 			if (take > len - pos)
 				take = len - pos;
 			memcpy(r->hdr + r->hdr_len, buf + pos, take);
-			h = frame_parse(r->hdr, r->hdr_len + take, flags,
-					&r->f, &why);
+			h = frame_parse(r->hdr, r->hdr_len + take, flags, &r->f,
+					&why);
 			if (h < 0) {
 				rc = fail(r, ev, (unsigned)-h, why);
 				break;
@@ -601,9 +600,9 @@ feed(struct ws_reader *r, uint8_t *buf, size_t len, size_t *posp,
 				r->state = RS_HEADER;
 				r->msg_op = 0;
 				r->msg_wire = 0;
-				ev->type = r->f.opcode == WS_OP_TEXT ?
-						   WS_EV_TEXT :
-						   WS_EV_BINARY;
+				ev->type = r->f.opcode == WS_OP_TEXT
+					       ? WS_EV_TEXT
+					       : WS_EV_BINARY;
 				ev->data = p;
 				ev->len = n;
 				rc = ev->type;
@@ -645,8 +644,8 @@ feed(struct ws_reader *r, uint8_t *buf, size_t len, size_t *posp,
 }
 
 int
-ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len,
-	       size_t *consumed, struct ws_event *ev)
+ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len, size_t *consumed,
+	       struct ws_event *ev)
 {
 	size_t pos = 0;
 	int rc;

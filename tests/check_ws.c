@@ -192,22 +192,22 @@ END_TEST
 START_TEST(test_key_valid)
 {
 	static const char *good[] = {
-		"dGhlIHNhbXBsZSBub25jZQ==",
-		"x3JJHMbDL1EzLkh9GBhXDw==",
-		"AAAAAAAAAAAAAAAAAAAAAA==",
-		"++++++++++++++++++++//==",
+	    "dGhlIHNhbXBsZSBub25jZQ==",
+	    "x3JJHMbDL1EzLkh9GBhXDw==",
+	    "AAAAAAAAAAAAAAAAAAAAAA==",
+	    "++++++++++++++++++++//==",
 	};
 	static const char *bad[] = {
-		"",
-		"dGhlIHNhbXBsZSBub25jZQ=",	/* 23 chars */
-		"dGhlIHNhbXBsZSBub25jZQ===",	/* 25 chars */
-		"dGhlIHNhbXBsZSBub25jZQAA",	/* no padding */
-		"dGhlIHNhbXBsZSBub25jZ===",	/* 15 bytes + '=' */
-		"dGhlIHNhbXBs=SBub25jZQ==",	/* '=' inside */
-		"dGhlIHNhbXBsZSBub25j ZQ==",	/* space */
-		"dGhlIHNhbXBsZSBub25j-Q==",	/* url-safe alphabet */
-		"dGhlIHNhbXBsZSBub25jZQ==AAAA", /* 20 bytes */
-		"dGhlIHNhbXBsZSBub25jZSE=",	/* 17 bytes */
+	    "",
+	    "dGhlIHNhbXBsZSBub25jZQ=",      /* 23 chars */
+	    "dGhlIHNhbXBsZSBub25jZQ===",    /* 25 chars */
+	    "dGhlIHNhbXBsZSBub25jZQAA",     /* no padding */
+	    "dGhlIHNhbXBsZSBub25jZ===",     /* 15 bytes + '=' */
+	    "dGhlIHNhbXBs=SBub25jZQ==",     /* '=' inside */
+	    "dGhlIHNhbXBsZSBub25j ZQ==",    /* space */
+	    "dGhlIHNhbXBsZSBub25j-Q==",     /* url-safe alphabet */
+	    "dGhlIHNhbXBsZSBub25jZQ==AAAA", /* 20 bytes */
+	    "dGhlIHNhbXBsZSBub25jZSE=",     /* 17 bytes */
 	};
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
@@ -245,19 +245,18 @@ END_TEST
 
 START_TEST(test_parse_lengths)
 {
-	static const uint64_t lens[] = {0,     1,	  125,	126,
-					127,   65535,	  65536, 1u << 20,
-					1ull << 32, (1ull << 63) - 1};
+	static const uint64_t lens[] = {
+	    0,     1,     125,      126,        127,
+	    65535, 65536, 1u << 20, 1ull << 32, (1ull << 63) - 1};
 	uint8_t h[WS_HEADER_MAX];
 	struct ws_frame f;
 
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
-		size_t n = ws_frame_header_encode(h, WS_OP_BINARY,
-						  WS_FRAME_FIN, lens[i],
-						  test_mask);
+		size_t n = ws_frame_header_encode(h, WS_OP_BINARY, WS_FRAME_FIN,
+						  lens[i], test_mask);
 
 		ck_assert_uint_eq(n, ws_frame_header_size(lens[i], 1));
-		ck_assert_uint_eq(n, lens[i] < 126	   ? 6
+		ck_assert_uint_eq(n, lens[i] < 126       ? 6
 				     : lens[i] <= 0xffff ? 8
 							 : 14);
 		ck_assert_int_eq(ws_frame_parse(h, n, 0, &f), (int)n);
@@ -267,8 +266,8 @@ START_TEST(test_parse_lengths)
 		for (size_t k = 0; k < n; k++)
 			ck_assert_int_eq(ws_frame_parse(h, k, 0, &f), 0);
 		/* Unmasked (server) header, parsed in client mode. */
-		n = ws_frame_header_encode(h, WS_OP_TEXT, WS_FRAME_FIN,
-					   lens[i], NULL);
+		n = ws_frame_header_encode(h, WS_OP_TEXT, WS_FRAME_FIN, lens[i],
+					   NULL);
 		ck_assert_uint_eq(n, ws_frame_header_size(lens[i], 0));
 		ck_assert_int_eq(ws_frame_parse(h, n, WS_PARSE_CLIENT, &f),
 				 (int)n);
@@ -282,8 +281,8 @@ START_TEST(test_parse_nonminimal)
 {
 	/* 5 in a 16-bit and in a 64-bit length field: accepted. */
 	static const uint8_t h16[] = {0x81, 0xfe, 0, 5, 1, 2, 3, 4};
-	static const uint8_t h64[] = {0x82, 0xff, 0, 0, 0, 0, 0, 0, 0, 5,
-				      1,    2,	  3, 4};
+	static const uint8_t h64[] = {0x82, 0xff, 0, 0, 0, 0, 0,
+				      0,    0,    5, 1, 2, 3, 4};
 	struct ws_frame f;
 
 	ck_assert_int_eq(ws_frame_parse(h16, sizeof(h16), 0, &f), 8);
@@ -295,7 +294,7 @@ END_TEST
 
 struct bad_hdr {
 	uint8_t b[14];
-	size_t len;	/* bytes needed to detect the error */
+	size_t len; /* bytes needed to detect the error */
 	unsigned flags;
 	const char *what;
 };
@@ -303,42 +302,42 @@ struct bad_hdr {
 START_TEST(test_parse_errors)
 {
 	static const struct bad_hdr v[] = {
-		{{0x81, 0x05}, 2, 0, "unmasked"},
-		{{0x81, 0x85}, 2, WS_PARSE_CLIENT, "masked to a client"},
-		{{0xa1}, 1, 0, "RSV2"},
-		{{0x91}, 1, 0, "RSV3"},
-		{{0xf1}, 1, WS_PARSE_RSV1, "RSV1+2+3"},
-		{{0xc1}, 1, 0, "RSV1 without pmd"},
-		{{0xc2}, 1, 0, "RSV1 binary without pmd"},
-		{{0xc0}, 1, WS_PARSE_RSV1, "RSV1 on continuation"},
-		{{0x40}, 1, WS_PARSE_RSV1, "RSV1 on non-final continuation"},
-		{{0xc9}, 1, WS_PARSE_RSV1, "RSV1 on ping"},
-		{{0xca}, 1, WS_PARSE_RSV1, "RSV1 on pong"},
-		{{0xc8}, 1, WS_PARSE_RSV1, "RSV1 on close"},
-		{{0x83}, 1, 0, "opcode 3"},
-		{{0x84}, 1, 0, "opcode 4"},
-		{{0x85}, 1, 0, "opcode 5"},
-		{{0x86}, 1, 0, "opcode 6"},
-		{{0x87}, 1, 0, "opcode 7"},
-		{{0x8b}, 1, 0, "opcode 11"},
-		{{0x8c}, 1, 0, "opcode 12"},
-		{{0x8d}, 1, 0, "opcode 13"},
-		{{0x8e}, 1, 0, "opcode 14"},
-		{{0x8f}, 1, 0, "opcode 15"},
-		{{0x03}, 1, 0, "opcode 3 no FIN"},
-		{{0x09}, 1, 0, "fragmented ping"},
-		{{0x0a}, 1, 0, "fragmented pong"},
-		{{0x08}, 1, 0, "fragmented close"},
-		{{0x89, 0xfe, 0x00, 0x7e}, 4, 0, "ping of 126 (16-bit)"},
-		{{0x89, 0xfe, 0xff, 0xff}, 4, 0, "ping of 65535"},
-		{{0x8a, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x7e},
-		 10,
-		 0,
-		 "pong of 126 (64-bit)"},
-		{{0x88, 0xfe, 0x01, 0x00}, 4, 0, "close of 256"},
-		{{0x89, 0xff, 0x80}, 3, 0, "ping, 64-bit top bit"},
-		{{0x82, 0xff, 0x80}, 3, 0, "64-bit length, top bit"},
-		{{0x82, 0xff, 0xff}, 3, 0, "64-bit length, all ones"},
+	    {{0x81, 0x05}, 2, 0, "unmasked"},
+	    {{0x81, 0x85}, 2, WS_PARSE_CLIENT, "masked to a client"},
+	    {{0xa1}, 1, 0, "RSV2"},
+	    {{0x91}, 1, 0, "RSV3"},
+	    {{0xf1}, 1, WS_PARSE_RSV1, "RSV1+2+3"},
+	    {{0xc1}, 1, 0, "RSV1 without pmd"},
+	    {{0xc2}, 1, 0, "RSV1 binary without pmd"},
+	    {{0xc0}, 1, WS_PARSE_RSV1, "RSV1 on continuation"},
+	    {{0x40}, 1, WS_PARSE_RSV1, "RSV1 on non-final continuation"},
+	    {{0xc9}, 1, WS_PARSE_RSV1, "RSV1 on ping"},
+	    {{0xca}, 1, WS_PARSE_RSV1, "RSV1 on pong"},
+	    {{0xc8}, 1, WS_PARSE_RSV1, "RSV1 on close"},
+	    {{0x83}, 1, 0, "opcode 3"},
+	    {{0x84}, 1, 0, "opcode 4"},
+	    {{0x85}, 1, 0, "opcode 5"},
+	    {{0x86}, 1, 0, "opcode 6"},
+	    {{0x87}, 1, 0, "opcode 7"},
+	    {{0x8b}, 1, 0, "opcode 11"},
+	    {{0x8c}, 1, 0, "opcode 12"},
+	    {{0x8d}, 1, 0, "opcode 13"},
+	    {{0x8e}, 1, 0, "opcode 14"},
+	    {{0x8f}, 1, 0, "opcode 15"},
+	    {{0x03}, 1, 0, "opcode 3 no FIN"},
+	    {{0x09}, 1, 0, "fragmented ping"},
+	    {{0x0a}, 1, 0, "fragmented pong"},
+	    {{0x08}, 1, 0, "fragmented close"},
+	    {{0x89, 0xfe, 0x00, 0x7e}, 4, 0, "ping of 126 (16-bit)"},
+	    {{0x89, 0xfe, 0xff, 0xff}, 4, 0, "ping of 65535"},
+	    {{0x8a, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x7e},
+	     10,
+	     0,
+	     "pong of 126 (64-bit)"},
+	    {{0x88, 0xfe, 0x01, 0x00}, 4, 0, "close of 256"},
+	    {{0x89, 0xff, 0x80}, 3, 0, "ping, 64-bit top bit"},
+	    {{0x82, 0xff, 0x80}, 3, 0, "64-bit length, top bit"},
+	    {{0x82, 0xff, 0xff}, 3, 0, "64-bit length, all ones"},
 	};
 	struct ws_frame f;
 
@@ -349,7 +348,7 @@ START_TEST(test_parse_errors)
 			      "%s", v[i].what);
 		/* ...and with a whole header too. */
 		ck_assert_msg(ws_frame_parse(v[i].b, 14, v[i].flags, &f) ==
-				      -WS_CLOSE_PROTOCOL,
+				  -WS_CLOSE_PROTOCOL,
 			      "%s (14 bytes)", v[i].what);
 	}
 }
@@ -365,10 +364,10 @@ START_TEST(test_parse_allowed)
 	/* Control frames with non-minimal encodings of <= 125. */
 	static const uint8_t ping16[] = {0x89, 0xfe, 0, 125, 1, 2, 3, 4};
 	static const uint8_t close64[] = {0x88, 0xff, 0, 0, 0, 0, 0,
-					  0,	0,    2, 1, 2, 3, 4};
-	static const uint8_t top63[] = {0x82, 0xff, 0x7f, 0xff, 0xff, 0xff,
-					0xff, 0xff, 0xff, 0xff, 1,    2,
-					3,    4};
+					  0,    0,    2, 1, 2, 3, 4};
+	static const uint8_t top63[] = {0x82, 0xff, 0x7f, 0xff, 0xff,
+					0xff, 0xff, 0xff, 0xff, 0xff,
+					1,    2,    3,    4};
 	struct ws_frame f;
 
 	ck_assert_int_eq(ws_frame_parse(rsv1_text, 6, WS_PARSE_RSV1, &f), 6);
@@ -401,8 +400,8 @@ START_TEST(test_encode_frame)
 	n = ws_frame_encode(out, sizeof(out), WS_OP_TEXT, WS_FRAME_FIN,
 			    (const uint8_t *)"Hello", 5, test_mask);
 	ck_assert_uint_eq(n, 11);
-	ck_assert_mem_eq(out,
-			 "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58", 11);
+	ck_assert_mem_eq(out, "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58",
+			 11);
 	/* Unmasked ping with "Hello"; RSV1 flag; too small a buffer. */
 	n = ws_frame_encode(out, sizeof(out), WS_OP_PING, WS_FRAME_FIN,
 			    (const uint8_t *)"Hello", 5, NULL);
@@ -415,8 +414,8 @@ START_TEST(test_encode_frame)
 	ck_assert_uint_eq(n, 10);
 	ck_assert_mem_eq(out, "\x02\x7f\0\0\0\0\0\x01\0\0", 10);
 	ck_assert_uint_eq(ws_frame_encode(small, sizeof(small), WS_OP_TEXT,
-					  WS_FRAME_FIN,
-					  (const uint8_t *)"abc", 3, NULL),
+					  WS_FRAME_FIN, (const uint8_t *)"abc",
+					  3, NULL),
 			  0);
 }
 END_TEST
@@ -492,67 +491,67 @@ START_TEST(test_utf8_vectors)
 		size_t len;
 		int valid;
 	} v[] = {
-		{"", 0, 1},
-		{"hello", 5, 1},
-		/* Autobahn 6.2: "kosme" in Greek */
-		{"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", 11, 1},
-		/* boundaries: U+0000, 007F, 0080, 07FF, 0800, FFFF */
-		{"\x00", 1, 1},
-		{"\x7f", 1, 1},
-		{"\xc2\x80", 2, 1},
-		{"\xdf\xbf", 2, 1},
-		{"\xe0\xa0\x80", 3, 1},
-		{"\xef\xbf\xbf", 3, 1},
-		/* U+D7FF, U+E000 around the surrogates, U+FFFD */
-		{"\xed\x9f\xbf", 3, 1},
-		{"\xee\x80\x80", 3, 1},
-		{"\xef\xbf\xbd", 3, 1},
-		/* U+10000, U+10FFFF */
-		{"\xf0\x90\x80\x80", 4, 1},
-		{"\xf4\x8f\xbf\xbf", 4, 1},
-		{"\xf3\xbf\xbf\xbf", 4, 1},
-		/* surrogates U+D800, U+DBFF, U+DC00, U+DFFF, a pair */
-		{"\xed\xa0\x80", 3, 0},
-		{"\xed\xad\xbf", 3, 0},
-		{"\xed\xb0\x80", 3, 0},
-		{"\xed\xbf\xbf", 3, 0},
-		{"\xed\xa0\x80\xed\xb0\x80", 6, 0},
-		/* above U+10FFFF */
-		{"\xf4\x90\x80\x80", 4, 0},
-		{"\xf7\xbf\xbf\xbf", 4, 0},
-		{"\xf8\x88\x80\x80\x80", 5, 0},
-		{"\xfc\x84\x80\x80\x80\x80", 6, 0},
-		/* overlongs */
-		{"\xc0\xaf", 2, 0},
-		{"\xc0\x80", 2, 0},
-		{"\xc1\xbf", 2, 0},
-		{"\xe0\x80\xaf", 3, 0},
-		{"\xe0\x9f\xbf", 3, 0},
-		{"\xf0\x80\x80\xaf", 4, 0},
-		{"\xf0\x8f\xbf\xbf", 4, 0},
-		/* lone continuation bytes, bad bytes */
-		{"\x80", 1, 0},
-		{"\xbf", 1, 0},
-		{"a\x80z", 3, 0},
-		{"\xfe", 1, 0},
-		{"\xff", 1, 0},
-		/* truncated sequences */
-		{"\xc2", 1, 0},
-		{"\xe0\xa0", 2, 0},
-		{"\xf0\x90\x80", 3, 0},
-		{"\xce\xba\xe1\xbd", 4, 0},
-		/* lead byte followed by ASCII */
-		{"\xc2\x41", 2, 0},
-		{"\xe1\x80\x41", 3, 0},
-		/* Autobahn 6.4.x style: valid then invalid */
-		{"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"
-		 "edited",
-		 20, 0},
+	    {"", 0, 1},
+	    {"hello", 5, 1},
+	    /* Autobahn 6.2: "kosme" in Greek */
+	    {"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", 11, 1},
+	    /* boundaries: U+0000, 007F, 0080, 07FF, 0800, FFFF */
+	    {"\x00", 1, 1},
+	    {"\x7f", 1, 1},
+	    {"\xc2\x80", 2, 1},
+	    {"\xdf\xbf", 2, 1},
+	    {"\xe0\xa0\x80", 3, 1},
+	    {"\xef\xbf\xbf", 3, 1},
+	    /* U+D7FF, U+E000 around the surrogates, U+FFFD */
+	    {"\xed\x9f\xbf", 3, 1},
+	    {"\xee\x80\x80", 3, 1},
+	    {"\xef\xbf\xbd", 3, 1},
+	    /* U+10000, U+10FFFF */
+	    {"\xf0\x90\x80\x80", 4, 1},
+	    {"\xf4\x8f\xbf\xbf", 4, 1},
+	    {"\xf3\xbf\xbf\xbf", 4, 1},
+	    /* surrogates U+D800, U+DBFF, U+DC00, U+DFFF, a pair */
+	    {"\xed\xa0\x80", 3, 0},
+	    {"\xed\xad\xbf", 3, 0},
+	    {"\xed\xb0\x80", 3, 0},
+	    {"\xed\xbf\xbf", 3, 0},
+	    {"\xed\xa0\x80\xed\xb0\x80", 6, 0},
+	    /* above U+10FFFF */
+	    {"\xf4\x90\x80\x80", 4, 0},
+	    {"\xf7\xbf\xbf\xbf", 4, 0},
+	    {"\xf8\x88\x80\x80\x80", 5, 0},
+	    {"\xfc\x84\x80\x80\x80\x80", 6, 0},
+	    /* overlongs */
+	    {"\xc0\xaf", 2, 0},
+	    {"\xc0\x80", 2, 0},
+	    {"\xc1\xbf", 2, 0},
+	    {"\xe0\x80\xaf", 3, 0},
+	    {"\xe0\x9f\xbf", 3, 0},
+	    {"\xf0\x80\x80\xaf", 4, 0},
+	    {"\xf0\x8f\xbf\xbf", 4, 0},
+	    /* lone continuation bytes, bad bytes */
+	    {"\x80", 1, 0},
+	    {"\xbf", 1, 0},
+	    {"a\x80z", 3, 0},
+	    {"\xfe", 1, 0},
+	    {"\xff", 1, 0},
+	    /* truncated sequences */
+	    {"\xc2", 1, 0},
+	    {"\xe0\xa0", 2, 0},
+	    {"\xf0\x90\x80", 3, 0},
+	    {"\xce\xba\xe1\xbd", 4, 0},
+	    /* lead byte followed by ASCII */
+	    {"\xc2\x41", 2, 0},
+	    {"\xe1\x80\x41", 3, 0},
+	    /* Autobahn 6.4.x style: valid then invalid */
+	    {"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"
+	     "edited",
+	     20, 0},
 	};
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
 		ck_assert_msg(utf8_valid((const uint8_t *)v[i].s, v[i].len) ==
-				      v[i].valid,
+				  v[i].valid,
 			      "vector %zu", i);
 }
 END_TEST
@@ -627,8 +626,8 @@ START_TEST(test_utf8_exhaustive)
 					b[1] = (uint8_t)y;
 					b[2] = (uint8_t)z;
 					b[3] = (uint8_t)w;
-					bad += utf8_valid(b, 4) !=
-					       utf8_ref(b, 4);
+					bad +=
+					    utf8_valid(b, 4) != utf8_ref(b, 4);
 					checked++;
 				}
 	ck_assert_uint_eq(checked, 16777216ul + 8ul * 96 * 32 * 20);
@@ -657,7 +656,8 @@ START_TEST(test_utf8_fail_fast)
 	st = utf8_validate(UTF8_ACCEPT, S("ab\xf0\x9f"));
 	ck_assert_uint_ne(st, UTF8_ACCEPT);
 	ck_assert_uint_ne(st, UTF8_REJECT);
-	st = utf8_validate(st, S("\x98\x80" "cd"));
+	st = utf8_validate(st, S("\x98\x80"
+				 "cd"));
 	ck_assert_uint_eq(st, UTF8_ACCEPT);
 	/* Reject is sticky; a long ASCII run after it changes nothing. */
 	st = utf8_validate(UTF8_ACCEPT, S("\xff"));
@@ -665,7 +665,8 @@ START_TEST(test_utf8_fail_fast)
 	ck_assert_uint_eq(st, UTF8_REJECT);
 	/* Bad byte after a long ASCII run (word fast path). */
 	ck_assert(!utf8_valid(S("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\x80")));
-	ck_assert(utf8_valid(S("aaaaaaaaaaaaaaaa\xc3\xa9" "aaaaaaaaaaaaa")));
+	ck_assert(utf8_valid(S("aaaaaaaaaaaaaaaa\xc3\xa9"
+			       "aaaaaaaaaaaaa")));
 }
 END_TEST
 
@@ -682,8 +683,7 @@ START_TEST(test_utf8_positions)
 		b[pos] = 0xff;
 		ck_assert_msg(!utf8_valid(b, sizeof(b)), "0xff at %zu", pos);
 		b[pos] = 0xc3;
-		ck_assert_msg(!utf8_valid(b, sizeof(b)), "lone C3 at %zu",
-			      pos);
+		ck_assert_msg(!utf8_valid(b, sizeof(b)), "lone C3 at %zu", pos);
 		b[pos + 1] = 0xa9;
 		ck_assert_msg(utf8_valid(b, sizeof(b)), "C3 A9 at %zu", pos);
 		memcpy(b + pos, "\xf0\x9f\x98\x80", 4);
@@ -715,7 +715,7 @@ START_TEST(test_close_codes)
 	static const unsigned valid[] = {1000, 1001, 1002, 1003, 1007, 1008,
 					 1009, 1010, 1011, 1012, 1013, 1014,
 					 3000, 3999, 4000, 4001, 4007, 4999};
-	static const unsigned invalid[] = {0,	 1,    999,  1004, 1005,
+	static const unsigned invalid[] = {0,    1,    999,  1004, 1005,
 					   1006, 1015, 1016, 1100, 2000,
 					   2999, 5000, 65535};
 
@@ -736,7 +736,10 @@ START_TEST(test_close_payload)
 	ck_assert_uint_eq(ws_close_payload(out, 1000, NULL), 2);
 	ck_assert_mem_eq(out, "\x03\xe8", 2);
 	ck_assert_uint_eq(ws_close_payload(out, 4001, "auth"), 6);
-	ck_assert_mem_eq(out, "\x0f\xa1" "auth", 6);
+	ck_assert_mem_eq(out,
+			 "\x0f\xa1"
+			 "auth",
+			 6);
 	ck_assert_uint_eq(ws_close_payload(out, WS_CLOSE_NO_STATUS, "x"), 0);
 	ck_assert_uint_eq(ws_close_payload(out, 0, NULL), 0);
 	/* 122 ASCII + a 2-byte character = 124 bytes: cut to 122. */
@@ -756,7 +759,10 @@ START_TEST(test_close_payload)
 	/* Whole frame. */
 	n = ws_close_frame(out, 1000, "bye");
 	ck_assert_uint_eq(n, 7);
-	ck_assert_mem_eq(out, "\x88\x05\x03\xe8" "bye", 7);
+	ck_assert_mem_eq(out,
+			 "\x88\x05\x03\xe8"
+			 "bye",
+			 7);
 	n = ws_close_frame(out, WS_CLOSE_NO_STATUS, NULL);
 	ck_assert_uint_eq(n, 2);
 	ck_assert_mem_eq(out, "\x88\x00", 2);
@@ -838,8 +844,7 @@ START_TEST(test_reader_release)
 	ck_assert_uint_eq(r.cap, 0);
 	/* A message in progress is not released. */
 	n = mkframe(s, sizeof(s), WS_OP_TEXT, 0, "xy", 2);
-	ck_assert_int_eq(ws_reader_feed(&r, s, n, &used, &ev),
-			 WS_EV_NEED_MORE);
+	ck_assert_int_eq(ws_reader_feed(&r, s, n, &used, &ev), WS_EV_NEED_MORE);
 	ws_reader_release(&r);
 	ck_assert_ptr_nonnull(r.buf);
 	ws_reader_free(&r);
@@ -899,8 +904,8 @@ START_TEST(test_reader_sequence_errors)
 	n += mkframe(s + n, sizeof(s) - n, WS_OP_BINARY, 0, "b", 1);
 	expect_error(NULL, s, n, WS_CLOSE_PROTOCOL);
 	/* RSV1 without permessage-deflate. */
-	n = mkframe(s, sizeof(s), WS_OP_TEXT, WS_FRAME_FIN | WS_FRAME_RSV1,
-		    "a", 1);
+	n = mkframe(s, sizeof(s), WS_OP_TEXT, WS_FRAME_FIN | WS_FRAME_RSV1, "a",
+		    1);
 	expect_error(NULL, s, n, WS_CLOSE_PROTOCOL);
 	/* Unmasked client frame. */
 	n = ws_frame_encode(s, sizeof(s), WS_OP_TEXT, WS_FRAME_FIN,
@@ -958,11 +963,16 @@ START_TEST(test_reader_close)
 	expect_error(NULL, s, n, WS_CLOSE_PROTOCOL);
 	/* Code and reason. */
 	n = mkframe(s, sizeof(s), WS_OP_CLOSE, WS_FRAME_FIN,
-		    "\x0f\xa0\xce\xba" "bye", 7);
+		    "\x0f\xa0\xce\xba"
+		    "bye",
+		    7);
 	ck_assert_int_eq(feed_one(NULL, s, n, &e), WS_EV_CLOSE);
 	ck_assert_uint_eq(e.code, 4000);
 	ck_assert_uint_eq(e.len, 5);
-	ck_assert_mem_eq(e.data, "\xce\xba" "bye", 5);
+	ck_assert_mem_eq(e.data,
+			 "\xce\xba"
+			 "bye",
+			 5);
 	free(e.data);
 	/* Code only, the largest reason. */
 	memcpy(p, "\x03\xe8", 2);
@@ -972,8 +982,8 @@ START_TEST(test_reader_close)
 	ck_assert_uint_eq(e.len, 123);
 	free(e.data);
 	/* Invalid codes. */
-	static const unsigned bad[] = {0, 999, 1004, 1005, 1006, 1015, 1016,
-				       2000, 2999, 5000, 65535};
+	static const unsigned bad[] = {0,    999,  1004, 1005, 1006, 1015,
+				       1016, 2000, 2999, 5000, 65535};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		p[0] = (uint8_t)(bad[i] >> 8);
 		p[1] = (uint8_t)bad[i];
@@ -985,7 +995,9 @@ START_TEST(test_reader_close)
 		    "\x03\xe8\xed\xa0\x80", 5);
 	expect_error(NULL, s, n, WS_CLOSE_INVALID_DATA);
 	n = mkframe(s, sizeof(s), WS_OP_CLOSE, WS_FRAME_FIN,
-		    "\x03\xe8" "ab\xce", 5);
+		    "\x03\xe8"
+		    "ab\xce",
+		    5);
 	expect_error(NULL, s, n, WS_CLOSE_INVALID_DATA);
 	/* After a close, everything is consumed and ignored. */
 	ws_reader_init(&r, NULL, NULL);
@@ -1073,8 +1085,8 @@ START_TEST(test_reader_utf8_fail_fast)
 	/* Character split across fragments: valid. */
 	n = mkframe(s, sizeof(s), WS_OP_TEXT, 0, "a\xf0\x9f", 3);
 	n += mkframe(s + n, sizeof(s) - n, WS_OP_CONT, 0, "\x98", 1);
-	n += mkframe(s + n, sizeof(s) - n, WS_OP_CONT, WS_FRAME_FIN,
-		     "\x80z", 2);
+	n +=
+	    mkframe(s + n, sizeof(s) - n, WS_OP_CONT, WS_FRAME_FIN, "\x80z", 2);
 	ws_reader_init(&r, NULL, NULL);
 	ck_assert_int_eq(ws_reader_feed(&r, s, n, &used, &ev), WS_EV_TEXT);
 	ck_assert_mem_eq(ev.data, "a\xf0\x9f\x98\x80z", 6);
@@ -1227,8 +1239,9 @@ gen_stream(struct gen *g, int nmsg)
 		op = text ? WS_OP_TEXT : WS_OP_BINARY;
 		/* Split at random points, controls between fragments. */
 		do {
-			size_t fl = rnd_below(4) == 0 ? len - off
-						       : rnd_below(len - off + 1);
+			size_t fl = rnd_below(4) == 0
+					? len - off
+					: rnd_below(len - off + 1);
 			int last = off + fl == len && rnd_below(3) != 0;
 
 			gen_put(g, op, last ? WS_FRAME_FIN : 0, msg + off, fl);
@@ -1242,20 +1255,19 @@ gen_stream(struct gen *g, int nmsg)
 		recs_add(&g->exp, text ? WS_EV_TEXT : WS_EV_BINARY, 0, msg,
 			 len);
 	}
-	gen_put(g, WS_OP_CLOSE, WS_FRAME_FIN, (const uint8_t *)"\x03\xe8ok",
-		4);
+	gen_put(g, WS_OP_CLOSE, WS_FRAME_FIN, (const uint8_t *)"\x03\xe8ok", 4);
 	recs_add(&g->exp, WS_EV_CLOSE, 1000, (const uint8_t *)"ok", 2);
 }
 
 static void
 check_recs(const struct recs *got, const struct recs *exp, const char *how)
 {
-	ck_assert_msg(got->n == exp->n,
-		      "%s: %zu events, expected %zu (last: type %d code %u %s)",
-		      how, got->n, exp->n, got->n ? got->v[got->n - 1].type : -1,
-		      got->n ? got->v[got->n - 1].code : 0,
-		      got->n && got->v[got->n - 1].err ? got->v[got->n - 1].err
-						       : "");
+	ck_assert_msg(
+	    got->n == exp->n,
+	    "%s: %zu events, expected %zu (last: type %d code %u %s)", how,
+	    got->n, exp->n, got->n ? got->v[got->n - 1].type : -1,
+	    got->n ? got->v[got->n - 1].code : 0,
+	    got->n && got->v[got->n - 1].err ? got->v[got->n - 1].err : "");
 	for (size_t i = 0; i < exp->n; i++) {
 		ck_assert_msg(got->v[i].type == exp->v[i].type,
 			      "%s: event %zu type %d, expected %d", how, i,
@@ -1264,8 +1276,8 @@ check_recs(const struct recs *got, const struct recs *exp, const char *how)
 			      "%s: event %zu len %zu, expected %zu", how, i,
 			      got->v[i].len, exp->v[i].len);
 		ck_assert_msg(exp->v[i].len == 0 ||
-				      memcmp(got->v[i].data, exp->v[i].data,
-					     exp->v[i].len) == 0,
+				  memcmp(got->v[i].data, exp->v[i].data,
+					 exp->v[i].len) == 0,
 			      "%s: event %zu data", how, i);
 		if (exp->v[i].type == WS_EV_CLOSE)
 			ck_assert_uint_eq(got->v[i].code, exp->v[i].code);

@@ -76,7 +76,7 @@ struct pmd_params {
 	int server_no_context_takeover;
 	int client_no_context_takeover;
 	int server_max_window_bits; /* 8..15, as negotiated (8 deflates as 9) */
-	int client_max_window_bits; /* 8..15: the client's window, our inflate */
+	int client_max_window_bits; /* 8..15: client's window = our inflate's */
 };
 
 void pmd_config_default(struct pmd_config *cfg);
@@ -106,10 +106,10 @@ struct pmd_ctx {
 	int level, mem_level;
 	struct z_stream_s *def; /* own deflater, context takeover only */
 	struct z_stream_s *inf; /* inflater, NULL between uses */
-	uint8_t trailer;	/* bytes of 00 00 ff ff fed this message */
-	uint8_t inf_any;	/* any payload byte this message */
-	uint8_t inf_end;	/* BFINAL block seen this message */
-	uint8_t def_broken;	/* deflate failed mid-stream: unusable */
+	uint8_t trailer;        /* bytes of 00 00 ff ff fed this message */
+	uint8_t inf_any;        /* any payload byte this message */
+	uint8_t inf_end;        /* BFINAL block seen this message */
+	uint8_t def_broken;     /* deflate failed mid-stream: unusable */
 };
 
 void pmd_ctx_init(struct pmd_ctx *p, const struct pmd_params *params,
@@ -118,11 +118,11 @@ void pmd_ctx_init(struct pmd_ctx *p, const struct pmd_params *params,
 void pmd_ctx_free(struct pmd_ctx *p);
 
 /* pmd_inflate() results */
-#define PMD_OK 0	   /* input consumed; message not finished */
-#define PMD_DONE 1	   /* fin: message complete, all output given */
-#define PMD_FULL 2	   /* out is full: call again with more room */
-#define PMD_EDATA (-1)	   /* corrupt compressed data (close 1007) */
-#define PMD_ENOMEM (-2)    /* allocation failed (close 1011) */
+#define PMD_OK 0        /* input consumed; message not finished */
+#define PMD_DONE 1      /* fin: message complete, all output given */
+#define PMD_FULL 2      /* out is full: call again with more room */
+#define PMD_EDATA (-1)  /* corrupt compressed data (close 1007) */
+#define PMD_ENOMEM (-2) /* allocation failed (close 1011) */
 
 /*
  * Inflate the next piece of a compressed message.  in[0..inlen) are payload

@@ -30,7 +30,7 @@ struct pmd_ctx;
 #define WS_CLOSE_PROTOCOL 1002
 #define WS_CLOSE_UNSUPPORTED 1003
 #define WS_CLOSE_NO_STATUS 1005 /* never on the wire: empty close payload */
-#define WS_CLOSE_ABNORMAL 1006	/* never on the wire: no close at all */
+#define WS_CLOSE_ABNORMAL 1006  /* never on the wire: no close at all */
 #define WS_CLOSE_INVALID_DATA 1007
 #define WS_CLOSE_POLICY 1008
 #define WS_CLOSE_TOO_BIG 1009
@@ -66,13 +66,13 @@ int ws_accept_key(const char *key, size_t len, char out[WS_ACCEPT_LEN + 1]);
 #define WS_PARSE_CLIENT 0x2 /* we are the client: frames must be unmasked */
 
 struct ws_frame {
-	uint64_t len;	 /* payload length */
+	uint64_t len; /* payload length */
 	uint8_t opcode;
 	uint8_t fin;
-	uint8_t rsv1;	 /* "compressed" on a first data frame */
+	uint8_t rsv1; /* "compressed" on a first data frame */
 	uint8_t masked;
 	uint8_t mask[4];
-	uint8_t hlen;	 /* header length: 2..14 */
+	uint8_t hlen; /* header length: 2..14 */
 };
 
 /*
@@ -172,12 +172,12 @@ struct ws_reader_limits {
 
 enum ws_event_type {
 	WS_EV_NEED_MORE = 0, /* everything given was consumed; read more */
-	WS_EV_TEXT,	     /* data/len: a whole text message, valid UTF-8 */
-	WS_EV_BINARY,	     /* data/len: a whole binary message */
-	WS_EV_PING,	     /* data/len: payload to echo in a pong */
-	WS_EV_PONG,	     /* data/len: payload */
-	WS_EV_CLOSE,	     /* code (1005 if none), data/len: reason (UTF-8) */
-	WS_EV_ERROR,	     /* code: close code to send; err: why (for logs) */
+	WS_EV_TEXT,          /* data/len: a whole text message, valid UTF-8 */
+	WS_EV_BINARY,        /* data/len: a whole binary message */
+	WS_EV_PING,          /* data/len: payload to echo in a pong */
+	WS_EV_PONG,          /* data/len: payload */
+	WS_EV_CLOSE,         /* code (1005 if none), data/len: reason (UTF-8) */
+	WS_EV_ERROR,         /* code: close code to send; err: why (for logs) */
 };
 
 struct ws_event {
@@ -201,14 +201,14 @@ struct ws_reader {
 	struct ws_frame f;
 	uint64_t frame_pos; /* payload bytes of f consumed */
 	uint8_t hdr[WS_HEADER_MAX];
-	uint8_t hdr_len;    /* header bytes buffered in hdr */
+	uint8_t hdr_len; /* header bytes buffered in hdr */
 	/* current data message */
-	uint8_t msg_op;	    /* 0: none, else WS_OP_TEXT/BINARY */
+	uint8_t msg_op; /* 0: none, else WS_OP_TEXT/BINARY */
 	uint8_t msg_deflated;
-	uint8_t handed;	    /* buf was handed to the caller in an event */
+	uint8_t handed; /* buf was handed to the caller in an event */
 	uint32_t utf8;
-	uint64_t msg_wire;  /* payload bytes on the wire so far */
-	uint8_t *buf;	    /* reassembly / inflate output */
+	uint64_t msg_wire; /* payload bytes on the wire so far */
+	uint8_t *buf;      /* reassembly / inflate output */
 	size_t len, cap;
 	/* control frame payload, unmasked */
 	uint8_t ctrl[WS_CONTROL_MAX];

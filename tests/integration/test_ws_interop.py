@@ -277,6 +277,21 @@ class InteropCase(OrchdTestCase):
 # Python websockets
 
 
+def counting_protocol():
+    """websockets' client protocol, counting the bytes it receives (after
+    TLS): tells whether orchd really compressed what it sent."""
+    base = websockets.WebSocketClientProtocol
+
+    class Counting(base):
+        rx_bytes = 0
+
+        def data_received(self, data):
+            self.rx_bytes += len(data)
+            super().data_received(data)
+
+    return Counting
+
+
 class PythonWebsocketsInterop(InteropCase):
 
     def setUp(self):
@@ -291,18 +306,23 @@ class PythonWebsocketsInterop(InteropCase):
                "close_code": None, "close_rcvd": None}
         async with websockets.connect(
                 uri, ssl=ssl_ctx, compression=compression, max_size=4 * MIB,
-                open_timeout=10, close_timeout=5, ping_interval=None) as ws:
+                open_timeout=10, close_timeout=5, ping_interval=None,
+                create_protocol=counting_protocol()) as ws:
             out["extensions"] = ws.response_headers.get("Sec-WebSocket-Extensions")
+            rx_start = ws.rx_bytes  # the handshake response
             out["client_extensions"] = [type(e).__name__ for e in ws.extensions]
             for name, msg in messages:
                 await ws.send(msg)
                 echo = await asyncio.wait_for(ws.recv(), 10)
                 out["echoed"].append(name)
+                out["payload_bytes"] = out.get("payload_bytes", 0) + len(
+                    msg.encode("utf-8") if isinstance(msg, str) else msg)
                 self.assertIs(type(echo), type(msg),
                               "%s: sent %s, echo is %s" % (name, describe(msg), describe(echo)))
                 if echo != msg:
                     self.fail("%s: echo differs: sent %s, got %s"
                               % (name, describe(msg), describe(echo)))
+            out["rx_bytes"] = ws.rx_bytes - rx_start
             # The ping/pong API: the waiter resolves when the matching pong
             # arrives.
             waiter = await ws.ping(b"orchd-interop-ping")
@@ -346,10 +366,18 @@ class PythonWebsocketsInterop(InteropCase):
             self.assertIn("permessage-deflate", res["extensions"] or "",
                           "permessage-deflate not negotiated")
             self.assertEqual(res["client_extensions"], ["PerMessageDeflate"], res)
+            # The echoes were really compressed: the zeros alone save 256 KiB
+            # and the ASCII texts about a third of theirs.
+            self.assertLess(res["rx_bytes"], 0.8 * res["payload_bytes"],
+                            "orchd's echoes were not compressed "
+                            "(%(rx_bytes)d bytes received for %(payload_bytes)d)" % res)
         else:
             self.assertIsNone(res["extensions"],
                               "extension answered to a client that offered none")
             self.assertEqual(res["client_extensions"], [], res)
+            self.assertGreaterEqual(res["rx_bytes"], res["payload_bytes"], res)
+        self.note("received %d bytes on the wire for %d bytes of echoes",
+                  res["rx_bytes"], res["payload_bytes"])
         self.assertServerAlive()
 
     def test_plain_without_compression(self):

@@ -572,16 +572,20 @@ class WsClient:
                 raise HandshakeError("unexpected extensions in the response: %r" % exts, r)
             if "permessage-deflate" not in offered_names:
                 raise HandshakeError("extension accepted that was not offered: %r" % exts, r)
-            # The response answers one of our offers; validate against the
-            # union of what the permessage-deflate offers proposed.
-            union = []
+            # The response answers one of our offers: valid if it is a valid
+            # answer to at least one of them.
+            errors = []
             for n, ps in offered:
-                if n == "permessage-deflate":
-                    union.extend(ps)
-            try:
-                self.pmd = pmd_from_response(parsed[0][1], union)
-            except ProtocolViolation as e:
-                raise HandshakeError("bad permessage-deflate response %r: %s" % (exts, e), r)
+                if n != "permessage-deflate":
+                    continue
+                try:
+                    self.pmd = pmd_from_response(parsed[0][1], ps)
+                    break
+                except ProtocolViolation as e:
+                    errors.append(str(e))
+            if self.pmd is None:
+                raise HandshakeError("bad permessage-deflate response %r: %s"
+                                     % (exts, "; ".join(errors)), r)
             self.pmd.raw = ", ".join(exts)
             self.deflater = Deflater(self.pmd.client_max_window_bits,
                                      self.pmd.client_no_context_takeover)

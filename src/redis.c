@@ -1,0 +1,300 @@
+/*
+ * redis: asynchronous Redis client (hiredis 0.14 + its libev adapter).
+ *
+ * hiredis 0.14 has no command timeouts, so we keep our own FIFO of
+ * outstanding commands (Redis answers in order): a timer watches the
+ * oldest, and if it is overdue the connection is dropped, which makes
+ * hiredis call every pending callback with a NULL reply.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/async.h>
+#include <hiredis/adapters/libev.h>
+
+#include "orchd/log.h"
+#include "orchd/redis.h"
+#include "orchd/util.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct redis_req {
+	struct redis *r;
+	redis_reply_fn fn;
+	void *arg;
+	double deadline; /* ev_now() seconds */
+	struct redis_req *next;
+};
+
+struct redis {
+	struct ev_loop *loop;
+	struct config_redis addr;
+	char who[32];
+	double timeout;
+	redisAsyncContext *ac;
+	int connected;
+	int closing; /* redis_free() in progress */
+	unsigned backoff_ms;
+	ev_timer reconnect;
+	ev_timer watchdog;
+	struct redis_req *head, *tail; /* outstanding, oldest first */
+	unsigned npending;
+	struct redis_stats st;
+};
+
+static void redis_connect(struct redis *r);
+
+static void
+schedule_reconnect(struct redis *r)
+{
+	if (r->closing)
+		return;
+	r->backoff_ms = r->backoff_ms == 0 ? BACKOFF_MIN_MS
+			: r->backoff_ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS
+							       : r->backoff_ms * 2;
+	ev_timer_stop(r->loop, &r->reconnect);
+	ev_timer_set(&r->reconnect, r->backoff_ms / 1000.0, 0.);
+	ev_timer_start(r->loop, &r->reconnect);
+}
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+	struct redis *r = ac->data;
+
+	if (status != REDIS_OK) {
+		log_warnx("%s: %s: connect failed: %s", __func__, r->who,
+			  ac->errstr);
+		r->ac = NULL; /* hiredis frees the context */
+		schedule_reconnect(r);
+		return;
+	}
+	r->connected = 1;
+	r->backoff_ms = 0;
+	r->st.connects++;
+	log_info("%s: %s: connected", __func__, r->who);
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct redis *r = ac->data;
+
+	r->st.disconnects++;
+	if (r->connected && !r->closing)
+		log_warnx("%s: %s: disconnected%s%s", __func__, r->who,
+			  status != REDIS_OK ? ": " : "",
+			  status != REDIS_OK ? ac->errstr : "");
+	r->connected = 0;
+	r->ac = NULL;
+	ev_timer_stop(r->loop, &r->watchdog);
+	schedule_reconnect(r);
+}
+
+static void
+reconnect_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	redis_connect(t->data);
+}
+
+static void
+arm_watchdog(struct redis *r)
+{
+	ev_timer_stop(r->loop, &r->watchdog);
+	if (r->head == NULL)
+		return;
+	ev_timer_set(&r->watchdog, r->head->deadline - ev_now(r->loop) + 0.001,
+		     0.);
+	ev_timer_start(r->loop, &r->watchdog);
+}
+
+static void
+watchdog_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct redis *r = t->data;
+
+	if (r->head == NULL || r->ac == NULL)
+		return;
+	if (ev_now(loop) < r->head->deadline) {
+		arm_watchdog(r);
+		return;
+	}
+	r->st.timeouts++;
+	log_warnx("%s: %s: no reply within %.0f ms, reconnecting", __func__,
+		  r->who, r->timeout * 1000.0);
+	/*
+	 * redisAsyncDisconnect() would wait for the replies; freeing answers
+	 * every outstanding command with NULL now, then calls on_disconnect.
+	 */
+	redisAsyncFree(r->ac);
+}
+
+static void
+redis_connect(struct redis *r)
+{
+	redisAsyncContext *ac;
+
+	if (r->addr.unix_path != NULL)
+		ac = redisAsyncConnectUnix(r->addr.unix_path);
+	else
+		ac = redisAsyncConnect(r->addr.host, r->addr.port);
+	if (ac == NULL || ac->err) {
+		log_warnx("%s: %s: %s", __func__, r->who,
+			  ac != NULL ? ac->errstr : "out of memory");
+		if (ac != NULL)
+			redisAsyncFree(ac);
+		schedule_reconnect(r);
+		return;
+	}
+	ac->data = r;
+	if (redisLibevAttach(r->loop, ac) != REDIS_OK) {
+		redisAsyncFree(ac);
+		schedule_reconnect(r);
+		return;
+	}
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	r->ac = ac;
+}
+
+struct redis *
+redis_new(struct ev_loop *loop, const struct config_redis *addr,
+	  uint64_t timeout_ms, const char *who)
+{
+	struct redis *r = util_calloc(1, sizeof(*r));
+
+	r->loop = loop;
+	r->addr = *addr; /* the strings belong to the config, which outlives us */
+	r->timeout = (double)timeout_ms / 1000.0;
+	util_strlcpy(r->who, who, sizeof(r->who));
+	ev_init(&r->reconnect, reconnect_cb);
+	r->reconnect.data = r;
+	ev_init(&r->watchdog, watchdog_cb);
+	r->watchdog.data = r;
+	redis_connect(r);
+	return r;
+}
+
+void
+redis_free(struct redis *r)
+{
+	if (r == NULL)
+		return;
+	r->closing = 1;
+	ev_timer_stop(r->loop, &r->reconnect);
+	ev_timer_stop(r->loop, &r->watchdog);
+	if (r->ac != NULL)
+		redisAsyncFree(r->ac); /* pending callbacks get NULL */
+	free(r);
+}
+
+int
+redis_connected(const struct redis *r)
+{
+	return r != NULL && r->connected;
+}
+
+static void
+reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct redis_req *q = privdata;
+	struct redis *r = q->r;
+	redisReply *rep = reply;
+
+	/* Replies come in order: q is the head. */
+	if (r->head == q) {
+		r->head = q->next;
+		if (r->head == NULL)
+			r->tail = NULL;
+	}
+	r->npending--;
+	if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
+		r->st.errors++;
+		log_warnx("%s: %s: %.*s", __func__, r->who, (int)rep->len,
+			  rep->str);
+	}
+	if (q->fn != NULL)
+		q->fn(r, rep, q->arg);
+	free(q);
+	if (!r->closing)
+		arm_watchdog(r);
+}
+
+static struct redis_req *
+req_new(struct redis *r, redis_reply_fn fn, void *arg)
+{
+	struct redis_req *q;
+
+	if (!r->connected || r->ac == NULL || r->npending >= REDIS_MAX_PENDING)
+		return NULL;
+	q = util_malloc(sizeof(*q));
+	q->r = r;
+	q->fn = fn;
+	q->arg = arg;
+	q->deadline = ev_now(r->loop) + r->timeout;
+	q->next = NULL;
+	return q;
+}
+
+static void
+req_enqueue(struct redis *r, struct redis_req *q)
+{
+	if (r->tail != NULL)
+		r->tail->next = q;
+	else
+		r->head = q;
+	r->tail = q;
+	r->npending++;
+	r->st.commands++;
+	if (!ev_is_active(&r->watchdog))
+		arm_watchdog(r);
+}
+
+int
+redis_command(struct redis *r, redis_reply_fn fn, void *arg, const char *fmt,
+	      ...)
+{
+	struct redis_req *q = req_new(r, fn, arg);
+	va_list ap;
+	int rc;
+
+	if (q == NULL)
+		return -1;
+	va_start(ap, fmt);
+	rc = redisvAsyncCommand(r->ac, reply_cb, q, fmt, ap);
+	va_end(ap);
+	if (rc != REDIS_OK) {
+		free(q);
+		return -1;
+	}
+	req_enqueue(r, q);
+	return 0;
+}
+
+int
+redis_command_argv(struct redis *r, redis_reply_fn fn, void *arg, int argc,
+		   const char **argv, const size_t *argvlen)
+{
+	struct redis_req *q = req_new(r, fn, arg);
+
+	if (q == NULL)
+		return -1;
+	if (redisAsyncCommandArgv(r->ac, reply_cb, q, argc, argv, argvlen) !=
+	    REDIS_OK) {
+		free(q);
+		return -1;
+	}
+	req_enqueue(r, q);
+	return 0;
+}
+
+void
+redis_get_stats(const struct redis *r, struct redis_stats *st)
+{
+	*st = r->st;
+}
