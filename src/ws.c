@@ -343,6 +343,10 @@ ws_reader_free(struct ws_reader *r)
 	msg_abandon(r);
 }
 
+/*
+ * The reader's helpers return 0 to carry on, or WS_EV_ERROR once fail() has
+ * filled the event and made the failure sticky.
+ */
 static int
 fail(struct ws_reader *r, struct ws_event *ev, unsigned code, const char *why)
 {

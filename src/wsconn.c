@@ -36,26 +36,6 @@ wsconn_is_upgrade(const struct http_request *req)
 	return up != NULL && http_token_list_has(up, "websocket");
 }
 
-/* Is the request's Origin allowed by ws_allowed_origins? */
-static int
-origin_allowed(const struct config *cfg, const struct http_request *req)
-{
-	const struct http_str *o = http_header_get(req, "Origin");
-
-	/* Daemons are not browsers and send no Origin: always allowed. */
-	if (cfg->nws_allowed_origins == 0 || o == NULL)
-		return 1;
-	for (size_t i = 0; i < cfg->nws_allowed_origins; i++) {
-		const char *a = cfg->ws_allowed_origins[i];
-
-		if (strcmp(a, "*") == 0)
-			return 1;
-		if (strlen(a) == o->len && strncasecmp(a, o->p, o->len) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 int
 wsconn_upgrade(struct conn *c, const struct http_request *req,
 	       enum wsconn_endpoint ep, const char **extra)
@@ -93,7 +73,9 @@ wsconn_upgrade(struct conn *c, const struct http_request *req,
 	if (h == NULL || !ws_key_valid(h->p, h->len) ||
 	    ws_accept_key(h->p, h->len, accept) == -1)
 		return 400;
-	if (!origin_allowed(cfg, req))
+	h = http_header_get(req, "Origin");
+	if (!config_origin_allowed(cfg, h != NULL ? h->p : NULL,
+				   h != NULL ? h->len : 0))
 		return 403;
 
 	/* Offers may be spread over several header lines, in order. */
@@ -202,13 +184,18 @@ wsconn_close(struct conn *c, unsigned code, const char *reason)
 	conn_set_state(c, CONN_WS_CLOSING);
 }
 
-/* The bound check after queueing: a slow consumer gets 1008. */
+/*
+ * The bound check after queueing a frame of frame_len bytes: a slow
+ * consumer gets 1008.  One frame always fits an empty queue, so a message
+ * as large as ws_max_message_size can be sent even when max_send_queue is
+ * not larger (the default sizes are equal).
+ */
 static int
-check_queue_bound(struct conn *c, size_t queued)
+check_queue_bound(struct conn *c, size_t queued, size_t frame_len)
 {
 	const struct config *cfg = c->w->cfg;
 
-	if (queued <= cfg->max_send_queue)
+	if (queued <= cfg->max_send_queue || queued == frame_len)
 		return 0;
 	atomic_fetch_add(&c->w->stats->slow_consumers, 1);
 	log_info("%s: fd %d %s: send queue over %llu bytes, closing", __func__,
@@ -224,7 +211,7 @@ wsconn_send(struct conn *c, unsigned opcode, const void *data, size_t len,
 {
 	struct wsconn *ws = c->ws;
 	const struct config *cfg = c->w->cfg;
-	size_t queued;
+	size_t queued, flen;
 
 	if (ws == NULL || ws->close_sent || c->state != CONN_WS_OPEN)
 		return -1;
@@ -239,11 +226,13 @@ wsconn_send(struct conn *c, unsigned opcode, const void *data, size_t len,
 		atomic_fetch_add(&c->w->stats->ws_deflates, 1);
 		queued = queue_frame(c, opcode, WS_FRAME_FIN | WS_FRAME_RSV1, z,
 				     clen, prio);
+		flen = ws_frame_header_size(clen, 0) + clen;
 		free(z);
 	} else {
 		queued = queue_frame(c, opcode, WS_FRAME_FIN, data, len, prio);
+		flen = ws_frame_header_size(len, 0) + len;
 	}
-	return check_queue_bound(c, queued);
+	return check_queue_bound(c, queued, flen);
 }
 
 size_t
@@ -289,7 +278,7 @@ wsconn_broadcast(struct conn **targets, size_t n, unsigned opcode,
 				sent++;
 			continue;
 		}
-		if (check_queue_bound(c, conn_queue(c, b, prio)) == 0)
+		if (check_queue_bound(c, conn_queue(c, b, prio), b->len) == 0)
 			sent++;
 	}
 	outbuf_unref(plain);

@@ -235,6 +235,9 @@ void ws_reader_init(struct ws_reader *r, const struct ws_reader_limits *lim,
  * ws_reader_release() or ws_reader_free() call, and only as long as the
  * caller leaves buf[0..*consumed) alone (do not compact or reuse the read
  * buffer before handling the event).  Copy whatever must outlive that.
+ * Nothing in buf is referenced once WS_EV_NEED_MORE is returned: a partial
+ * header is copied into the reader and a partial message into its buffer,
+ * so the read buffer may be shared by every connection of a worker.
  *
  * Errors (WS_EV_ERROR, ev->code is the close code to send):
  *   1002: a header rule of ws_frame_parse(); a continuation frame with no
@@ -261,7 +264,11 @@ int ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len,
  */
 void ws_reader_release(struct ws_reader *r);
 
-/* Free everything the reader holds (not the pmd context). */
+/*
+ * Free everything the reader holds (not the pmd context).  Call it before
+ * pmd_ctx_free(): a half-inflated message is abandoned through the context.
+ * The reader may be initialised again afterwards.
+ */
 void ws_reader_free(struct ws_reader *r);
 
 #endif

@@ -1,0 +1,163 @@
+/*
+ * config: the orchd.conf(5) parser.
+ *
+ * A config is parsed whole into a fresh struct config; the caller swaps it in
+ * only when config_load() reported no error, which is what makes HUP reload
+ * transactional.  Every error is reported through the caller's callback as
+ * "file:line: message" (or "environment: NAME: message"), all of them, not
+ * just the first.
+ */
+#ifndef ORCHD_CONFIG_H
+#define ORCHD_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_WORKERS 64
+#define CONFIG_MAX_INCLUDE_DEPTH 8
+#define CONFIG_MAX_ORIGINS 256 /* ws_allowed_origins entries in all */
+#define CONFIG_ORIGIN_MAX 320  /* bytes of a normalized origin, NUL included */
+
+enum config_log_target {
+	CONFIG_LOG_SYSLOG = 0,
+	CONFIG_LOG_STDERR,
+	CONFIG_LOG_FILE,
+};
+
+struct config_listen {
+	struct sockaddr_storage addr; /* AF_INET or AF_INET6, port set */
+	socklen_t addrlen;
+	int tls;                      /* "tls" flag on the directive */
+	char text[80];                /* as written back by -T: "[::1]:8080" */
+};
+
+struct config_redis {
+	char *unix_path; /* non-NULL: unix socket; else host/port */
+	char *host;
+	int port;
+};
+
+struct config {
+	char *path; /* the file this config was loaded from */
+
+	struct config_listen listen[CONFIG_MAX_LISTEN];
+	int nlisten;
+
+	int workers;      /* resolved count, 1..CONFIG_MAX_WORKERS */
+	int workers_auto; /* "workers auto" was given (or defaulted) */
+
+	char *user;  /* NULL: keep the invoking user */
+	char *group; /* NULL: the user's primary group */
+	char *pidfile;
+
+	enum config_log_target log_target;
+	char *log_file; /* with CONFIG_LOG_FILE */
+	int log_level;  /* LOG_ERR..LOG_DEBUG from <syslog.h> */
+
+	char *ws_path;
+	char *ws_echo_path; /* NULL: no echo endpoint */
+	uint64_t heartbeat_interval_ms;
+	uint64_t auth_timeout_ms;
+	uint64_t drain_timeout_ms;
+	unsigned max_connections;
+	unsigned max_connections_per_orchestrator;
+
+	/* HTTP (the request that precedes the upgrade, and /healthz). */
+	uint64_t http_max_header_size; /* bytes: request line + headers */
+	uint64_t http_max_body_size;   /* bytes of Content-Length */
+	uint64_t handshake_timeout_ms; /* TLS handshake + request head */
+	uint64_t keepalive_timeout_ms; /* 0: no keep-alive */
+
+	/* WebSocket. */
+	/*
+	 * Normalized origins (lower case, no default port; see
+	 * config_origin_allowed()), or "*".  None: any origin is accepted.
+	 */
+	char **ws_allowed_origins;
+	size_t nws_allowed_origins;
+	uint64_t ws_max_message_size; /* bytes, reassembled and inflated */
+	uint64_t ws_ping_interval_ms;  /* 0: never ping */
+	uint64_t ws_pong_timeout_ms;
+	uint64_t ws_close_timeout_ms;
+	int ws_compression;            /* negotiate permessage-deflate */
+	unsigned ws_compression_level; /* zlib level 1..9 */
+	uint64_t ws_compression_min_size; /* bytes; smaller: sent plain */
+	uint64_t max_send_queue;          /* bytes queued per connection */
+
+	char *redis_text; /* as written in the file */
+	struct config_redis redis;
+
+	char *jwt_secret_file;
+	char *jwt_secret; /* loaded secret bytes (NUL-terminated); never logged */
+	size_t jwt_secret_len;
+	int jwt_secret_from_env;
+
+	char *tls_certificate;
+	char *tls_certificate_key;
+};
+
+/* Receives one error message, without a trailing newline. */
+typedef void (*config_error_fn)(void *arg, const char *msg);
+
+/* A config holding every directive's default. */
+struct config *config_new(void);
+void config_free(struct config *cfg);
+
+/*
+ * Parse path (and its includes) into cfg, then apply the environment
+ * overrides (DAEMON_JWT_SECRET, WS_HEARTBEAT_INTERVAL, WS_AUTH_TIMEOUT,
+ * WS_MAX_CONNECTIONS_PER_VP, WS_PATH) and the cross-directive checks.
+ * Returns the number of errors reported through errfn (0 = valid).
+ */
+int config_load(struct config *cfg, const char *path, config_error_fn errfn,
+		void *arg);
+
+/* Same, from an in-memory text named "name" in messages (for tests). */
+int config_load_string(struct config *cfg, const char *name, const char *text,
+		       config_error_fn errfn, void *arg);
+
+/* Print the effective config in orchd.conf syntax; secrets are elided. */
+void config_dump(const struct config *cfg, FILE *fp);
+
+/*
+ * Parse helpers, exposed for other modules and unit tests.
+ *
+ * config_parse_duration_ms: "250ms", "30s", "5m", "1h", "2d" or a bare
+ * integer (seconds); 0 ok, -1 malformed, -2 overflows 64 bits.
+ * config_parse_size: "512", "512b", "8k", "1m", "2g" (powers of 1024; K, M,
+ * G and B are accepted too); 0 ok, -1 malformed, -2 overflows 64 bits.
+ * config_parse_listen: "ADDR:PORT" only (the "tls" word is the directive's
+ * business, out->tls is 0); 0 ok, -1 error.
+ * config_log_level_name: LOG_ERR.."error" .. LOG_DEBUG.."debug".
+ */
+int config_parse_duration_ms(const char *s, uint64_t *out);
+int config_parse_size(const char *s, uint64_t *out);
+int config_parse_listen(const char *s, struct config_listen *out);
+const char *config_log_level_name(int level);
+
+/*
+ * May a WebSocket upgrade carrying this Origin header value (origin[0..len),
+ * need not be NUL-terminated) go on?  1: yes; 0: answer 403.  Yes when
+ * ws_allowed_origins is unset or holds "*", when origin is NULL (no Origin
+ * header: not a browser), or when the value, normalized like the list
+ * (scheme and host in lower case, no default port), is in the list.  A
+ * malformed value and "null" match nothing.
+ */
+int config_origin_allowed(const struct config *cfg, const char *origin,
+			  size_t len);
+
+/* One entry of the directive table, for documentation checks and help. */
+struct config_doc {
+	const char *name;
+	const char *syntax; /* the values, e.g. "N|auto" */
+	const char *def;    /* the default as text; NULL: unset */
+	const char *help;   /* one line */
+	int repeatable;
+};
+
+/* Fill *doc with the i-th directive (from 0); returns -1 past the last. */
+int config_directive_doc(size_t i, struct config_doc *doc);
+
+#endif
