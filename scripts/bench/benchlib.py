@@ -332,6 +332,8 @@ class Bench:
         for k in range(nprocs):
             n = total // nprocs + (1 if k < total % nprocs else 0)
             ready = os.path.join(self.tmp, f"ready.{server.port}.{k}")
+            if os.path.exists(ready):
+                os.unlink(ready)  # an earlier round's
             argv = [self.client, mode, "-p", str(server.port), "-n", str(n),
                     "-b", f"127.{subnet}.{k + 1}.1", "-B", "4", "-q"]
             argv += [a.replace("{ready}", ready) for a in args]
