@@ -714,3 +714,421 @@ jwt_sign_hs256(const void *secret, size_t len, const char *claims_json,
 {
 	return jwt_sign("HS256", secret, len, NULL, claims_json, out, cap);
 }
+
+/* ---- verification ------------------------------------------------------- */
+
+void
+jwt_policy_init(struct jwt_policy *pol)
+{
+	memset(pol, 0, sizeof(*pol));
+	pol->leeway = JWT_LEEWAY_DEFAULT;
+	pol->max_len = JWT_MAX_TOKEN_DEFAULT;
+}
+
+/*
+ * The value of member name of object obj; -1 if absent, -2 if the name
+ * appears more than once.  json_obj_get() lets the first duplicate win,
+ * but RFC 7515 section 5.2 wants duplicates rejected (or the last one
+ * used): another parser reading the same token must not see another value.
+ */
+static int
+member(const struct json_doc *d, int obj, const char *name)
+{
+	int k, found = -1;
+
+	for (k = json_first(d, obj); k >= 0; k = json_next(d, k)) {
+		if (!json_str_eq(d, k, name))
+			continue;
+		if (found >= 0)
+			return -2;
+		found = json_obj_value(d, k);
+	}
+	return found;
+}
+
+/* Header: alg (chosen by the token, allowed by the keyring) and kid. */
+static int
+parse_header(const struct json_doc *d, const struct alg_info **ap, char *alg,
+	     char *kid, bool *has_kid, char *err, size_t errlen)
+{
+	int root = json_root(d), tok, rc;
+	char q[48];
+
+	if ((tok = member(d, root, "alg")) == -2 ||
+	    member(d, root, "kid") == -2 || member(d, root, "crit") == -2)
+		return fail(err, errlen, JWT_EMALFORMED,
+			    "duplicate header parameter");
+	if (json_type(d, tok) != JSON_STRING)
+		return fail(err, errlen, JWT_EALG,
+			    "header alg missing or not a string");
+	rc = json_get_string(d, tok, alg, JWT_ALG_SIZE, NULL);
+	if (rc == 0 && strcmp(alg, "none") == 0)
+		return fail(err, errlen, JWT_EALG, "alg none refused");
+	if (rc != 0 || (*ap = alg_lookup(alg)) == NULL)
+		return fail(err, errlen, JWT_EALG, "unsupported alg \"%s\"",
+			    rc == 0 ? printable(alg, q, sizeof(q)) : "(long)");
+	/*
+	 * crit lists extensions the verifier must understand (RFC 7515
+	 * 4.1.11), such as b64:false; none are implemented, so refuse.
+	 */
+	if (member(d, root, "crit") >= 0)
+		return fail(err, errlen, JWT_EMALFORMED,
+			    "header crit not supported");
+	*has_kid = false;
+	if ((tok = member(d, root, "kid")) < 0)
+		return JWT_OK;
+	if (json_type(d, tok) != JSON_STRING)
+		return fail(err, errlen, JWT_EMALFORMED,
+			    "header kid not a string");
+	rc = json_get_string(d, tok, kid, JWT_ID_SIZE, NULL);
+	if (rc == JSON_E_NOSPACE) /* configured kids are shorter */
+		return fail(err, errlen, JWT_EKEY, "header kid too long");
+	if (rc != 0)
+		return fail(err, errlen, JWT_EMALFORMED, "header kid: %s",
+			    json_strerror(rc));
+	*has_kid = true;
+	return JWT_OK;
+}
+
+/* A string claim copied whole into out[cap]; "" when absent. */
+static int
+claim_str(const struct json_doc *d, int obj, const char *name, char *out,
+	  size_t cap, char *err, size_t errlen)
+{
+	int tok = member(d, obj, name), rc;
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (tok == -2)
+		return fail(err, errlen, JWT_ECLAIMS, "duplicate claim %s",
+			    name);
+	if (tok == -1)
+		return JWT_OK;
+	if (json_type(d, tok) != JSON_STRING)
+		return fail(err, errlen, JWT_ECLAIMS, "claim %s not a string",
+			    name);
+	rc = json_get_string(d, tok, out, cap, &n);
+	if (rc == JSON_E_NOSPACE)
+		return fail(err, errlen, JWT_ECLAIMS,
+			    "claim %s of %zu bytes (max %zu)", name, n,
+			    cap - 1);
+	if (rc != 0)
+		return fail(err, errlen, JWT_ECLAIMS, "claim %s: %s", name,
+			    json_strerror(rc));
+	return JWT_OK;
+}
+
+/*
+ * A NumericDate.  Issuers such as PyJWT with time.time() write fractions:
+ * they are accepted and rounded toward the stricter side (exp down, nbf and
+ * iat up), so rounding never extends a token's life.
+ */
+static int
+claim_time(const struct json_doc *d, int obj, const char *name, bool round_up,
+	   int64_t *out, bool *present, char *err, size_t errlen)
+{
+	int tok = member(d, obj, name), rc;
+	double v;
+
+	*present = false;
+	if (tok == -2)
+		return fail(err, errlen, JWT_ECLAIMS, "duplicate claim %s",
+			    name);
+	if (tok == -1)
+		return JWT_OK;
+	if (json_type(d, tok) != JSON_NUMBER)
+		return fail(err, errlen, JWT_ECLAIMS, "claim %s not a number",
+			    name);
+	rc = json_get_int64(d, tok, out);
+	if (rc == JSON_E_TYPE && json_get_double(d, tok, &v) == 0 &&
+	    v > -1e15 && v < 1e15) {
+		*out = (int64_t)v; /* truncates toward zero */
+		if (round_up && (double)*out < v)
+			(*out)++;
+		else if (!round_up && (double)*out > v)
+			(*out)--;
+		rc = 0;
+	}
+	if (rc != 0)
+		return fail(err, errlen, JWT_ECLAIMS, "claim %s out of range",
+			    name);
+	*present = true;
+	return JWT_OK;
+}
+
+/* aud: a string or an array of strings; matched against want if set. */
+static int
+claim_aud(const struct json_doc *d, int obj, const char *want, char *err,
+	  size_t errlen)
+{
+	int tok = member(d, obj, "aud"), el;
+	bool match = false;
+
+	if (tok == -2)
+		return fail(err, errlen, JWT_ECLAIMS, "duplicate claim aud");
+	switch (json_type(d, tok)) {
+	case JSON_NONE:
+		break;
+	case JSON_STRING:
+		match = want != NULL && json_str_eq(d, tok, want);
+		break;
+	case JSON_ARRAY:
+		for (el = json_first(d, tok); el >= 0; el = json_next(d, el)) {
+			if (json_type(d, el) != JSON_STRING)
+				return fail(err, errlen, JWT_ECLAIMS,
+					    "claim aud holds a non-string");
+			if (want != NULL && json_str_eq(d, el, want))
+				match = true;
+		}
+		break;
+	default:
+		return fail(err, errlen, JWT_ECLAIMS,
+			    "claim aud not a string or array");
+	}
+	if (want != NULL && !match)
+		return fail(err, errlen, JWT_ECLAIMS, "audience mismatch");
+	return JWT_OK;
+}
+
+static int
+claim_scopes(const struct json_doc *d, int obj, struct jwt_claims *c,
+	     char *err, size_t errlen)
+{
+	int tok = member(d, obj, "scopes"), el, rc;
+	size_t n = 0;
+
+	if (tok == -2)
+		return fail(err, errlen, JWT_ECLAIMS, "duplicate claim scopes");
+	if (tok == -1)
+		return JWT_OK;
+	if (json_type(d, tok) != JSON_ARRAY)
+		return fail(err, errlen, JWT_ECLAIMS,
+			    "claim scopes not an array");
+	if (json_array_len(d, tok) > JWT_SCOPES_MAX)
+		return fail(err, errlen, JWT_ECLAIMS,
+			    "%d scopes (max %d)", json_array_len(d, tok),
+			    JWT_SCOPES_MAX);
+	for (el = json_first(d, tok); el >= 0; el = json_next(d, el)) {
+		if (json_type(d, el) != JSON_STRING)
+			return fail(err, errlen, JWT_ECLAIMS,
+				    "claim scopes holds a non-string");
+		rc = json_get_string(d, el, c->scopes[c->nscopes],
+				     JWT_SCOPE_SIZE, &n);
+		if (rc != 0)
+			return fail(err, errlen, JWT_ECLAIMS,
+				    "scope %u: %s", c->nscopes,
+				    rc == JSON_E_NOSPACE ? "too long"
+							 : json_strerror(rc));
+		c->nscopes++;
+	}
+	return JWT_OK;
+}
+
+/*
+ * true when t lies more than leeway seconds before ref.  The difference is
+ * taken in unsigned arithmetic, where it cannot overflow whatever the
+ * token's numbers are.
+ */
+static bool
+before_by_more(int64_t t, int64_t ref, unsigned leeway)
+{
+	return t < ref && (uint64_t)ref - (uint64_t)t > leeway;
+}
+
+/*
+ * The payload of a token whose signature verified.  Shape and value checks
+ * come first and the clock last, so JWT_EEXPIRED means "valid but for its
+ * age" and a client may answer it by refreshing.
+ */
+static int
+check_claims(const struct json_doc *d, const struct jwt_policy *pol,
+	     int64_t now, struct jwt_claims *c, char *err, size_t errlen)
+{
+	const char *want_type = pol->type != NULL ? pol->type : "access";
+	char sub[JWT_ID_SIZE], oid[JWT_ID_SIZE], q[48];
+	int root = json_root(d), rc;
+	bool has_exp;
+
+	if ((rc = claim_str(d, root, "sub", sub, sizeof(sub), err,
+			    errlen)) != 0 ||
+	    (rc = claim_str(d, root, "orchestratorId", oid, sizeof(oid), err,
+			    errlen)) != 0 ||
+	    (rc = claim_str(d, root, "daemonId", c->daemon_id,
+			    sizeof(c->daemon_id), err, errlen)) != 0 ||
+	    (rc = claim_str(d, root, "organizationId", c->organization_id,
+			    sizeof(c->organization_id), err, errlen)) != 0 ||
+	    (rc = claim_str(d, root, "workspaceId", c->workspace_id,
+			    sizeof(c->workspace_id), err, errlen)) != 0 ||
+	    (rc = claim_str(d, root, "jti", c->jti, sizeof(c->jti), err,
+			    errlen)) != 0 ||
+	    (rc = claim_str(d, root, "iss", c->iss, sizeof(c->iss), err,
+			    errlen)) != 0 ||
+	    (rc = claim_str(d, root, "type", c->type, sizeof(c->type), err,
+			    errlen)) != 0 ||
+	    (rc = claim_time(d, root, "exp", false, &c->exp, &has_exp, err,
+			     errlen)) != 0 ||
+	    (rc = claim_time(d, root, "nbf", true, &c->nbf, &c->has_nbf, err,
+			     errlen)) != 0 ||
+	    (rc = claim_time(d, root, "iat", true, &c->iat, &c->has_iat, err,
+			     errlen)) != 0 ||
+	    (rc = claim_aud(d, root, pol->aud, err, errlen)) != 0 ||
+	    (rc = claim_scopes(d, root, c, err, errlen)) != 0)
+		return rc;
+	if (!has_exp)
+		return fail(err, errlen, JWT_ECLAIMS, "claim exp missing");
+
+	/* Two spellings of one claim: if both, they must agree. */
+	if (sub[0] != '\0' && oid[0] != '\0' && strcmp(sub, oid) != 0)
+		return fail(err, errlen, JWT_ECLAIMS,
+			    "claims sub and orchestratorId differ");
+	if (sub[0] == '\0' && oid[0] == '\0')
+		return fail(err, errlen, JWT_ECLAIMS,
+			    "no orchestrator (sub or orchestratorId)");
+	memcpy(c->orchestrator, oid[0] != '\0' ? oid : sub, JWT_ID_SIZE);
+
+	/*
+	 * The service orchd replaces issued access tokens without a type
+	 * claim, so a missing type passes as "access", but as nothing else:
+	 * a refresh token must say what it is.
+	 */
+	if (c->type[0] == '\0' && strcmp(want_type, "access") == 0)
+		util_strlcpy(c->type, "access", sizeof(c->type));
+	if (strcmp(c->type, want_type) != 0)
+		return fail(err, errlen, JWT_ECLAIMS,
+			    "token type \"%s\" (expected \"%s\")",
+			    printable(c->type, q, sizeof(q)), want_type);
+	if (pol->iss != NULL && strcmp(c->iss, pol->iss) != 0)
+		return fail(err, errlen, JWT_ECLAIMS, "issuer mismatch");
+
+	if (before_by_more(c->exp, now, pol->leeway))
+		return fail(err, errlen, JWT_EEXPIRED,
+			    "expired %lld s ago",
+			    (long long)((uint64_t)now - (uint64_t)c->exp));
+	if (c->has_nbf && before_by_more(now, c->nbf, pol->leeway))
+		return fail(err, errlen, JWT_ENOTYET, "nbf in the future");
+	if (c->has_iat && before_by_more(now, c->iat, pol->leeway))
+		return fail(err, errlen, JWT_ENOTYET, "iat in the future");
+	return JWT_OK;
+}
+
+static bool
+alg_configured(const struct jwt_keyring *kr, const struct alg_info *a)
+{
+	unsigned i;
+
+	if (a->kind == KIND_HMAC)
+		return kr->secret != NULL;
+	for (i = 0; i < kr->nkeys; i++)
+		if (kr->keys[i].kind == a->kind)
+			return true;
+	return false;
+}
+
+int
+jwt_verify(const struct jwt_keyring *kr, const struct jwt_policy *pol,
+	   const char *token, size_t len, struct jwt_claims *out, char *err,
+	   size_t errlen)
+{
+	static const struct json_limits hlim = {
+		.max_tokens = 64,
+		.max_depth = 8,
+		.flags = JSON_REQUIRE_OBJECT,
+	};
+	static const struct json_limits plim = {
+		.flags = JSON_REQUIRE_OBJECT,
+	};
+	const struct alg_info *a = NULL;
+	const struct jwt_key *key = NULL;
+	const char *dot1, *dot2, *end = token + len;
+	struct json_doc hd, pd;
+	struct jwt_policy defpol;
+	struct jwt_claims c;
+	size_t hlen, plen, slen, max;
+	unsigned char *buf = NULL, *hdr, *pay, *sig;
+	int hn, pn, sn, rc;
+	bool has_kid = false;
+	int64_t now;
+
+	memset(out, 0, sizeof(*out));
+	memset(&c, 0, sizeof(c));
+	memset(&hd, 0, sizeof(hd));
+	memset(&pd, 0, sizeof(pd));
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (pol == NULL) {
+		jwt_policy_init(&defpol);
+		pol = &defpol;
+	}
+	max = pol->max_len ? pol->max_len : JWT_MAX_TOKEN_DEFAULT;
+	if (token == NULL || len == 0)
+		return fail(err, errlen, JWT_EMALFORMED, "empty token");
+	/* Before any decoding: a huge token costs nothing but this test. */
+	if (len > max)
+		return fail(err, errlen, JWT_EMALFORMED,
+			    "token of %zu bytes (max %zu)", len, max);
+
+	if ((dot1 = memchr(token, '.', len)) == NULL ||
+	    (dot2 = memchr(dot1 + 1, '.', (size_t)(end - dot1 - 1))) == NULL ||
+	    memchr(dot2 + 1, '.', (size_t)(end - dot2 - 1)) != NULL)
+		return fail(err, errlen, JWT_EMALFORMED,
+			    "not three dot-separated segments");
+	hlen = (size_t)(dot1 - token);
+	plen = (size_t)(dot2 - dot1 - 1);
+	slen = (size_t)(end - dot2 - 1);
+	if (hlen == 0 || plen == 0)
+		return fail(err, errlen, JWT_EMALFORMED,
+			    "empty header or payload");
+
+	/* Each decoded segment is shorter than its text: len bytes suffice. */
+	buf = util_malloc(len);
+	hdr = buf;
+	pay = hdr + hlen;
+	sig = pay + plen;
+	if ((hn = jwt_b64url_decode(token, hlen, hdr, hlen)) < 0 ||
+	    (pn = jwt_b64url_decode(dot1 + 1, plen, pay, plen)) < 0 ||
+	    (sn = jwt_b64url_decode(dot2 + 1, slen, sig, slen)) < 0) {
+		rc = fail(err, errlen, JWT_EMALFORMED, "bad base64url");
+		goto out;
+	}
+
+	if ((rc = json_parse(&hd, (char *)hdr, (size_t)hn, &hlim)) != 0) {
+		rc = fail(err, errlen, JWT_EMALFORMED,
+			  "header not a JSON object: %s", json_strerror(rc));
+		goto out;
+	}
+	if ((rc = parse_header(&hd, &a, c.alg, c.kid, &has_kid, err,
+			       errlen)) != 0)
+		goto out;
+	if (!alg_configured(kr, a)) {
+		rc = fail(err, errlen, JWT_EALG, "alg %s not configured",
+			  a->name);
+		goto out;
+	}
+	/* The single HMAC secret needs no kid; a kid there is ignored. */
+	if (a->kind != KIND_HMAC &&
+	    (rc = pick_key(kr, a, has_kid ? c.kid : NULL, &key, err,
+			   errlen)) != 0)
+		goto out;
+	if (!verify_sig(kr, a, key, (const unsigned char *)token,
+			(size_t)(dot2 - token), sig, (size_t)sn)) {
+		rc = fail(err, errlen, JWT_ESIG, "bad %s signature", a->name);
+		goto out;
+	}
+
+	/* Only now is the payload authentic enough to be parsed. */
+	if ((rc = json_parse(&pd, (char *)pay, (size_t)pn, &plim)) != 0) {
+		rc = fail(err, errlen, JWT_EMALFORMED,
+			  "payload not a JSON object: %s", json_strerror(rc));
+		goto out;
+	}
+	now = pol->now != 0 ? pol->now : (int64_t)time(NULL);
+	if ((rc = check_claims(&pd, pol, now, &c, err, errlen)) != 0)
+		goto out;
+	*out = c;
+	rc = JWT_OK;
+out:
+	json_doc_free(&hd);
+	json_doc_free(&pd);
+	free(buf);
+	return rc;
+}

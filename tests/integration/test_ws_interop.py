@@ -50,7 +50,10 @@ except ImportError:  # pragma: no cover - reported by the tests that need it
     websockets = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-INTEROP_DIR = os.path.normpath(os.path.join(HERE, "..", "interop"))
+# ORCHD_INTEROP_DIR: where the node scripts and their node_modules are (make
+# distcheck points it at the source tree, whose node_modules npm filled).
+INTEROP_DIR = os.environ.get("ORCHD_INTEROP_DIR") or \
+    os.path.normpath(os.path.join(HERE, "..", "interop"))
 NODE_MODULES = os.path.join(INTEROP_DIR, "node_modules")
 CHROMIUM = os.environ.get("ORCHD_CHROMIUM", "/usr/bin/chromium")
 NODE = os.environ.get("ORCHD_NODE") or shutil.which("node")
