@@ -38,6 +38,7 @@ conn_state_name(enum conn_state st)
 	case CONN_TLS_HANDSHAKE: return "tls_handshake";
 	case CONN_HTTP_READ: return "http_read";
 	case CONN_HTTP_BODY: return "http_body";
+	case CONN_HTTP_WAIT: return "http_wait";
 	case CONN_HTTP_WRITE: return "http_write";
 	case CONN_LINGER: return "linger";
 	case CONN_WS_OPEN: return "ws_open";
@@ -137,6 +138,7 @@ conn_events(const struct conn *c)
 		if (!c->eof)
 			ev |= EV_READ;
 		break;
+	case CONN_HTTP_WAIT:
 	case CONN_HTTP_WRITE:
 	case CONN_CLOSED:
 		break;
@@ -182,17 +184,22 @@ conn_set_state(struct conn *c, enum conn_state st)
 	c->state = st;
 	switch (st) {
 	case CONN_TLS_HANDSHAKE:
-		timeout_ms = cfg->handshake_timeout_ms;
-		break;
 	case CONN_HTTP_READ:
-		/* An idle keep-alive connection waits longer than a head. */
-		timeout_ms = (c->rlen == 0 && c->nrequests > 0)
-				     ? cfg->keepalive_timeout_ms
-				     : cfg->handshake_timeout_ms;
+	case CONN_HTTP_BODY: {
+		uint64_t now = (uint64_t)(ev_now(c->w->loop) * 1000.0);
+
+		if (st == CONN_HTTP_READ && c->rlen == 0 && c->nrequests > 0) {
+			/* Idle between requests: the keep-alive timeout. */
+			c->head_deadline = 0;
+			timeout_ms = cfg->keepalive_timeout_ms;
+			break;
+		}
+		if (c->head_deadline == 0)
+			c->head_deadline = now + cfg->handshake_timeout_ms;
+		timeout_ms = c->head_deadline > now ? c->head_deadline - now : 1;
 		break;
-	case CONN_HTTP_BODY:
-		timeout_ms = cfg->handshake_timeout_ms;
-		break;
+	}
+	case CONN_HTTP_WAIT:
 	case CONN_HTTP_WRITE:
 		timeout_ms = WORKER_WRITE_TIMEOUT_MS;
 		break;
@@ -225,6 +232,8 @@ conn_close(struct conn *c, const char *why)
 	if (c->state == CONN_CLOSED)
 		return;
 	log_debug("%s: fd %d %s: %s", __func__, c->fd, conn_peer_str(c), why);
+	if (c->ws != NULL)
+		wsconn_on_close(c); /* quota slot and session go now */
 	conn_set_state(c, CONN_CLOSED);
 	c->tr->free(c);
 	close(c->fd);
@@ -233,16 +242,24 @@ conn_close(struct conn *c, const char *why)
 	list_push(&c->w->dead, c);
 }
 
+/*
+ * Free what is dead, except connections an asynchronous operation (a Redis
+ * reply) still points to: they stay on the list until it comes back.
+ */
 void
 conn_reap(struct worker *w)
 {
-	struct conn *c;
+	struct conn *c, *next;
 
-	while ((c = w->dead) != NULL) {
+	for (c = w->dead; c != NULL; c = next) {
+		next = c->next;
+		if (c->refs > 0)
+			continue;
 		list_remove(&w->dead, c);
 		if (c->ws != NULL)
 			wsconn_free(c);
 		outq_clear(&c->q);
+		UTIL_FREE(c->hold);
 		UTIL_FREE(c->rbuf);
 		UTIL_FREE(c);
 		w->nconns--;
@@ -396,14 +413,57 @@ conn_http_input(struct conn *c, uint8_t *buf, size_t len)
 		return len; /* what follows a refused head can't be parsed */
 	}
 	c->nrequests++;
+	c->head_deadline = 0; /* the next request gets its own */
 	atomic_fetch_add(&c->w->stats->requests, 1);
 	if (req.content_length > cfg->http_max_body_size) {
 		conn_send_error(c, 413, NULL);
 		return len;
 	}
+	if (req.content_length > 0 && worker_wants_body(&req)) {
+		size_t total = (size_t)n + (size_t)req.content_length;
+
+		if (len >= total) {
+			req.body = buf + n;
+			req.body_len = (size_t)req.content_length;
+			c->body_left = 0;
+			worker_dispatch_http(c, &req);
+			return total;
+		}
+		/* Keep head and body together until the body is complete. */
+		c->hold = util_malloc(total);
+		memcpy(c->hold, buf, len);
+		c->hold_len = len;
+		c->hold_head = (size_t)n;
+		c->body_left = total - len;
+		conn_set_state(c, CONN_HTTP_BODY);
+		return len;
+	}
 	c->body_left = req.content_length;
 	worker_dispatch_http(c, &req);
 	return (size_t)n;
+}
+
+/* The held request's body is complete: parse its head again, dispatch. */
+static void
+conn_dispatch_held(struct conn *c)
+{
+	struct http_request req;
+	uint8_t *hold = c->hold;
+
+	c->hold = NULL;
+	if (http_parse_request((const char *)hold, c->hold_head,
+			       (size_t)c->w->cfg->http_max_header_size,
+			       &req) <= 0) {
+		free(hold); /* parsed once already: cannot happen */
+		conn_send_error(c, 500, NULL);
+		return;
+	}
+	req.body = hold + c->hold_head;
+	req.body_len = c->hold_len - c->hold_head;
+	conn_set_state(c, CONN_HTTP_READ);
+	worker_dispatch_http(c, &req);
+	free(hold); /* the response was copied into the queue */
+	c->hold_len = c->hold_head = 0;
 }
 
 /* Hand input to the layer the state names, until it is used up. */
@@ -437,12 +497,24 @@ conn_input(struct conn *c, uint8_t *buf, size_t len)
 
 			if (k > c->body_left)
 				k = (size_t)c->body_left;
+			if (c->hold != NULL) {
+				memcpy(c->hold + c->hold_len, buf + off, k);
+				c->hold_len += k;
+			}
 			c->body_left -= k;
 			off += k;
-			if (c->body_left == 0)
+			if (c->body_left > 0)
+				break;
+			if (c->hold == NULL) {
 				conn_set_state(c, CONN_HTTP_READ);
+				break;
+			}
+			conn_dispatch_held(c);
+			if (c->state == CONN_HTTP_WRITE && conn_flush(c) == 1)
+				conn_after_flush(c);
 			break;
 		}
+		case CONN_HTTP_WAIT:
 		case CONN_HTTP_WRITE:
 		case CONN_TLS_HANDSHAKE:
 			/* Pipelined: keep it for after the response. */
@@ -471,7 +543,7 @@ conn_resume_input(struct conn *c)
 	size_t len;
 
 	if (c->rlen == 0 || c->state == CONN_HTTP_WRITE ||
-	    c->state == CONN_CLOSED)
+	    c->state == CONN_HTTP_WAIT || c->state == CONN_CLOSED)
 		return;
 	buf = (uint8_t *)c->rbuf;
 	len = c->rlen;
@@ -483,6 +555,17 @@ conn_resume_input(struct conn *c)
 	conn_input(c, c->w->scratch, len);
 }
 
+void
+conn_response_ready(struct conn *c)
+{
+	if (c->state != CONN_HTTP_WRITE)
+		return;
+	if (conn_flush(c) == 1) {
+		conn_after_flush(c);
+		conn_resume_input(c);
+	}
+}
+
 static void
 conn_on_readable(struct conn *c)
 {
@@ -492,7 +575,8 @@ conn_on_readable(struct conn *c)
 		size_t off = 0;
 		ssize_t n;
 
-		if (c->state == CONN_CLOSED || c->state == CONN_HTTP_WRITE)
+		if (c->state == CONN_CLOSED || c->state == CONN_HTTP_WRITE ||
+		    c->state == CONN_HTTP_WAIT)
 			return;
 		if (c->rlen > 0) {
 			memcpy(w->scratch, c->rbuf, c->rlen);
@@ -600,6 +684,9 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		return;
 	case CONN_HTTP_BODY:
 		conn_close(c, "body timeout");
+		return;
+	case CONN_HTTP_WAIT:
+		conn_close(c, "no answer in time");
 		return;
 	case CONN_HTTP_WRITE:
 		conn_close(c, "write timeout");

@@ -991,7 +991,8 @@ check_claims(const struct json_doc *d, const struct jwt_policy *pol,
 	 * claim, so a missing type passes as "access", but as nothing else:
 	 * a refresh token must say what it is.
 	 */
-	if (c->type[0] == '\0' && strcmp(want_type, "access") == 0)
+	if (c->type[0] == '\0' && member(d, root, "type") < 0 &&
+	    strcmp(want_type, "access") == 0)
 		util_strlcpy(c->type, "access", sizeof(c->type));
 	if (strcmp(c->type, want_type) != 0)
 		return fail(err, errlen, JWT_ECLAIMS,

@@ -17,6 +17,46 @@
 #include "orchd/log.h"
 #include "orchd/shm.h"
 
+void *
+shm_map(size_t len, const char *tag)
+{
+	char name[64];
+	void *p;
+	int fd;
+
+	snprintf(name, sizeof(name), "/orchd.%ld.%s", (long)getpid(), tag);
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd == -1 && errno == EEXIST) {
+		shm_unlink(name);
+		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	}
+	if (fd == -1) {
+		log_warn("%s: shm_open %s", __func__, name);
+		return NULL;
+	}
+	shm_unlink(name);
+	/* ftruncate of a fresh object: zero-filled, pages cost nothing yet. */
+	if (ftruncate(fd, (off_t)len) == -1) {
+		log_warn("%s: ftruncate %zu", __func__, len);
+		close(fd);
+		return NULL;
+	}
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		log_warn("%s: mmap %zu", __func__, len);
+		return NULL;
+	}
+	return p;
+}
+
+void
+shm_unmap(void *p, size_t len)
+{
+	if (p != NULL && munmap(p, len) == -1)
+		log_warn("%s: munmap", __func__);
+}
+
 struct shm_segment *
 shm_create(void)
 {

@@ -23,7 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "orchd/auth.h"
+#include "orchd/jwt.h"
 #include "orchd/listener.h"
+#include "orchd/registry.h"
 #include "orchd/log.h"
 #include "orchd/shm.h"
 #include "orchd/supervisor.h"
@@ -56,6 +59,10 @@ static struct {
 	struct listener_set ls;
 	struct shm_segment *shm;
 	void *tls_ctx; /* SSL_CTX * for tls listeners, NULL without */
+	struct jwt_keyring *keyring;
+	struct registry *registry;
+	void *registry_mem;
+	size_t registry_len;
 	unsigned generation;
 	struct proc procs[MAX_PROCS];
 	struct slot slots[CONFIG_MAX_WORKERS];
@@ -238,6 +245,8 @@ spawn_worker(int slot)
 	}
 	args.nfds = sv.ls.n;
 	args.tls_ctx = sv.tls_ctx;
+	args.keyring = sv.keyring;
+	args.registry = sv.registry;
 
 	pid = fork();
 	if (pid == -1) {
@@ -294,6 +303,16 @@ reap_children(void)
 
 		if (p == NULL)
 			continue;
+		/* Whatever the child held in the registry is free again. */
+		if (sv.registry != NULL) {
+			unsigned n = registry_reap_worker(
+				sv.registry, (unsigned)p->slot, pid);
+
+			if (n > 0)
+				log_info("%s: freed %u registry slots of "
+					 "worker %d (pid %ld)",
+					 __func__, n, p->slot, (long)pid);
+		}
 		if (WIFSIGNALED(status))
 			log_warnx("%s: worker %d (pid %ld) killed by signal %d",
 				  __func__, p->slot, (long)pid,
@@ -435,6 +454,7 @@ reload(void)
 	struct config *ncfg = config_new();
 	struct listener_set nls;
 	void *ntls = NULL;
+	struct jwt_keyring *nkr = NULL;
 	const char *path = sv.opts->conffile;
 	int nerr;
 	uint64_t now = util_now_ms();
@@ -456,7 +476,16 @@ reload(void)
 		config_free(ncfg);
 		return;
 	}
+	if (auth_keyring_load(ncfg, &nkr) == -1) {
+		log_warnx("%s: cannot load the token keys; keeping the running "
+			  "configuration",
+			  __func__);
+		tls_ctx_free(ntls);
+		config_free(ncfg);
+		return;
+	}
 	if (listener_set_build(&nls, &sv.ls, ncfg) == -1) {
+		jwt_keyring_free(nkr);
 		tls_ctx_free(ntls);
 		log_warnx("%s: cannot open the new listeners; keeping the "
 			  "running configuration",
@@ -494,6 +523,12 @@ reload(void)
 	/* Old workers keep their (reference-counted) copy until they exit. */
 	tls_ctx_free(sv.tls_ctx);
 	sv.tls_ctx = ntls;
+	jwt_keyring_free(sv.keyring);
+	sv.keyring = nkr;
+	if (ncfg->max_connections != sv.cfg->max_connections)
+		log_warnx("%s: max_connections changes take effect at the next "
+			  "restart (the registry keeps %u slots)",
+			  __func__, sv.cfg->max_connections);
 	listener_set_close(&sv.ls); /* only what nls did not take over */
 	sv.ls = nls;
 	config_free(sv.cfg);
@@ -684,6 +719,8 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 	}
 	if (tls_needed(cfg) && (sv.tls_ctx = tls_ctx_new(cfg)) == NULL)
 		return 1;
+	if (auth_keyring_load(cfg, &sv.keyring) == -1)
+		return 2;
 	if (listener_set_build(&sv.ls, NULL, cfg) == -1)
 		return 1;
 	if (!opts->foreground)
@@ -695,6 +732,14 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 	if (pidfile_write(sv.pidfile) == -1)
 		return 1;
 	if ((sv.shm = shm_create()) == NULL) {
+		pidfile_remove();
+		return 1;
+	}
+	sv.registry_len = registry_size(cfg->max_connections);
+	if ((sv.registry_mem = shm_map(sv.registry_len, "registry")) == NULL ||
+	    (sv.registry = registry_init(sv.registry_mem, sv.registry_len,
+					 cfg->max_connections)) == NULL) {
+		log_warnx("%s: cannot create the connection registry", __func__);
 		pidfile_remove();
 		return 1;
 	}
@@ -755,7 +800,9 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 	pidfile_remove();
 	listener_set_close(&sv.ls);
 	shm_destroy(sv.shm);
+	shm_unmap(sv.registry_mem, sv.registry_len);
 	tls_ctx_free(sv.tls_ctx);
+	jwt_keyring_free(sv.keyring);
 	config_free(sv.cfg);
 	UTIL_FREE(sv.pidfile);
 	return sv.exit_code;

@@ -16,10 +16,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "orchd/api.h"
 #include "orchd/conn.h"
 #include "orchd/http.h"
 #include "orchd/wsconn.h"
 #include "orchd/log.h"
+#include "orchd/redis.h"
 #include "orchd/tls.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
@@ -172,6 +174,15 @@ worker_tls_attach(struct worker *w, struct conn *c)
 	return tls_conn_attach(w->tls_ctx, c);
 }
 
+int
+worker_wants_body(const struct http_request *req)
+{
+	char path[1024];
+
+	return http_percent_decode(&req->path, path, sizeof(path), 0) >= 0 &&
+	       api_handles(path);
+}
+
 void
 worker_dispatch_http(struct conn *c, const struct http_request *req)
 {
@@ -202,6 +213,10 @@ worker_dispatch_http(struct conn *c, const struct http_request *req)
 		status = wsconn_upgrade(c, req, ep, &extra);
 		if (status != 0)
 			conn_send_error(c, status, extra);
+		return;
+	}
+	if (api_handles(path)) {
+		api_dispatch(c, req, path);
 		return;
 	}
 	if (strcmp(path, "/healthz") == 0) {
@@ -326,6 +341,10 @@ worker_run(const struct worker_args *a)
 				  : WORKER_SCRATCH_MIN;
 	w->scratch = util_malloc(w->scratch_size);
 	w->tls_ctx = a->tls_ctx;
+	w->keyring = a->keyring;
+	w->registry = a->registry;
+	w->redis = redis_new(w->loop, &w->cfg->redis, w->cfg->redis_timeout_ms,
+			     name);
 	pmd_config_default(&w->pmdcfg);
 	w->pmdcfg.enabled = w->cfg->ws_compression;
 	w->pmdcfg.level = (int)w->cfg->ws_compression_level;
@@ -365,5 +384,6 @@ worker_run(const struct worker_args *a)
 	log_info("%s: started (generation %u), %d listeners", __func__,
 		 w->generation, w->nlisteners);
 	ev_run(w->loop, 0);
+	redis_free(w->redis);
 	exit(0);
 }

@@ -15,6 +15,7 @@
 
 #include "orchd/conn.h"
 #include "orchd/log.h"
+#include "orchd/proto.h"
 #include "orchd/transport.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
@@ -113,6 +114,8 @@ wsconn_upgrade(struct conn *c, const struct http_request *req,
 	ws_reader_init(&ws->rd, &lim, pmd_on ? &ws->pmd : NULL);
 	ws->last_rx_ms = now_ms(c);
 	c->ws = ws;
+	if (ep == WSCONN_DAEMON)
+		proto_attach(c);
 	c->keep_alive = 0;
 
 	b = outbuf_from(resp, (size_t)n);
@@ -127,10 +130,17 @@ wsconn_upgrade(struct conn *c, const struct http_request *req,
 }
 
 void
+wsconn_on_close(struct conn *c)
+{
+	proto_detach(c);
+}
+
+void
 wsconn_free(struct conn *c)
 {
 	struct wsconn *ws = c->ws;
 
+	proto_detach(c);
 	ws_reader_free(&ws->rd);
 	if (ws->pmd_on)
 		pmd_ctx_free(&ws->pmd);
@@ -174,8 +184,10 @@ wsconn_close(struct conn *c, unsigned code, const char *reason)
 		return;
 	log_debug("%s: fd %d %s: close %u (%s)", __func__, c->fd,
 		  conn_peer_str(c), code, reason ? reason : "");
-	if (code == WS_CLOSE_POLICY)
+	if (code == WS_CLOSE_POLICY) {
 		outq_drop_unstarted(&c->q); /* nothing queued behind it */
+		ws->slow = 1;
+	}
 	n = ws_close_frame(frame, code, reason);
 	b = outbuf_from(frame, n);
 	conn_queue(c, b, 0);
@@ -286,25 +298,6 @@ wsconn_broadcast(struct conn **targets, size_t n, unsigned opcode,
 	return sent;
 }
 
-/*
- * The daemon endpoint before the daemon protocol exists in this build:
- * every message gets an error naming why, per PROTOCOL.md section 2.
- */
-static void
-daemon_message(struct conn *c, const uint8_t *data, size_t len)
-{
-	char ts[32], msg[256];
-	int n;
-
-	util_iso8601_ms(util_wall_ms(), ts, sizeof(ts));
-	n = snprintf(msg, sizeof(msg),
-		     "{\"type\":\"error\",\"timestamp\":\"%s\",\"payload\":"
-		     "{\"code\":\"NOT_AUTHENTICATED\",\"message\":"
-		     "\"authentication is not available on this server\"}}",
-		     ts);
-	wsconn_send(c, WS_OP_TEXT, msg, (size_t)n, 0);
-}
-
 static void
 deliver(struct conn *c, const struct ws_event *ev)
 {
@@ -314,7 +307,7 @@ deliver(struct conn *c, const struct ws_event *ev)
 						      : WS_OP_BINARY,
 			    ev->data, ev->len, 0);
 	else
-		daemon_message(c, ev->data, ev->len);
+		proto_message(c, ev->data, ev->len);
 }
 
 void
@@ -338,9 +331,17 @@ wsconn_input(struct conn *c, uint8_t *buf, size_t len)
 				deliver(c, &ev);
 			break;
 		case WS_EV_PING:
+			/*
+			 * Pongs count against max_send_queue too: a client
+			 * that pings and never reads must not grow our queue.
+			 */
 			if (!ws->close_sent)
-				queue_frame(c, WS_OP_PONG, WS_FRAME_FIN,
-					    ev.data, ev.len, PRIO_CONTROL);
+				check_queue_bound(
+					c,
+					queue_frame(c, WS_OP_PONG, WS_FRAME_FIN,
+						    ev.data, ev.len,
+						    PRIO_CONTROL),
+					2 + ev.len);
 			break;
 		case WS_EV_PONG:
 			ws->ping_outstanding = 0;
@@ -398,17 +399,35 @@ wsconn_timeout_ms(const struct conn *c)
 	const struct wsconn *ws = c->ws;
 	uint64_t idle, now;
 
+	uint64_t t = 0, due;
+
+	/*
+	 * A slow consumer will hardly read our close frame, let alone answer
+	 * it: give it a second, not the whole close timeout.
+	 */
 	if (c->state == CONN_WS_CLOSING)
-		return cfg->ws_close_timeout_ms;
-	if (ws->ping_outstanding)
-		return cfg->ws_pong_timeout_ms;
-	if (cfg->ws_ping_interval_ms == 0)
-		return 0;
+		return ws->slow && cfg->ws_close_timeout_ms > 1000
+			       ? 1000
+			       : cfg->ws_close_timeout_ms;
 	now = now_ms(c);
-	idle = now > ws->last_rx_ms ? now - ws->last_rx_ms : 0;
-	return idle >= cfg->ws_ping_interval_ms
-		       ? 1
-		       : cfg->ws_ping_interval_ms - idle;
+	if (ws->ping_outstanding) {
+		uint64_t end = ws->ping_sent_ms + cfg->ws_pong_timeout_ms;
+
+		t = end > now ? end - now : 1;
+	} else if (cfg->ws_ping_interval_ms != 0) {
+		idle = now > ws->last_rx_ms ? now - ws->last_rx_ms : 0;
+		t = idle >= cfg->ws_ping_interval_ms
+			    ? 1
+			    : cfg->ws_ping_interval_ms - idle;
+	}
+	/* The protocol's deadlines (auth, heartbeat, token) share the timer. */
+	if ((due = proto_next_deadline(c)) != 0) {
+		uint64_t left = due > now ? due - now : 1;
+
+		if (t == 0 || left < t)
+			t = left;
+	}
+	return t;
 }
 
 void
@@ -422,14 +441,25 @@ wsconn_on_timer(struct conn *c)
 		conn_close(c, "close timeout");
 		return;
 	}
-	if (ws->ping_outstanding) {
+	if (c->proto != NULL) {
+		uint64_t due = proto_next_deadline(c);
+
+		if (due != 0 && now >= due) {
+			proto_on_deadline(c, now);
+			if (c->state != CONN_WS_OPEN)
+				return;
+		}
+	}
+	if (ws->ping_outstanding &&
+	    now - ws->ping_sent_ms >= cfg->ws_pong_timeout_ms) {
 		log_debug("%s: fd %d %s: no pong in %llu ms", __func__, c->fd,
 			  conn_peer_str(c),
 			  (unsigned long long)cfg->ws_pong_timeout_ms);
 		wsconn_close(c, WS_CLOSE_GOING_AWAY, "pong timeout");
 		return;
 	}
-	if (now - ws->last_rx_ms >= cfg->ws_ping_interval_ms) {
+	if (!ws->ping_outstanding && cfg->ws_ping_interval_ms != 0 &&
+	    now - ws->last_rx_ms >= cfg->ws_ping_interval_ms) {
 		uint8_t payload[8];
 
 		for (int i = 0; i < 8; i++)

@@ -19,11 +19,23 @@
 #define CONFIG_MAX_INCLUDE_DEPTH 8
 #define CONFIG_MAX_ORIGINS 256 /* ws_allowed_origins entries in all */
 #define CONFIG_ORIGIN_MAX 320  /* bytes of a normalized origin, NUL included */
+#define CONFIG_MAX_JWT_KEYS 32 /* jwt_public_key directives */
+#define CONFIG_KID_MAX 127     /* bytes of a jwt_public_key key id */
+#define CONFIG_MAX_SCOPES 32   /* required_scopes in all (a token has <= 32) */
+#define CONFIG_SCOPE_MAX 64    /* bytes of a scope */
+#define CONFIG_CLAIM_MAX 255   /* bytes of jwt_issuer, jwt_audience */
 
 enum config_log_target {
 	CONFIG_LOG_SYSLOG = 0,
 	CONFIG_LOG_STDERR,
 	CONFIG_LOG_FILE,
+};
+
+/* revocation_check: what a Redis outage does to the revoked-jti check. */
+enum config_revocation {
+	CONFIG_REVOCATION_STRICT = 0, /* auth fails with UNAVAILABLE */
+	CONFIG_REVOCATION_BEST_EFFORT, /* auth proceeds unchecked */
+	CONFIG_REVOCATION_OFF,         /* never checked */
 };
 
 struct config_listen {
@@ -94,6 +106,30 @@ struct config {
 	size_t jwt_secret_len;
 	int jwt_secret_from_env;
 
+	/*
+	 * Access tokens (PROTOCOL.md section 8).  No secret and no public key
+	 * is a valid config: every auth then fails with UNAVAILABLE.
+	 */
+	char **jwt_public_keys;     /* absolute paths of PEM public keys, */
+	char **jwt_public_key_kids; /* and their kids (NULL: none; one at most) */
+	size_t njwt_public_keys;    /* 0..CONFIG_MAX_JWT_KEYS */
+	char *jwt_issuer;           /* expected iss; NULL: not checked */
+	char *jwt_audience;         /* expected aud; NULL: not checked */
+	uint64_t jwt_leeway_ms;     /* a whole number of seconds */
+	char **required_scopes;     /* a token must carry each to connect */
+	size_t nrequired_scopes;    /* 0..CONFIG_MAX_SCOPES */
+	int revocation_check;       /* enum config_revocation */
+
+	/* Limits on clients. */
+	unsigned rate_limit_messages; /* messages per minute per connection */
+	unsigned rate_limit_burst;    /* 0: see config_rate_limit_burst() */
+	uint64_t rate_limit_grace_ms; /* over the rate this long: close 4004 */
+	unsigned connection_rate_per_address; /* per second; 0: unlimited */
+
+	/* Redis. */
+	uint64_t redis_timeout_ms; /* no reply in time: Redis is unavailable */
+	uint64_t session_ttl_ms;   /* 0: see config_session_ttl_ms() */
+
 	char *tls_certificate;
 	char *tls_certificate_key;
 };
@@ -147,6 +183,12 @@ const char *config_log_level_name(int level);
  */
 int config_origin_allowed(const struct config *cfg, const char *origin,
 			  size_t len);
+
+/* The token bucket size: rate_limit_burst, or rate_limit_messages if 0. */
+unsigned config_rate_limit_burst(const struct config *cfg);
+
+/* TTL of session keys: session_ttl, or 3 x heartbeat_interval if 0. */
+uint64_t config_session_ttl_ms(const struct config *cfg);
 
 /* One entry of the directive table, for documentation checks and help. */
 struct config_doc {

@@ -25,11 +25,13 @@
 struct worker;
 struct transport;
 struct wsconn;
+struct proto_conn;
 
 enum conn_state {
 	CONN_TLS_HANDSHAKE = 0, /* TLS handshake in progress */
 	CONN_HTTP_READ,         /* waiting for (the rest of) a request head */
 	CONN_HTTP_BODY,         /* discarding a request body */
+	CONN_HTTP_WAIT,         /* an answer is being prepared (async) */
 	CONN_HTTP_WRITE,        /* writing a response */
 	CONN_LINGER,            /* response sent, SHUT_WR done; draining input */
 	CONN_WS_OPEN,           /* WebSocket open */
@@ -51,12 +53,23 @@ struct conn {
 	size_t rlen;
 	struct outq q;
 
-	uint64_t body_left; /* request body bytes still to discard */
+	uint64_t body_left; /* request body bytes still to come */
+	/* A request whose body an endpoint wants: head + body, collected. */
+	uint8_t *hold;
+	size_t hold_len, hold_head;
 	int keep_alive;     /* keep the connection after this response */
 	int nrequests;
-	int eof;            /* peer closed its side */
+	int eof;
+	/*
+	 * When the request head being read (or the TLS handshake) must be
+	 * complete, monotonic ms; 0 between requests.  Absolute, so that a
+	 * client trickling bytes does not push it back (slowloris).
+	 */
+	uint64_t head_deadline;            /* peer closed its side */
 
-	struct wsconn *ws; /* after the upgrade */
+	struct wsconn *ws;         /* after the upgrade */
+	struct proto_conn *proto; /* on ws_path */
+	int refs; /* asynchronous operations that still point here */
 
 	struct sockaddr_storage peer;
 	struct conn *prev, *next; /* the worker's live or dead list */
@@ -80,6 +93,11 @@ void conn_send_error(struct conn *c, int status, const char *extra_headers);
 size_t conn_queue(struct conn *c, struct outbuf *b, int prio);
 /* Write what is queued; 1 all written, 0 more to go, -1 closed. */
 int conn_flush(struct conn *c);
+/*
+ * A response was queued outside the input path (after an asynchronous
+ * step): write it and carry on with the connection.
+ */
+void conn_response_ready(struct conn *c);
 /* Is the connection idle between requests (safe to close on drain)? */
 int conn_is_idle(const struct conn *c);
 /* Free every connection on the worker's dead list. */

@@ -46,6 +46,9 @@ struct http_request {
 	uint64_t content_length; /* 0 when absent */
 	int has_content_length;
 	int chunked;
+	/* Set by the connection, not the parser: the whole body, if held. */
+	const uint8_t *body;
+	size_t body_len;
 };
 
 /*

@@ -149,6 +149,7 @@ int json_array_get(const struct json_doc *d, int arr, int i);
  * JSON_E_NOSPACE it receives the length that was needed, so cap 0 measures.
  * A string containing \u0000 is refused (JSON_E_NUL) rather than silently
  * truncated.  Works on object keys too.  On error out holds "" if cap > 0.
+ * out must not overlap the parsed text.
  */
 int json_get_string(const struct json_doc *d, int tok, char *out, size_t cap,
 		    size_t *len);

@@ -33,6 +33,14 @@ struct shm_worker {
 	atomic_uint_fast64_t ws_protocol_errors;
 	atomic_uint_fast64_t slow_consumers;
 	atomic_uint_fast64_t ws_deflates; /* messages compressed */
+	atomic_uint_fast64_t proto_messages_in;
+	atomic_uint_fast64_t proto_messages_out;
+	atomic_uint_fast64_t auth_successes;
+	atomic_uint_fast64_t auth_failures;
+	atomic_uint_fast64_t auth_timeouts;
+	atomic_uint_fast64_t auth_refreshes;
+	atomic_uint_fast64_t heartbeats;
+	atomic_uint_fast64_t rate_limited;
 };
 
 struct shm_segment {
@@ -46,5 +54,8 @@ struct shm_segment {
 /* Create, map and unlink a fresh segment; NULL (logged) on failure. */
 struct shm_segment *shm_create(void);
 void shm_destroy(struct shm_segment *seg);
+/* A zero-filled shared mapping of len bytes (unlinked at once); NULL. */
+void *shm_map(size_t len, const char *tag);
+void shm_unmap(void *p, size_t len);
 
 #endif

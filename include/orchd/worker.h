@@ -18,6 +18,9 @@
 #define WORKER_SCRATCH_MIN 65536 /* shared read buffer */
 
 struct conn;
+struct jwt_keyring;
+struct redis;
+struct registry;
 
 struct worker_listener {
 	ev_io io;
@@ -44,6 +47,10 @@ struct worker {
 	size_t scratch_size;
 	struct pmd_config pmdcfg;
 	void *tls_ctx; /* SSL_CTX * when a listener is tls */
+	struct redis *redis;
+	struct jwt_keyring *keyring;
+	struct registry *registry;
+	uint64_t conn_seq;
 
 	struct conn *conns; /* live list */
 	struct conn *dead;  /* closed, freed by conn_reap() */
@@ -65,12 +72,16 @@ struct worker_args {
 	int tls[CONFIG_MAX_LISTEN];
 	int nfds;
 	void *tls_ctx; /* SSL_CTX *, built by the supervisor */
+	struct jwt_keyring *keyring; /* built by the supervisor */
+	struct registry *registry;   /* in shared memory */
 };
 
 /* Run a worker process; exits the process (0 on drain, 1 on failure). */
 __attribute__((noreturn)) void worker_run(const struct worker_args *args);
 
-/* Called by conn for each complete request head. */
+/* Does the endpoint of this request read its body (else it is discarded)? */
+int worker_wants_body(const struct http_request *req);
+/* Called by conn for each complete request head (and body, if wanted). */
 void worker_dispatch_http(struct conn *c, const struct http_request *req);
 /* Called by conn when a connection is freed (accounting, accept resume). */
 void worker_conn_freed(struct worker *w);

@@ -34,6 +34,7 @@ struct wsconn {
 	unsigned close_sent : 1;
 	unsigned close_received : 1;
 	unsigned failed : 1; /* reader failed: nothing more is parsed */
+	unsigned slow : 1;   /* closed as a slow consumer (1008) */
 };
 
 /*
@@ -88,6 +89,8 @@ size_t wsconn_broadcast(struct conn **targets, size_t n, unsigned opcode,
  */
 void wsconn_close(struct conn *c, unsigned code, const char *reason);
 
+/* The connection is closing: release what others can see (quota, session). */
+void wsconn_on_close(struct conn *c);
 void wsconn_free(struct conn *c);
 
 #endif

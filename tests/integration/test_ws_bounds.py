@@ -294,7 +294,14 @@ class WsBoundsTest(OrchdTestCase):
             [sys.executable, os.path.abspath(__file__), "--slowloris", str(o.port),
              str(SLOWLORIS_N), str(HANDSHAKE_TIMEOUT)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.addCleanup(lambda: (child.poll() is None and child.kill(), child.wait(5)))
+
+        def reap():
+            if child.poll() is None:
+                child.kill()
+            child.wait(5)
+            child.stdout.close()
+            child.stderr.close()
+        self.addCleanup(reap)
 
         def read_line(timeout):
             r, _, _ = select.select([child.stdout], [], [], timeout)
@@ -353,44 +360,44 @@ class WsBoundsTest(OrchdTestCase):
 
     # ---- a client that never reads -------------------------------------------
 
-    def test_never_reading_client_is_closed_at_max_send_queue(self):
-        o = self.start_ws(max_send_queue="256k", ws_compression="off")
+    def flood_without_reading(self, o, frame, seconds, rss_guard_mib=256):
+        """Upgrade a connection with a tiny receive buffer and send frame
+        over and over without ever reading, for at most `seconds` or until
+        the server closes it, sampling the workers' VmRSS.  Stops early if a
+        worker grows by rss_guard_mib (so a leak cannot take the machine).
+        Returns a dict with what happened."""
         workers = o.worker_pids()
         base = {p: vmrss_kib(p) for p in workers}
         peak = dict(base)
-        probe = EchoProbe(o.port)
-        probe.start()
-        self.addCleanup(probe.stop)
-
-        c = WsClient(o.port, "/echo", rcvbuf=4096, timeout=5.0)
+        c = WsClient(o.port, path="/echo", rcvbuf=4096, timeout=5.0)
         c.connect()
         self.addCleanup(c.close)
         r = c.handshake()
         self.assertEqual(r.status, 101, r)
         sock = c.sock
         sock.setblocking(False)
-        payload = os.urandom(64 * KIB)
-        frames = [build_frame(OP_BINARY, payload) for _ in range(4)]
+        blob = frame * max(1, (64 * KIB) // len(frame))
         sent = 0
-        nmsg = 0
         t0 = time.monotonic()
-        deadline = t0 + 20.0
         closed_how = None
+        guard_hit = False
         pending = memoryview(b"")
         last_sample = 0.0
-        while time.monotonic() < deadline:
+        while time.monotonic() - t0 < seconds:
             now = time.monotonic()
             if now - last_sample > 0.05:
                 last_sample = now
                 for p in workers:
                     peak[p] = max(peak[p], vmrss_kib(p))
+                if max(peak[p] - base[p] for p in workers) > rss_guard_mib * 1024:
+                    guard_hit = True
+                    break
             st = c.tcp_state()
-            if st not in ("ESTABLISHED",):
+            if st != "ESTABLISHED":
                 closed_how = "tcp state %s" % st
                 break
             if not pending:
-                pending = memoryview(frames[nmsg % 4])
-                nmsg += 1
+                pending = memoryview(blob)
             _, wr, _ = select.select([], [sock], [], 0.1)
             if not wr:
                 continue
@@ -406,41 +413,74 @@ class WsBoundsTest(OrchdTestCase):
         elapsed = time.monotonic() - t0
         for p in workers:
             peak[p] = max(peak[p], vmrss_kib(p))
-
         # What did the server say?  Read what is buffered (if anything).
         code = None
-        sock.setblocking(True)
-        try:
-            code = c.expect_close(timeout=2.0, reply=False)[0]
-        except w.WsError:
-            pass
-        except OSError:
-            pass
-        growth = {p: (peak[p] - base[p]) // 1024 for p in workers}
-        sys.stderr.write("\n  never-reader: closed=%r after %.2f s, %d messages (%d KiB) "
-                         "sent, close code seen: %s, worker RSS growth MiB %s, probe "
-                         "%d echoes max %.3f s errors %s\n"
-                         % (closed_how, elapsed, nmsg, sent // 1024, code, growth,
-                            probe.count, probe.max_latency, probe.errors[:3]))
-        self.assertIsNotNone(closed_how, "client that never reads was not closed within "
-                             "20 s (%d KiB sent)%s" % (sent // 1024, self.diag(o)))
-        self.assertLess(elapsed, 10.0, "closing the never-reader took %.1f s" % elapsed)
-        if code is not None:
-            self.assertEqual(code, 1008, "never-reader closed with %s" % code)
-        for p in workers:
-            self.assertLess(peak[p] - base[p], 64 * 1024,
-                            "worker %d RSS grew %d KiB" % (p, peak[p] - base[p]))
+        if closed_how is not None:
+            sock.setblocking(True)
+            try:
+                code = c.expect_close(timeout=2.0, reply=False)[0]
+            except (w.WsError, OSError):
+                pass
+        c.close()
+        return {"closed": closed_how, "elapsed": round(elapsed, 2), "sent_kib": sent // 1024,
+                "close_code": code, "guard_hit": guard_hit,
+                "rss_growth_mib": {p: (peak[p] - base[p]) // 1024 for p in workers},
+                "max_growth_kib": max(peak[p] - base[p] for p in workers)}
+
+    def test_never_reading_client_is_closed_at_max_send_queue(self):
+        o = self.start_ws(max_send_queue="256k", ws_compression="off")
+        probe = EchoProbe(o.port)
+        probe.start()
+        self.addCleanup(probe.stop)
+        res = self.flood_without_reading(o, build_frame(OP_BINARY, os.urandom(64 * KIB)), 20.0)
         time.sleep(0.3)
         probe.stop()
+        sys.stderr.write("\n  never-reader (64 KiB messages): %s; probe %d echoes, max %.3f s, "
+                         "errors %s\n" % (json.dumps(res, sort_keys=True), probe.count,
+                                           probe.max_latency, probe.errors[:3]))
+        self.assertFalse(res["guard_hit"], "worker RSS grew past the guard: %s" % res)
+        self.assertIsNotNone(res["closed"], "client that never reads was not closed within "
+                             "20 s: %s%s" % (res, self.diag(o)))
+        # ws_close_timeout (5 s by default) may be spent waiting for the close
+        # reply that a client which never reads cannot send.
+        self.assertLess(res["elapsed"], 8.0, "closing the never-reader took too long: %s" % res)
+        if res["close_code"] is not None:
+            self.assertEqual(res["close_code"], 1008, res)
+        self.assertIn("send queue", o.log_text(), "no slow-consumer close logged" + self.diag(o))
+        self.assertLess(res["max_growth_kib"], 64 * 1024, "worker RSS grew: %s" % res)
         self.assertEqual(probe.errors, [], "echo probe failed: %s" % probe.errors)
         self.assertGreater(probe.count, 10)
         self.assertLess(probe.max_latency, 1.0)
         self.assertServerHealthy(o)
 
+    def test_never_reading_client_flooding_pings_is_bounded(self):
+        # Every ping asks for a pong.  A client that never reads must not
+        # make the worker queue pongs without bound: max_send_queue applies
+        # (close 1008), or pongs are coalesced (RFC 6455 5.5.3); either way
+        # memory stays bounded.
+        o = self.start_ws(max_send_queue="256k", ws_compression="off")
+        probe = EchoProbe(o.port)
+        probe.start()
+        self.addCleanup(probe.stop)
+        res = self.flood_without_reading(o, build_frame(w.OP_PING, os.urandom(125)), 4.0)
+        time.sleep(0.3)
+        probe.stop()
+        sys.stderr.write("\n  never-reader (125-byte pings): %s; probe %d echoes, max %.3f s, "
+                         "errors %s\n" % (json.dumps(res, sort_keys=True), probe.count,
+                                           probe.max_latency, probe.errors[:3]))
+        self.assertFalse(res["guard_hit"], "worker RSS grew by more than 256 MiB within %.1f s "
+                         "of a ping flood from one client that never reads (pongs queued "
+                         "without bound?): %s" % (res["elapsed"], res))
+        self.assertLess(res["max_growth_kib"], 64 * 1024, "worker RSS grew: %s" % res)
+        if res["close_code"] is not None:
+            self.assertEqual(res["close_code"], 1008, res)
+        self.assertEqual(probe.errors, [], "echo probe failed: %s" % probe.errors)
+        self.assertServerHealthy(o)
+
     # ---- oversized head / message ---------------------------------------------
 
     def _upgrade_with(self, port, extra_headers, path="/echo"):
-        c = WsClient(port, path, timeout=5.0)
+        c = WsClient(port, path=path, timeout=5.0)
         c.connect()
         try:
             try:
@@ -467,6 +507,20 @@ class WsBoundsTest(OrchdTestCase):
                     self.assertEqual(r.header("connection", "").lower(), "close", r.headers)
                     doc = json.loads(r.body.decode("utf-8"))
                     self.assertIsInstance(doc.get("error"), str, doc)
+        with self.subTest("12 KiB head written in 1 KiB pieces"):
+            c = WsClient(o.port, path="/echo", timeout=5.0)
+            c.connect()
+            with c:
+                req = c.build_request(headers=[("X-Pad", "e" * (12 * KIB))])
+                try:
+                    c.send_raw(req, chop=KIB, delay=0.01)
+                except OSError:
+                    pass  # closed on us mid-head: the answer must be buffered
+                try:
+                    r = c.read_http_response()
+                except w.WsError as e:
+                    self.fail("no 431 for a head arriving in pieces: %s%s" % (e, self.diag(o)))
+                self.assertEqual(r.status, 431, r)
         with self.subTest("plain GET /healthz with a 9 KiB header"):
             with RawConn(o.port) as rc:
                 rc.send("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n" % ("d" * 9 * KIB))

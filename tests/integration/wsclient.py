@@ -366,7 +366,21 @@ class Inflater:
         if self.obj is None or self.no_context_takeover:
             self.obj = zlib.decompressobj(-self.window_bits)
         try:
-            out = self.obj.decompress(data + TAIL, self.max_size + 1)
+            if self.window_bits >= 15:
+                out = self.obj.decompress(data + TAIL, self.max_size + 1)
+            else:
+                # zlib only rejects a distance beyond what it has seen, and
+                # output of the current call counts: inflate in small output
+                # steps so a reference past the negotiated window fails.
+                parts, total, buf = [], 0, data + TAIL
+                while True:
+                    chunk = self.obj.decompress(buf, 256)
+                    parts.append(chunk)
+                    total += len(chunk)
+                    buf = self.obj.unconsumed_tail
+                    if total > self.max_size or (not buf and len(chunk) < 256):
+                        break
+                out = b"".join(parts)
         except zlib.error as e:
             raise ProtocolViolation("server sent a compressed message that does not "
                                     "inflate (window %d bits, context %s): %s"

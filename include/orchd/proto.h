@@ -1,0 +1,80 @@
+/*
+ * proto: the daemon protocol on ws_path (PROTOCOL.md sections 2-5 and 8).
+ *
+ * A connection upgraded on ws_path gets a struct proto_conn.  Client
+ * messages are parsed (JSON envelope), rate limited, and dispatched: auth
+ * (JWT, revocation check in Redis, quota slot in the shared registry,
+ * session keys in Redis), heartbeat, subscribe, unsubscribe, ack.
+ * Deadlines (auth timeout, heartbeat timeout, token expiry) ride on the
+ * connection's timer through proto_next_deadline()/proto_on_deadline().
+ */
+#ifndef ORCHD_PROTO_H
+#define ORCHD_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "orchd/ratelimit.h"
+#include "orchd/registry.h"
+#include "orchd/sub.h"
+
+struct conn;
+struct worker;
+
+/* Close codes of PROTOCOL.md section 5. */
+#define PROTO_CLOSE_AUTH_FAILED 4001
+#define PROTO_CLOSE_AUTH_TIMEOUT 4002
+#define PROTO_CLOSE_TOKEN_EXPIRED 4003
+#define PROTO_CLOSE_RATE_LIMITED 4004
+#define PROTO_CLOSE_SCOPE 4005
+#define PROTO_CLOSE_TERMINATED 4006
+#define PROTO_CLOSE_HEARTBEAT 4007
+
+/* Known scopes, as bits. */
+#define PROTO_SCOPE_MESSAGES 0x01u
+#define PROTO_SCOPE_CHANNELS 0x02u
+#define PROTO_SCOPE_PRESENCE 0x04u
+#define PROTO_SCOPE_VP 0x08u
+#define PROTO_SCOPE_CALLS 0x10u
+
+enum proto_state {
+	PROTO_UNAUTH = 0, /* waiting for auth */
+	PROTO_AUTHING,    /* auth checks in flight (Redis) */
+	PROTO_AUTHED,
+};
+
+struct proto_conn {
+	enum proto_state state;
+	unsigned scope_mask;
+	uint64_t conn_id; /* registry connection id */
+	uint64_t auth_deadline_ms;
+	uint64_t hb_deadline_ms;
+	uint64_t token_exp_ms;
+	uint64_t last_hb_ms;
+	uint64_t connected_wall_ms;
+	int has_slot;
+	uint32_t slot;
+	char connection_id[37]; /* uuid, the session key */
+	char session_id[37];
+	char orch[REGISTRY_ID_MAX];
+	char daemon[REGISTRY_ID_MAX];
+	char org[REGISTRY_ID_MAX];
+	char workspace[REGISTRY_ID_MAX];
+	struct sub sub;
+	struct ratelimit rl;
+	uint64_t over_since_ms; /* first rate_limit warning of this burst */
+	unsigned window_count;  /* messages in the current minute */
+	uint64_t window_start_ms;
+	struct proto_pending *pending; /* auth in flight */
+};
+
+void proto_attach(struct conn *c);
+void proto_detach(struct conn *c);
+/* One whole text message from the client. */
+void proto_message(struct conn *c, const uint8_t *data, size_t len);
+/* Earliest protocol deadline (monotonic ms), 0 if none. */
+uint64_t proto_next_deadline(const struct conn *c);
+/* The connection timer fired at now_ms: act on what is due. */
+void proto_on_deadline(struct conn *c, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,638 @@
+/*
+ * auth: authentication, sessions and heartbeats of the daemon protocol.
+ *
+ * Order of checks on auth: the JWT (signature first, then claims), the
+ * token's orchestrator and daemon against the message, required scopes,
+ * the revoked-jti set in Redis (asynchronous), and last the quota slot in
+ * the shared registry, so that a refused connection never holds a slot.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orchd/auth.h"
+#include "orchd/conn.h"
+#include "orchd/json.h"
+#include "orchd/jwt.h"
+#include "orchd/log.h"
+#include "orchd/proto.h"
+#include "orchd/proto_int.h"
+#include "orchd/redis.h"
+#include "orchd/registry.h"
+#include "orchd/util.h"
+#include "orchd/worker.h"
+#include "orchd/wsconn.h"
+
+#define TOKEN_MAX 8192
+
+/* What the asynchronous part of an auth needs to finish. */
+struct proto_pending {
+	struct conn *c; /* NULL once the connection went away */
+	int refresh;
+	int64_t exp;
+	unsigned scope_mask;
+	char orch[REGISTRY_ID_MAX];
+	char daemon[REGISTRY_ID_MAX];
+	char org[REGISTRY_ID_MAX];
+	char workspace[REGISTRY_ID_MAX];
+	char scopes[JWT_SCOPES_MAX][JWT_SCOPE_SIZE];
+	unsigned nscopes;
+};
+
+static void auth_complete(struct conn *c, struct proto_pending *pp);
+
+int
+auth_keyring_load(const struct config *cfg, struct jwt_keyring **out)
+{
+	struct jwt_keyring *kr = jwt_keyring_new();
+
+	if (cfg->jwt_secret != NULL &&
+	    jwt_keyring_set_secret(kr, cfg->jwt_secret, cfg->jwt_secret_len) !=
+		    0) {
+		log_warnx("%s: jwt secret: %s", __func__,
+			  jwt_keyring_error(kr));
+		jwt_keyring_free(kr);
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->njwt_public_keys; i++)
+		if (jwt_keyring_add_pem_file(kr, cfg->jwt_public_keys[i],
+					     cfg->jwt_public_key_kids[i]) !=
+		    0) {
+			log_warnx("%s: %s: %s", __func__,
+				  cfg->jwt_public_keys[i],
+				  jwt_keyring_error(kr));
+			jwt_keyring_free(kr);
+			return -1;
+		}
+	*out = kr;
+	return 0;
+}
+
+static void
+auth_fail(struct conn *c, const char *code, const char *message,
+	  unsigned close_code)
+{
+	char buf[512];
+	struct json_writer jw;
+
+	atomic_fetch_add(&c->w->stats->auth_failures, 1);
+	log_info("auth: %s: refused: %s (%s)", conn_peer_str(c), code,
+		 message);
+	proto_msg_begin(&jw, buf, sizeof(buf), "auth_error");
+	json_w_key(&jw, "code");
+	json_w_str(&jw, code);
+	json_w_key(&jw, "message");
+	json_w_str(&jw, message);
+	proto_msg_send(c, &jw);
+	if (close_code != 0)
+		wsconn_close(c, close_code, message);
+}
+
+/* A string field of the auth payload, 1..cap-1 bytes. */
+static int
+get_field(const struct json_doc *d, int payload, const char *key, char *out,
+	  size_t cap)
+{
+	int t = json_obj_get(d, payload, key);
+	size_t len = 0;
+
+	if (json_type(d, t) != JSON_STRING ||
+	    json_get_string(d, t, out, cap, &len) != 0 || len == 0)
+		return -1;
+	return 0;
+}
+
+static void
+send_auth_success(struct conn *c, const struct proto_pending *pp)
+{
+	const struct config *cfg = c->w->cfg;
+	struct proto_conn *p = c->proto;
+	char buf[4096];
+	struct json_writer jw;
+	uint64_t now = util_wall_ms();
+
+	proto_msg_begin(&jw, buf, sizeof(buf), "auth_success");
+	json_w_key(&jw, "sessionId");
+	json_w_str(&jw, p->session_id);
+	json_w_key(&jw, "scopes");
+	json_w_arr_begin(&jw);
+	for (unsigned i = 0; i < pp->nscopes; i++)
+		json_w_str(&jw, pp->scopes[i]);
+	json_w_arr_end(&jw);
+	json_w_key(&jw, "serverTime");
+	json_w_timestamp(&jw, now);
+	json_w_key(&jw, "heartbeatIntervalMs");
+	json_w_uint(&jw, cfg->heartbeat_interval_ms);
+	json_w_key(&jw, "connectionId");
+	json_w_str(&jw, p->connection_id);
+	json_w_key(&jw, "protocolVersion");
+	json_w_uint(&jw, 1);
+	/* Nothing is replayed until the durable queue exists: say so. */
+	json_w_key(&jw, "recovered");
+	json_w_bool(&jw, false);
+	json_w_key(&jw, "queued");
+	json_w_uint(&jw, 0);
+	json_w_key(&jw, "tokenExpiresAt");
+	json_w_timestamp(&jw, (uint64_t)pp->exp * 1000);
+	proto_msg_send(c, &jw);
+}
+
+static uint64_t
+session_ttl_s(const struct config *cfg)
+{
+	uint64_t ms = cfg->session_ttl_ms ? cfg->session_ttl_ms
+					  : 3 * cfg->heartbeat_interval_ms;
+
+	return ms < 1000 ? 1 : ms / 1000;
+}
+
+/* Session keys the backend reads (fire and forget: nothing waits). */
+static void
+session_write(struct conn *c)
+{
+	struct worker *w = c->w;
+	struct proto_conn *p = c->proto;
+	char key[128], setkey[128], worker[16], conn_at[32], seen[32];
+	unsigned long long ttl = (unsigned long long)session_ttl_s(w->cfg);
+
+	if (!redis_connected(w->redis))
+		return;
+	snprintf(key, sizeof(key), "ws:connection:%s", p->connection_id);
+	snprintf(setkey, sizeof(setkey), "ws:vp:%s:connections", p->orch);
+	snprintf(worker, sizeof(worker), "%d", w->slot);
+	util_iso8601_ms(p->connected_wall_ms, conn_at, sizeof(conn_at));
+	util_iso8601_ms(util_wall_ms(), seen, sizeof(seen));
+	redis_command(w->redis, NULL, NULL,
+		      "HSET %s orchestratorId %s daemonId %s organizationId %s "
+		      "sessionId %s worker %s remoteAddress %s connectedAt %s "
+		      "lastSeen %s",
+		      key, p->orch, p->daemon, p->org, p->session_id, worker,
+		      conn_peer_str(c), conn_at, seen);
+	redis_command(w->redis, NULL, NULL, "EXPIRE %s %llu", key, ttl);
+	redis_command(w->redis, NULL, NULL, "SADD %s %s", setkey,
+		      p->connection_id);
+	redis_command(w->redis, NULL, NULL, "EXPIRE %s %llu", setkey, ttl);
+}
+
+void
+proto_auth_cleanup(struct conn *c)
+{
+	struct worker *w = c->w;
+	struct proto_conn *p = c->proto;
+
+	if (p->pending != NULL) {
+		p->pending->c = NULL; /* the reply will find nobody */
+		p->pending = NULL;
+	}
+	if (p->has_slot) {
+		registry_release(w->registry, p->slot, p->conn_id);
+		p->has_slot = 0;
+	}
+	if (p->state == PROTO_AUTHED && redis_connected(w->redis)) {
+		char key[128];
+
+		snprintf(key, sizeof(key), "ws:connection:%s",
+			 p->connection_id);
+		redis_command(w->redis, NULL, NULL, "DEL %s", key);
+		snprintf(key, sizeof(key), "ws:vp:%s:connections", p->orch);
+		redis_command(w->redis, NULL, NULL, "SREM %s %s", key,
+			      p->connection_id);
+	}
+}
+
+static void
+revocation_reply(struct redis *r, redisReply *rep, void *arg)
+{
+	struct proto_pending *pp = arg;
+	struct conn *c = pp->c;
+
+	if (c != NULL) {
+		struct proto_conn *p = c->proto;
+
+		p->pending = NULL;
+		c->refs--;
+		if (c->state == CONN_WS_OPEN) {
+			if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+				if (c->w->cfg->revocation_check ==
+				    CONFIG_REVOCATION_BEST_EFFORT) {
+					log_warnx("auth: revocation check "
+						  "failed; best-effort: "
+						  "accepting %s",
+						  pp->orch);
+					auth_complete(c, pp);
+				} else {
+					p->state = pp->refresh ? PROTO_AUTHED
+							       : PROTO_UNAUTH;
+					auth_fail(c, "UNAVAILABLE",
+						  "token revocation check "
+						  "unavailable",
+						  PROTO_CLOSE_AUTH_FAILED);
+				}
+			} else if (rep->integer == 1) {
+				p->state = pp->refresh ? PROTO_AUTHED
+						       : PROTO_UNAUTH;
+				auth_fail(c, "TOKEN_REVOKED",
+					  "the token has been revoked",
+					  PROTO_CLOSE_AUTH_FAILED);
+			} else {
+				auth_complete(c, pp);
+			}
+		}
+	}
+	free(pp);
+}
+
+/* Monotonic deadline for a wall-clock expiry in seconds. */
+static uint64_t
+exp_deadline(const struct conn *c, int64_t exp)
+{
+	int64_t left = exp * 1000 - (int64_t)util_wall_ms();
+
+	return proto_now(c) + (left > 0 ? (uint64_t)left : 0);
+}
+
+static void
+auth_complete(struct conn *c, struct proto_pending *pp)
+{
+	struct worker *w = c->w;
+	const struct config *cfg = w->cfg;
+	struct proto_conn *p = c->proto;
+	uint64_t now = proto_now(c);
+
+	if (pp->refresh) {
+		p->token_exp_ms = exp_deadline(c, pp->exp);
+		p->scope_mask = pp->scope_mask;
+		p->state = PROTO_AUTHED;
+		atomic_fetch_add(&w->stats->auth_refreshes, 1);
+		send_auth_success(c, pp);
+		conn_set_state(c, c->state); /* re-arm the deadline timer */
+		return;
+	}
+	if (w->registry != NULL) {
+		struct registry_entry e;
+		int rc;
+
+		memset(&e, 0, sizeof(e));
+		e.conn_id = p->conn_id = ((uint64_t)w->slot << 56) |
+					 ((uint64_t)w->generation << 40) |
+					 ++w->conn_seq;
+		e.connected_ms = util_wall_ms();
+		e.last_seen_ms = e.connected_ms;
+		e.pid = getpid();
+		e.worker = (unsigned)w->slot;
+		e.state = REGISTRY_ACTIVE;
+		util_strlcpy(e.orchestrator, pp->orch, sizeof(e.orchestrator));
+		util_strlcpy(e.daemon, pp->daemon, sizeof(e.daemon));
+		util_strlcpy(e.organization, pp->org, sizeof(e.organization));
+		rc = registry_acquire(w->registry, &e,
+				      cfg->max_connections_per_orchestrator,
+				      &p->slot);
+		if (rc != REGISTRY_OK) {
+			p->state = PROTO_UNAUTH;
+			auth_fail(c, "MAX_CONNECTIONS",
+				  rc == REGISTRY_EQUOTA
+					  ? "too many connections for this "
+					    "orchestrator"
+					  : "server connection table full",
+				  PROTO_CLOSE_AUTH_FAILED);
+			return;
+		}
+		p->has_slot = 1;
+	}
+	memcpy(p->orch, pp->orch, sizeof(p->orch));
+	memcpy(p->daemon, pp->daemon, sizeof(p->daemon));
+	memcpy(p->org, pp->org, sizeof(p->org));
+	memcpy(p->workspace, pp->workspace, sizeof(p->workspace));
+	p->scope_mask = pp->scope_mask;
+	p->token_exp_ms = exp_deadline(c, pp->exp);
+	p->hb_deadline_ms = now + 3 * cfg->heartbeat_interval_ms;
+	json_uuid_v4(p->session_id);
+	p->state = PROTO_AUTHED;
+	atomic_fetch_add(&w->stats->auth_successes, 1);
+	log_debug("auth: %s: %s/%s authenticated", conn_peer_str(c), p->orch,
+		  p->daemon);
+	session_write(c);
+	send_auth_success(c, pp);
+	conn_set_state(c, c->state); /* re-arm the deadline timer */
+}
+
+void
+proto_handle_auth(struct conn *c, const struct json_doc *d, int payload)
+{
+	struct worker *w = c->w;
+	const struct config *cfg = w->cfg;
+	struct proto_conn *p = c->proto;
+	struct proto_pending *pp;
+	struct jwt_policy pol;
+	struct jwt_claims cl;
+	char token[TOKEN_MAX + 1], err[256];
+	int rc, refresh = p->state == PROTO_AUTHED;
+	unsigned fail_close = refresh ? 0 : PROTO_CLOSE_AUTH_FAILED;
+
+	if (p->state == PROTO_AUTHING) {
+		proto_send_error(c, "INVALID_MESSAGE",
+				 "authentication already in progress", "type");
+		return;
+	}
+	pp = util_calloc(1, sizeof(*pp));
+	pp->refresh = refresh;
+	if (payload < 0 ||
+	    get_field(d, payload, "accessToken", token, sizeof(token)) != 0) {
+		proto_send_error(c, "INVALID_MESSAGE",
+				 "accessToken must be a non-empty string",
+				 "payload.accessToken");
+		goto drop;
+	}
+	if (get_field(d, payload, "daemonId", pp->daemon, sizeof(pp->daemon)) !=
+	    0) {
+		proto_send_error(c, "INVALID_MESSAGE",
+				 "daemonId must be a string of 1 to 63 bytes",
+				 "payload.daemonId");
+		goto drop;
+	}
+	if (get_field(d, payload, "orchestratorId", pp->orch,
+		      sizeof(pp->orch)) != 0 &&
+	    get_field(d, payload, "vpId", pp->orch, sizeof(pp->orch)) != 0) {
+		proto_send_error(c, "INVALID_MESSAGE",
+				 "orchestratorId must be a string of 1 to 63 "
+				 "bytes",
+				 "payload.orchestratorId");
+		goto drop;
+	}
+	{
+		int rf = json_obj_get(d, payload, "resumeFrom");
+		int64_t v;
+
+		if (rf >= 0 && !json_is_null(d, rf) &&
+		    (json_get_int64(d, rf, &v) != 0 || v < 0)) {
+			proto_send_error(c, "INVALID_MESSAGE",
+					 "resumeFrom must be a non-negative "
+					 "integer",
+					 "payload.resumeFrom");
+			goto drop;
+		}
+	}
+	if (jwt_keyring_nkeys(w->keyring) == 0) {
+		log_warnx("auth: no jwt_secret_file, DAEMON_JWT_SECRET or "
+			  "jwt_public_key configured");
+		auth_fail(c, "UNAVAILABLE", "token verification is not configured",
+			  fail_close);
+		goto drop;
+	}
+	jwt_policy_init(&pol);
+	pol.leeway = (unsigned)(cfg->jwt_leeway_ms / 1000);
+	pol.iss = cfg->jwt_issuer;
+	pol.aud = cfg->jwt_audience;
+	pol.max_len = TOKEN_MAX;
+	rc = jwt_verify(w->keyring, &pol, token, strlen(token), &cl, err,
+			sizeof(err));
+	if (rc != JWT_OK) {
+		auth_fail(c, rc == JWT_EEXPIRED ? "TOKEN_EXPIRED" : "AUTH_FAILED",
+			  err, fail_close);
+		goto drop;
+	}
+	if (strcmp(cl.orchestrator, pp->orch) != 0) {
+		auth_fail(c, "AUTH_FAILED",
+			  "the token belongs to another orchestrator",
+			  fail_close);
+		goto drop;
+	}
+	if (cl.daemon_id[0] != '\0' && strcmp(cl.daemon_id, pp->daemon) != 0) {
+		auth_fail(c, "AUTH_FAILED", "the token belongs to another daemon",
+			  fail_close);
+		goto drop;
+	}
+	if (refresh && (strcmp(pp->orch, p->orch) != 0 ||
+			strcmp(pp->daemon, p->daemon) != 0)) {
+		auth_fail(c, "AUTH_FAILED",
+			  "a refresh must keep the orchestrator and daemon", 0);
+		goto drop;
+	}
+	if (strlen(cl.organization_id) >= sizeof(pp->org) ||
+	    strlen(cl.workspace_id) >= sizeof(pp->workspace)) {
+		auth_fail(c, "AUTH_FAILED", "organization or workspace id too long",
+			  fail_close);
+		goto drop;
+	}
+	for (size_t i = 0; i < cfg->nrequired_scopes; i++) {
+		unsigned k;
+
+		for (k = 0; k < cl.nscopes; k++)
+			if (strcmp(cl.scopes[k], cfg->required_scopes[i]) == 0)
+				break;
+		if (k == cl.nscopes) {
+			char msg[128];
+
+			snprintf(msg, sizeof(msg), "the token lacks scope %s",
+				 cfg->required_scopes[i]);
+			auth_fail(c, "INSUFFICIENT_SCOPE", msg,
+				  refresh ? 0 : PROTO_CLOSE_SCOPE);
+			goto drop;
+		}
+	}
+	util_strlcpy(pp->org, cl.organization_id, sizeof(pp->org));
+	util_strlcpy(pp->workspace, cl.workspace_id, sizeof(pp->workspace));
+	pp->exp = cl.exp;
+	pp->scope_mask = proto_scope_mask(
+		(const char(*)[JWT_SCOPE_SIZE])cl.scopes, cl.nscopes);
+	memcpy(pp->scopes, cl.scopes, sizeof(pp->scopes));
+	pp->nscopes = cl.nscopes;
+
+	if (cl.jti[0] != '\0' && cfg->revocation_check != CONFIG_REVOCATION_OFF) {
+		pp->c = c;
+		if (redis_command(w->redis, revocation_reply, pp,
+				  "SISMEMBER daemon:tokens:revoked %s",
+				  cl.jti) == 0) {
+			c->refs++;
+			p->pending = pp;
+			p->state = PROTO_AUTHING;
+			return;
+		}
+		if (cfg->revocation_check != CONFIG_REVOCATION_BEST_EFFORT) {
+			auth_fail(c, "UNAVAILABLE",
+				  "token revocation check unavailable",
+				  fail_close);
+			goto drop;
+		}
+		log_warnx("auth: Redis down; best-effort: accepting %s without "
+			  "the revocation check",
+			  pp->orch);
+	}
+	auth_complete(c, pp);
+drop:
+	free(pp);
+}
+
+/* ---- heartbeats --------------------------------------------------------- */
+
+static const char *const metric_names[] = {
+	"memoryUsageBytes", "uptimeSeconds", "messagesSent", "messagesReceived",
+	"errors", "apiCalls", "avgResponseTimeMs",
+};
+
+int
+auth_heartbeat_validate(const struct json_doc *d, int payload, char *status,
+			size_t cap, const char **field)
+{
+	int st, m;
+
+	*field = "payload.status";
+	st = payload >= 0 ? json_obj_get(d, payload, "status") : -1;
+	if (json_get_string(d, st, status, cap, NULL) != 0 ||
+	    (strcmp(status, "active") != 0 && strcmp(status, "idle") != 0 &&
+	     strcmp(status, "busy") != 0))
+		return -1;
+	m = json_obj_get(d, payload, "metrics");
+	if (m < 0 || json_is_null(d, m))
+		return 0;
+	*field = "payload.metrics";
+	if (json_type(d, m) != JSON_OBJECT)
+		return -1;
+	for (size_t i = 0; i < UTIL_NELEM(metric_names); i++) {
+		int v = json_obj_get(d, m, metric_names[i]);
+
+		if (v >= 0 && json_type(d, v) != JSON_NUMBER) {
+			*field = "payload.metrics";
+			return -1;
+		}
+	}
+	{
+		int cu = json_obj_get(d, m, "custom");
+
+		if (cu >= 0) {
+			if (json_type(d, cu) != JSON_OBJECT)
+				return -1;
+			for (int k = json_first(d, cu); k >= 0;
+			     k = json_next(d, k)) {
+				enum json_type t =
+					json_type(d, json_obj_value(d, k));
+
+				if (t != JSON_NUMBER && t != JSON_STRING)
+					return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+void
+auth_heartbeat_record(struct worker *w, const struct auth_hb *hb)
+{
+	const struct config *cfg = w->cfg;
+	char key[160], buf[8192];
+	struct json_writer jw;
+	size_t len;
+	unsigned long long ttl =
+		(unsigned long long)(3 * cfg->heartbeat_interval_ms / 1000);
+
+	if (!redis_connected(w->redis))
+		return;
+	json_w_init(&jw, buf, sizeof(buf));
+	json_w_obj_begin(&jw);
+	json_w_key(&jw, "orchestratorId");
+	json_w_str(&jw, hb->orch);
+	json_w_key(&jw, "daemonId");
+	json_w_str(&jw, hb->daemon);
+	json_w_key(&jw, "organizationId");
+	json_w_str(&jw, hb->org);
+	if (hb->session_id != NULL) {
+		json_w_key(&jw, "sessionId");
+		json_w_str(&jw, hb->session_id);
+	}
+	if (hb->connection_id != NULL) {
+		json_w_key(&jw, "connectionId");
+		json_w_str(&jw, hb->connection_id);
+	}
+	json_w_key(&jw, "status");
+	json_w_str(&jw, hb->status);
+	json_w_key(&jw, "metrics");
+	if (hb->metrics_raw != NULL)
+		json_w_raw(&jw, hb->metrics_raw, hb->metrics_len);
+	else
+		json_w_null(&jw);
+	json_w_key(&jw, "timestamp");
+	json_w_timestamp(&jw, util_wall_ms());
+	json_w_obj_end(&jw);
+	if (json_w_finish(&jw, &len) == -1)
+		return;
+	snprintf(key, sizeof(key), "daemon:heartbeat:%s", hb->orch);
+	redis_command(w->redis, NULL, NULL, "SET %s %b EX %llu", key, buf, len,
+		      ttl ? ttl : 1);
+	snprintf(key, sizeof(key), "daemon:metrics:%s", hb->orch);
+	redis_command(w->redis, NULL, NULL, "LPUSH %s %b", key, buf, len);
+	redis_command(w->redis, NULL, NULL, "LTRIM %s 0 99", key);
+	redis_command(w->redis, NULL, NULL, "EXPIRE %s 86400", key);
+	snprintf(key, sizeof(key), "daemon:heartbeats:%s", hb->org);
+	redis_command(w->redis, NULL, NULL, "PUBLISH %s %b", key, buf, len);
+}
+
+void
+proto_handle_heartbeat(struct conn *c, const struct json_doc *d, int payload)
+{
+	struct worker *w = c->w;
+	const struct config *cfg = w->cfg;
+	struct proto_conn *p = c->proto;
+	char status[16], buf[512];
+	const char *field;
+	struct json_writer jw;
+	struct auth_hb hb;
+	uint64_t now = proto_now(c), wall = util_wall_ms();
+	int m;
+
+	if (auth_heartbeat_validate(d, payload, status, sizeof(status),
+				    &field) != 0) {
+		proto_send_error(c, "INVALID_MESSAGE",
+				 "status must be active, idle or busy; metrics "
+				 "must be numbers",
+				 field);
+		return;
+	}
+	p->last_hb_ms = now;
+	p->hb_deadline_ms = now + 3 * cfg->heartbeat_interval_ms;
+	if (p->has_slot)
+		registry_touch(w->registry, p->slot, p->conn_id, wall);
+	memset(&hb, 0, sizeof(hb));
+	hb.orch = p->orch;
+	hb.daemon = p->daemon;
+	hb.org = p->org;
+	hb.session_id = p->session_id;
+	hb.connection_id = p->connection_id;
+	hb.status = status;
+	m = json_obj_get(d, payload, "metrics");
+	if (m >= 0)
+		json_tok_raw(d, m, &hb.metrics_raw, &hb.metrics_len);
+	auth_heartbeat_record(w, &hb);
+	if (redis_connected(w->redis)) {
+		char key[128];
+
+		snprintf(key, sizeof(key), "ws:connection:%s",
+			 p->connection_id);
+		redis_command(w->redis, NULL, NULL, "EXPIRE %s %llu", key,
+			      (unsigned long long)session_ttl_s(cfg));
+		snprintf(key, sizeof(key), "ws:vp:%s:connections", p->orch);
+		redis_command(w->redis, NULL, NULL, "EXPIRE %s %llu", key,
+			      (unsigned long long)session_ttl_s(cfg));
+	}
+	atomic_fetch_add(&w->stats->heartbeats, 1);
+	proto_msg_begin(&jw, buf, sizeof(buf), "heartbeat_ack");
+	json_w_key(&jw, "serverTime");
+	json_w_timestamp(&jw, wall);
+	json_w_key(&jw, "nextHeartbeat");
+	json_w_timestamp(&jw, wall + cfg->heartbeat_interval_ms);
+	proto_msg_send(c, &jw);
+	conn_set_state(c, c->state); /* re-arm the deadline timer */
+}
+
+void
+proto_ack_events(struct conn *c, const struct json_doc *d, int ids)
+{
+	/*
+	 * Nothing is queued for acknowledgement until the event pipeline
+	 * delivers events: an ack of unknown ids is not an error (at-least-
+	 * once delivery makes duplicate acks normal).
+	 */
+	log_debug("%s: %s: %d event ids acknowledged", __func__,
+		  conn_peer_str(c), json_array_len(d, ids));
+}
