@@ -526,6 +526,7 @@ START_TEST(test_alg_none)
 
 	/* The unsecured JWS form: empty signature segment. */
 	CK_VERIFY(mk_raw("none", "", 0, "{\"alg\":\"none\"}", p), JWT_EALG);
+	ck_assert_str_eq(errbuf, "alg none refused");
 	CK_VERIFY(mk_raw("none", "", 0, "{\"alg\":\"none\",\"typ\":\"JWT\"}",
 			 p),
 		  JWT_EALG);
@@ -889,6 +890,9 @@ START_TEST(test_iss_aud)
 		  JWT_ECLAIMS);
 	pol.aud = NULL;
 	CK_VERIFY(mk("HS256", NULL, claims(",\"aud\":[\"x\",\"y\"]")), JWT_OK);
+	/* Duplicates are refused even when aud is not compared. */
+	CK_VERIFY(mk("HS256", NULL, claims(",\"aud\":\"x\",\"aud\":\"y\"")),
+		  JWT_ECLAIMS);
 	CK_VERIFY(mk("HS256", NULL, claims(",\"aud\":[\"x\",false]")),
 		  JWT_ECLAIMS);
 }

@@ -24,6 +24,23 @@
 
 #include "orchd/registry.h"
 
+/*
+ * Check records every passing ck_assert (a message to the runner), which
+ * dominates loops of many thousand checks: those use REQUIRE, which costs
+ * nothing until it fails.
+ */
+#define REQUIRE(cond, ...)                                                     \
+	do {                                                                   \
+		if (!(cond))                                                   \
+			ck_abort_msg(__VA_ARGS__);                             \
+	} while (0)
+#define REQUIRE_EQ(a, b)                                                       \
+	do {                                                                   \
+		unsigned long long a_ = (a), b_ = (b);                         \
+		REQUIRE(a_ == b_, "%s:%d: %s == %llu, expected %s == %llu",   \
+			__FILE__, __LINE__, #a, a_, #b, b_);                   \
+	} while (0)
+
 static size_t map_len;
 
 static void *
@@ -93,8 +110,8 @@ take(struct registry *r, const char *orch, const char *org, unsigned worker,
 	uint32_t slot = UINT32_MAX;
 	int rc = registry_acquire(r, &e, quota, &slot);
 
-	ck_assert_msg(rc == want, "acquire %s worker %u: %s, wanted %s", orch,
-		      worker, registry_strerror(rc), registry_strerror(want));
+	REQUIRE(rc == want, "acquire %s worker %u: %s, wanted %s", orch, worker,
+		registry_strerror(rc), registry_strerror(want));
 	return slot;
 }
 
@@ -417,15 +434,15 @@ START_TEST(test_collisions)
 	for (int n = 0; n < 48; n++) {
 		int v = order[n];
 
-		ck_assert_int_eq(registry_release(r, slot[v], v), REGISTRY_OK);
+		REQUIRE_EQ(registry_release(r, slot[v], v), REGISTRY_OK);
 		alive[v] = 0;
 		for (int i = 0; i < 48; i++) {
 			snprintf(name, sizeof(name), "collide-%d", i);
-			ck_assert_uint_eq(registry_count(r, name), alive[i]);
+			REQUIRE_EQ(registry_count(r, name), alive[i]);
 		}
 		assert_consistent(r);
 	}
-	ck_assert_uint_eq(registry_workers_for_org(r, "org-x", NULL), 0);
+	REQUIRE_EQ(registry_workers_for_org(r, "org-x", NULL), 0);
 	reg_free(r);
 }
 END_TEST
@@ -488,10 +505,10 @@ START_TEST(test_quota_race)
 			ok += c->rc[round - 1][i] == REGISTRY_OK;
 			quota += c->rc[round - 1][i] == REGISTRY_EQUOTA;
 		}
-		ck_assert_msg(ok == RACE_QUOTA && quota == RACERS - RACE_QUOTA,
-			      "round %d: %d won, %d refused", round, ok, quota);
+		REQUIRE(ok == RACE_QUOTA && quota == RACERS - RACE_QUOTA,
+			"round %d: %d won, %d refused", round, ok, quota);
 		snprintf(name, sizeof(name), "race-%d", round);
-		ck_assert_uint_eq(registry_count(r, name), RACE_QUOTA);
+		REQUIRE_EQ(registry_count(r, name), RACE_QUOTA);
 	}
 	for (int i = 0; i < RACERS; i++)
 		assert_exit_ok(pids[i]);
@@ -986,10 +1003,10 @@ m_verify_key(struct registry *r, struct model *m, int orch, int org)
 			if (m->c[i].orch == orch)
 				exact |= 1ull << m->c[i].worker;
 		m_name(name, sizeof(name), orch);
-		ck_assert_uint_eq(registry_workers_for(r, name, &mask),
+		REQUIRE_EQ(registry_workers_for(r, name, &mask),
 				  m->orch_count[orch]);
 		/* Quotas here are <= 5: orchestrator masks are exact. */
-		ck_assert_uint_eq(mask, exact);
+		REQUIRE_EQ(mask, exact);
 	}
 	if (org > 0) {
 		exact = 0;
@@ -997,11 +1014,11 @@ m_verify_key(struct registry *r, struct model *m, int orch, int org)
 			if (m->c[i].org == org)
 				exact |= 1ull << m->c[i].worker;
 		o_name(name, sizeof(name), org);
-		ck_assert_uint_eq(registry_workers_for_org(r, name, &mask),
+		REQUIRE_EQ(registry_workers_for_org(r, name, &mask),
 				  m->org_count[org]);
-		ck_assert_uint_eq(mask & exact, exact);
+		REQUIRE_EQ(mask & exact, exact);
 		if (m->org_count[org] <= 8)
-			ck_assert_uint_eq(mask, exact);
+			REQUIRE_EQ(mask, exact);
 	}
 }
 
@@ -1022,23 +1039,23 @@ m_verify_all(struct registry *r, struct model *m)
 		orgs += m->org_count[k] != 0;
 	}
 	for (int i = 0; i < m->n; i++) {
-		ck_assert_int_eq(registry_get(r, m->c[i].slot, &e),
+		REQUIRE_EQ(registry_get(r, m->c[i].slot, &e),
 				 REGISTRY_OK);
 		m_name(name, sizeof(name), m->c[i].orch);
-		ck_assert_str_eq(e.orchestrator, name);
+		REQUIRE(strcmp(e.orchestrator, name) == 0, "orch %s", e.orchestrator);
 		o_name(name, sizeof(name), m->c[i].org);
-		ck_assert_str_eq(e.organization, name);
-		ck_assert_uint_eq(e.conn_id, m->c[i].conn_id);
-		ck_assert_uint_eq(e.worker, m->c[i].worker);
-		ck_assert_int_eq(e.pid, m_pid(m->c[i].worker));
-		ck_assert_int_eq(e.state, m->c[i].state);
-		ck_assert_uint_eq(e.last_seen_ms, m->c[i].last_seen);
+		REQUIRE(strcmp(e.organization, name) == 0, "org %s", e.organization);
+		REQUIRE_EQ(e.conn_id, m->c[i].conn_id);
+		REQUIRE_EQ(e.worker, m->c[i].worker);
+		REQUIRE_EQ(e.pid, m_pid(m->c[i].worker));
+		REQUIRE_EQ(e.state, m->c[i].state);
+		REQUIRE_EQ(e.last_seen_ms, m->c[i].last_seen);
 	}
 	registry_stats(r, &st);
-	ck_assert_uint_eq(st.active, (unsigned)m->n);
-	ck_assert_uint_eq(st.orchestrators, orchs);
-	ck_assert_uint_eq(st.organizations, orgs);
-	ck_assert_uint_eq(registry_foreach(r, collect, &(struct seen){0}),
+	REQUIRE_EQ(st.active, (unsigned)m->n);
+	REQUIRE_EQ(st.orchestrators, orchs);
+	REQUIRE_EQ(st.organizations, orgs);
+	REQUIRE_EQ(registry_foreach(r, collect, &(struct seen){0}),
 			  (unsigned)m->n);
 	assert_consistent(r);
 }
@@ -1065,11 +1082,11 @@ m_acquire(struct registry *r, struct model *m, unsigned *seed, uint64_t id)
 	else
 		want = REGISTRY_OK;
 	rc = registry_acquire(r, &e, quota, &slot);
-	ck_assert_msg(rc == want, "acquire: %s, model says %s",
+	REQUIRE(rc == want, "acquire: %s, model says %s",
 		      registry_strerror(rc), registry_strerror(want));
 	if (rc == REGISTRY_OK) {
 		for (int i = 0; i < m->n; i++)
-			ck_assert_uint_ne(m->c[i].slot, slot);
+			REQUIRE(m->c[i].slot != slot, "slot %u handed out twice", slot);
 		m->c[m->n++] = (struct m_conn){
 		    .slot = slot, .conn_id = id, .orch = orch, .org = org,
 		    .worker = worker, .last_seen = e.last_seen_ms,
@@ -1108,13 +1125,13 @@ START_TEST(test_random_model)
 		if (dice < 80) {
 			struct m_conn c = m->c[i];
 
-			ck_assert_int_eq(registry_release(r, c.slot,
+			REQUIRE_EQ(registry_release(r, c.slot,
 							  c.conn_id + 1000000),
 					 REGISTRY_ESTALE);
-			ck_assert_int_eq(registry_release(r, c.slot, c.conn_id),
+			REQUIRE_EQ(registry_release(r, c.slot, c.conn_id),
 					 REGISTRY_OK);
 			m_remove(m, i);
-			ck_assert_int_eq(registry_release(r, c.slot, c.conn_id),
+			REQUIRE_EQ(registry_release(r, c.slot, c.conn_id),
 					 REGISTRY_ESTALE);
 			m_verify_key(r, m, c.orch, c.org);
 		} else if (dice < 90) {
@@ -1123,13 +1140,13 @@ START_TEST(test_random_model)
 						    ? REGISTRY_DRAINING
 						    : REGISTRY_ACTIVE;
 
-			ck_assert_int_eq(registry_update(r, m->c[i].slot,
+			REQUIRE_EQ(registry_update(r, m->c[i].slot,
 							 m->c[i].conn_id, s),
 					 REGISTRY_OK);
 			m->c[i].state = s;
 		} else if (dice < 98) {
 			m->c[i].last_seen = 1000000 + op;
-			ck_assert_int_eq(registry_touch(r, m->c[i].slot,
+			REQUIRE_EQ(registry_touch(r, m->c[i].slot,
 							m->c[i].conn_id,
 							m->c[i].last_seen),
 					 REGISTRY_OK);
@@ -1142,7 +1159,7 @@ START_TEST(test_random_model)
 					want++;
 				}
 			}
-			ck_assert_uint_eq(registry_reap_worker(r, w, m_pid(w)),
+			REQUIRE_EQ(registry_reap_worker(r, w, m_pid(w)),
 					  want);
 		}
 		if (op % 1000 == 0)
@@ -1150,7 +1167,7 @@ START_TEST(test_random_model)
 	}
 	m_verify_all(r, m);
 	while (m->n > 0) {
-		ck_assert_int_eq(registry_release(r, m->c[0].slot,
+		REQUIRE_EQ(registry_release(r, m->c[0].slot,
 						  m->c[0].conn_id),
 				 REGISTRY_OK);
 		m_remove(m, 0);

@@ -50,14 +50,17 @@ def signing_input(header, claims_obj):
 
 
 def claims(orch, daemon=None, org="org-1", scopes=None, exp_in=300, jti=True,
-           workspace=None, sub=True, typ=None, **extra):
-    """A claims dict: sub (or orchestratorId if sub=False), exp = now +
+           workspace=None, sub=True, typ=None, subject=True, **extra):
+    """A claims dict: sub (or orchestratorId if sub=False; neither if
+    subject=None), exp = now +
     exp_in (None: no exp), iat, daemonId, organizationId, scopes, jti (a
     fresh uuid if True; a given string; none if False/None), type, and any
     extra claims (a value of None removes the claim)."""
     now = int(time.time())
     c = {}
-    if sub:
+    if subject is None:
+        pass  # neither sub nor orchestratorId
+    elif sub:
         c["sub"] = orch
     else:
         c["orchestratorId"] = orch
