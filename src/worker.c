@@ -74,20 +74,26 @@ worker_total_active(const struct worker *w)
 	return n;
 }
 
-/* Refuse a connection over max_connections with a canned 503. */
+/*
+ * Refuse a connection before any work: a canned JSON answer, written
+ * without waiting (it fits any socket buffer), and close.
+ */
 static void
-worker_refuse(int fd)
+worker_refuse(int fd, int status, const char *code)
 {
-#define REFUSE_BODY                                                            \
-	"{\"error\":\"Service Unavailable\",\"code\":\"MAX_CONNECTIONS\"}"
-	static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
-				   "Content-Type: application/json\r\n"
-				   "Connection: close\r\n"
-				   "Content-Length: ";
-	char buf[256];
-	int n = snprintf(buf, sizeof(buf), "%s%zu\r\n\r\n%s", resp,
-			 sizeof(REFUSE_BODY) - 1, REFUSE_BODY);
+	char body[128], buf[512];
+	int blen, n;
 
+	blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"code\":\"%s\"}",
+			http_status_text(status), code);
+	n = snprintf(buf, sizeof(buf),
+		     "HTTP/1.1 %d %s\r\n"
+		     "Content-Type: application/json\r\n"
+		     "Connection: close\r\n"
+		     "%s"
+		     "Content-Length: %d\r\n\r\n%s",
+		     status, http_status_text(status),
+		     status == 429 ? "Retry-After: 1\r\n" : "", blen, body);
 	(void)send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
 }
@@ -129,7 +135,13 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 			}
 		}
 		if (worker_total_active(w) >= w->cfg->max_connections) {
-			worker_refuse(fd);
+			worker_refuse(fd, 503, "MAX_CONNECTIONS");
+			continue;
+		}
+		if (!addrlimit_allow(&w->addrlimit, &peer,
+				     (uint64_t)(ev_now(loop) * 1000.0))) {
+			atomic_fetch_add(&w->stats->addr_limited, 1);
+			worker_refuse(fd, 429, "RATE_LIMITED");
 			continue;
 		}
 		atomic_fetch_add(&w->stats->accepted, 1);
@@ -345,6 +357,8 @@ worker_run(const struct worker_args *a)
 	w->registry = a->registry;
 	w->redis = redis_new(w->loop, &w->cfg->redis, w->cfg->redis_timeout_ms,
 			     name);
+	addrlimit_init(&w->addrlimit, w->cfg->connection_rate_per_address,
+		       w->cfg->workers);
 	pmd_config_default(&w->pmdcfg);
 	w->pmdcfg.enabled = w->cfg->ws_compression;
 	w->pmdcfg.level = (int)w->cfg->ws_compression_level;

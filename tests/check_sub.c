@@ -4,6 +4,9 @@
 #include <check.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
+#include "orchd/addrlimit.h"
 #include "orchd/ratelimit.h"
 #include "orchd/sub.h"
 
@@ -124,6 +127,33 @@ START_TEST(test_ratelimit)
 }
 END_TEST
 
+START_TEST(test_addrlimit)
+{
+	struct addrlimit al;
+	struct sockaddr_storage a = {0}, b = {0};
+	struct sockaddr_in *a4 = (void *)&a, *b4 = (void *)&b;
+	int ok = 0;
+
+	a4->sin_family = b4->sin_family = AF_INET;
+	inet_pton(AF_INET, "127.0.0.2", &a4->sin_addr);
+	inet_pton(AF_INET, "127.0.0.3", &b4->sin_addr);
+	/* 20 per second over 2 workers: 10 here, burst 10. */
+	addrlimit_init(&al, 20, 2);
+	for (int i = 0; i < 15; i++)
+		ok += addrlimit_allow(&al, &a, 1000);
+	ck_assert_int_eq(ok, 10);
+	ck_assert_int_eq(addrlimit_allow(&al, &b, 1000), 1); /* independent */
+	ck_assert_int_eq(addrlimit_allow(&al, &a, 1100), 1); /* refilled one */
+	ck_assert_int_eq(addrlimit_allow(&al, &a, 1100), 0);
+	addrlimit_free(&al);
+	/* 0: unlimited, and no table is allocated. */
+	addrlimit_init(&al, 0, 2);
+	for (int i = 0; i < 1000; i++)
+		ck_assert_int_eq(addrlimit_allow(&al, &a, 1000), 1);
+	ck_assert_ptr_null(al.slots);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -137,6 +167,7 @@ main(void)
 	tcase_add_test(tc, test_scopes);
 	tcase_add_test(tc, test_lists_and_wants);
 	tcase_add_test(tc, test_ratelimit);
+	tcase_add_test(tc, test_addrlimit);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -41,6 +41,7 @@ struct shm_worker {
 	atomic_uint_fast64_t auth_refreshes;
 	atomic_uint_fast64_t heartbeats;
 	atomic_uint_fast64_t rate_limited;
+	atomic_uint_fast64_t addr_limited; /* connections refused with 429 */
 };
 
 struct shm_segment {

@@ -7,6 +7,7 @@
 #include <ev.h>
 #include <stdint.h>
 
+#include "orchd/addrlimit.h"
 #include "orchd/config.h"
 #include "orchd/http.h"
 #include "orchd/pmd.h"
@@ -51,6 +52,7 @@ struct worker {
 	struct jwt_keyring *keyring;
 	struct registry *registry;
 	uint64_t conn_seq;
+	struct addrlimit addrlimit;
 
 	struct conn *conns; /* live list */
 	struct conn *dead;  /* closed, freed by conn_reap() */
