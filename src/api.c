@@ -211,7 +211,7 @@ api_heartbeat(struct conn *c, const struct http_request *req)
 			       "an Authorization: Bearer token is required");
 		return;
 	}
-	if (jwt_keyring_nkeys(w->keyring) == 0) {
+	if (!auth_keyring_usable(w)) {
 		api_send_error(c, 503, "UNAVAILABLE",
 			       "token verification is not configured");
 		return;

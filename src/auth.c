@@ -29,7 +29,8 @@
 
 /* What the asynchronous part of an auth needs to finish. */
 struct proto_pending {
-	struct conn *c; /* NULL once the connection went away */
+	struct conn *c;
+	int cancelled; /* the connection closed before the reply */
 	int refresh;
 	int64_t exp;
 	unsigned scope_mask;
@@ -68,6 +69,13 @@ auth_keyring_load(const struct config *cfg, struct jwt_keyring **out)
 		}
 	*out = kr;
 	return 0;
+}
+
+int
+auth_keyring_usable(const struct worker *w)
+{
+	/* jwt_keyring_nkeys() counts public keys only, not the secret. */
+	return w->cfg->jwt_secret != NULL || jwt_keyring_nkeys(w->keyring) > 0;
 }
 
 static void
@@ -142,8 +150,7 @@ send_auth_success(struct conn *c, const struct proto_pending *pp)
 static uint64_t
 session_ttl_s(const struct config *cfg)
 {
-	uint64_t ms = cfg->session_ttl_ms ? cfg->session_ttl_ms
-					  : 3 * cfg->heartbeat_interval_ms;
+	uint64_t ms = config_session_ttl_ms(cfg);
 
 	return ms < 1000 ? 1 : ms / 1000;
 }
@@ -183,7 +190,7 @@ proto_auth_cleanup(struct conn *c)
 	struct proto_conn *p = c->proto;
 
 	if (p->pending != NULL) {
-		p->pending->c = NULL; /* the reply will find nobody */
+		p->pending->cancelled = 1; /* the reply will find nobody */
 		p->pending = NULL;
 	}
 	if (p->has_slot) {
@@ -200,6 +207,8 @@ proto_auth_cleanup(struct conn *c)
 		redis_command(w->redis, NULL, NULL, "SREM %s %s", key,
 			      p->connection_id);
 	}
+	if (p->state == PROTO_AUTHED)
+		p->state = PROTO_UNAUTH; /* ended: nothing more to clean */
 }
 
 static void
@@ -208,11 +217,11 @@ revocation_reply(struct redis *r, redisReply *rep, void *arg)
 	struct proto_pending *pp = arg;
 	struct conn *c = pp->c;
 
-	if (c != NULL) {
+	c->refs--;
+	if (!pp->cancelled) {
 		struct proto_conn *p = c->proto;
 
 		p->pending = NULL;
-		c->refs--;
 		if (c->state == CONN_WS_OPEN) {
 			if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
 				if (c->w->cfg->revocation_check ==
@@ -374,7 +383,7 @@ proto_handle_auth(struct conn *c, const struct json_doc *d, int payload)
 			goto drop;
 		}
 	}
-	if (jwt_keyring_nkeys(w->keyring) == 0) {
+	if (!auth_keyring_usable(w)) {
 		log_warnx("auth: no jwt_secret_file, DAEMON_JWT_SECRET or "
 			  "jwt_public_key configured");
 		auth_fail(c, "UNAVAILABLE", "token verification is not configured",
@@ -607,8 +616,13 @@ proto_handle_heartbeat(struct conn *c, const struct json_doc *d, int payload)
 	if (redis_connected(w->redis)) {
 		char key[128];
 
+		char seen[32];
+
 		snprintf(key, sizeof(key), "ws:connection:%s",
 			 p->connection_id);
+		util_iso8601_ms(wall, seen, sizeof(seen));
+		redis_command(w->redis, NULL, NULL, "HSET %s lastSeen %s", key,
+			      seen);
 		redis_command(w->redis, NULL, NULL, "EXPIRE %s %llu", key,
 			      (unsigned long long)session_ttl_s(cfg));
 		snprintf(key, sizeof(key), "ws:vp:%s:connections", p->orch);

@@ -24,7 +24,6 @@
 #endif
 
 #include <errno.h>
-#include <fcntl.h>
 #include <glob.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -48,8 +47,6 @@
 #define ORCHD_RUNSTATEDIR "/var/run"
 #endif
 
-#define MAX_DIRECTIVES 64 /* size of the per-parse bookkeeping */
-#define SECRET_MAX 4096   /* jwt secret, from a file or the environment */
 #define WS_PATH_MAX 255
 #define HEALTHZ_PATH "/healthz" /* served by the workers themselves */
 #define MSG_MAX 1024
@@ -63,113 +60,15 @@
 #define MS_SECOND CFG_MS_SECOND
 #define MS_MINUTE CFG_MS_MINUTE
 #define MS_HOUR CFG_MS_HOUR
+#define MS_DAY CFG_MS_DAY
 #define KIB CFG_KIB
 #define MIB CFG_MIB
 #define GIB CFG_GIB
 
-enum dtype {
-	DT_STRING,   /* char *: any non-empty word */
-	DT_PATH,     /* char *: an absolute path */
-	DT_UINT,     /* unsigned: min..max */
-	DT_DURATION, /* uint64_t milliseconds: min..max */
-	DT_SIZE,     /* uint64_t bytes: min..max */
-	DT_BOOL,     /* int: on|off */
-	DT_ENUM,     /* int: one of enums[] */
-	DT_LISTEN,   /* cfg->listen[]: ADDR:PORT [tls] */
-	DT_REDIS,    /* cfg->redis and cfg->redis_text */
-	DT_CUSTOM,   /* set() does it all */
-	DT_INCLUDE,  /* handled by the reader itself */
-};
-
-#define D_REPEAT 0x1   /* may be given more than once */
-#define D_READABLE 0x2 /* DT_PATH: readable by the invoking user right now */
-
-struct pctx;
-struct directive;
-
-/*
- * check: extra validation (and side effects, like loading the jwt secret) of
- * a string or path value, after the generic checks.  Reports its own error
- * and returns -1 to keep the value out of the config.
- */
-typedef int (*dir_check_fn)(struct pctx *c, const struct directive *d,
-			    const char *v);
-typedef void (*dir_set_fn)(struct pctx *c, const struct directive *d,
-			   char **argv, int argc);
-typedef void (*dir_dump_fn)(const struct directive *d,
-			    const struct config *cfg, FILE *fp);
-
-struct directive {
-	const char *name;
-	enum dtype type;
-	unsigned flags;
-	size_t off;       /* into struct config (typed by .type) */
-	const char *def;  /* default, parsed at config_new(); NULL: unset */
-	uint64_t min;     /* DT_UINT, DT_DURATION (ms), DT_SIZE, workers */
-	uint64_t max;
-	int maxargs;      /* values allowed (at least one is required); 0: 1 */
-	const struct enumval *enums;
-	dir_check_fn check;
-	dir_set_fn set;   /* DT_CUSTOM */
-	dir_dump_fn dump; /* overrides the generic dump of the type */
-	const char *syntax;
-	const char *help;
-};
-
-/*
- * Where a directive was written; file == NULL: never given.  env: the
- * environment variable that overrode it, if any.
- */
-struct where {
-	const char *file;
-	int line;
-	const char *env;
-};
-
-/* A file being read, for include loop detection. */
-struct pfile {
-	const char *name;
-	dev_t dev;
-	ino_t ino;
-	int have_id; /* 0: the in-memory text of config_load_string() */
-};
-
-struct pctx {
-	struct config *cfg;
-	config_error_fn errfn;
-	void *arg;
-	int nerr;
-	int defaults; /* parsing the built-in defaults: no file-system checks */
-
-	/* Where the directive being applied comes from. */
-	const char *file;
-	int line;
-	const char *envname; /* non-NULL: an environment override */
-	int ms_bare;         /* a bare integer duration is ms (environment) */
-	int semicolon;       /* the line's last word ends with ';' */
-
-	struct pfile stack[CONFIG_MAX_INCLUDE_DEPTH + 1];
-	int depth;
-
-	struct where first[MAX_DIRECTIVES];
-	struct where listen_at[CONFIG_MAX_LISTEN];
-	struct where origin_at[CONFIG_MAX_ORIGINS];
-
-	char **names; /* the file names the struct where above point to */
-	size_t nnames;
-
-	char show[2][320];
-	unsigned nshow;
-};
-
 /* ---- error reporting ---------------------------------------------------- */
 
-static void report(struct pctx *c, const char *fmt, ...) ORCHD_PRINTF(2, 3);
-static void derr(struct pctx *c, const struct directive *d, const char *fmt,
-		 ...) ORCHD_PRINTF(3, 4);
-
-static void
-report(struct pctx *c, const char *fmt, ...)
+void
+cfgp_report(struct pctx *c, const char *fmt, ...)
 {
 	char msg[MSG_MAX];
 	va_list ap;
@@ -195,12 +94,8 @@ report(struct pctx *c, const char *fmt, ...)
 		c->errfn(c->arg, msg);
 }
 
-/*
- * "file:line: directive: msg" ("file:line: msg" when d is NULL), or
- * "environment: NAME: msg".
- */
-static void
-derr(struct pctx *c, const struct directive *d, const char *fmt, ...)
+void
+cfgp_derr(struct pctx *c, const struct directive *d, const char *fmt, ...)
 {
 	char body[MSG_MAX];
 	va_list ap;
@@ -209,19 +104,19 @@ derr(struct pctx *c, const struct directive *d, const char *fmt, ...)
 	vsnprintf(body, sizeof(body), fmt, ap);
 	va_end(ap);
 	if (c->envname != NULL)
-		report(c, "environment: %s: %s", c->envname, body);
+		cfgp_report(c, "environment: %s: %s", c->envname, body);
 	else if (d == NULL)
-		report(c, "%s:%d: %s", c->file, c->line, body);
+		cfgp_report(c, "%s:%d: %s", c->file, c->line, body);
 	else
-		report(c, "%s:%d: %s: %s%s", c->file, c->line, d->name, body,
-		       c->semicolon ? " (a trailing \";\" is not part of the "
-				      "syntax)"
-				    : "");
+		cfgp_report(c, "%s:%d: %s: %s%s", c->file, c->line, d->name,
+			    body,
+			    c->semicolon ? " (a trailing \";\" is not part of "
+					   "the syntax)"
+					 : "");
 }
 
-/* A value quoted for a message, shortened; two may be live at once. */
-static const char *
-show(struct pctx *c, const char *v)
+const char *
+cfgp_show(struct pctx *c, const char *v)
 {
 	char *b = c->show[c->nshow++ % 2];
 	size_t n = 0, cap = sizeof(c->show[0]);
@@ -247,90 +142,6 @@ keep_name(struct pctx *c, const char *name)
 	return c->names[c->nnames++];
 }
 
-/* ---- secrets ------------------------------------------------------------ */
-
-/* Overwrite before free: a secret should not linger in freed heap. */
-static void
-wipe_free(char *p, size_t n)
-{
-	volatile char *v = p;
-
-	if (p == NULL)
-		return;
-	while (n-- > 0)
-		*v++ = 0;
-	free(p);
-}
-
-static void
-set_secret(struct config *cfg, const char *s, size_t n, int from_env)
-{
-	wipe_free(cfg->jwt_secret, cfg->jwt_secret_len);
-	cfg->jwt_secret = util_malloc(n + 1);
-	memcpy(cfg->jwt_secret, s, n);
-	cfg->jwt_secret[n] = '\0';
-	cfg->jwt_secret_len = n;
-	cfg->jwt_secret_from_env = from_env;
-}
-
-/* jwt_secret_file: read the secret now, as the user who will run -t. */
-static int
-load_jwt_secret(struct pctx *c, const struct directive *d, const char *path)
-{
-	char buf[SECRET_MAX + 2];
-	size_t n = 0;
-	struct stat st;
-	int fd, rc = -1;
-
-	if (c->defaults)
-		return 0;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
-		derr(c, d, "cannot read %s: %s", show(c, path),
-		     strerror(errno));
-		return -1;
-	}
-	/* A FIFO or a device would block or never end. */
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		derr(c, d, "%s is not a regular file", show(c, path));
-		goto out;
-	}
-	while (n < sizeof(buf)) {
-		ssize_t r = read(fd, buf + n, sizeof(buf) - n);
-
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			derr(c, d, "cannot read %s: %s", show(c, path),
-			     strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	/* Editors add a final newline; it is never part of the secret. */
-	if (n > 0 && buf[n - 1] == '\n')
-		n--;
-	if (n > 0 && buf[n - 1] == '\r')
-		n--;
-	if (n > SECRET_MAX) {
-		derr(c, d, "%s is larger than %d bytes", show(c, path),
-		     SECRET_MAX);
-		goto out;
-	}
-	if (n == 0) {
-		derr(c, d, "%s is empty", show(c, path));
-		goto out;
-	}
-	set_secret(c->cfg, buf, n, 0);
-	rc = 0;
-out:
-	for (volatile char *v = buf; v < buf + sizeof(buf); v++)
-		*v = 0;
-	close(fd);
-	return rc;
-}
-
 /* ---- directive handlers ----------------------------------------------- */
 
 static int
@@ -338,7 +149,7 @@ check_user(struct pctx *c, const struct directive *d, const char *v)
 {
 	if (c->defaults || getpwnam(v) != NULL)
 		return 0;
-	derr(c, d, "no such user %s", show(c, v));
+	cfgp_derr(c, d, "no such user %s", cfgp_show(c, v));
 	return -1;
 }
 
@@ -347,7 +158,7 @@ check_group(struct pctx *c, const struct directive *d, const char *v)
 {
 	if (c->defaults || getgrnam(v) != NULL)
 		return 0;
-	derr(c, d, "no such group %s", show(c, v));
+	cfgp_derr(c, d, "no such group %s", cfgp_show(c, v));
 	return -1;
 }
 
@@ -360,34 +171,35 @@ static int
 check_ws_path(struct pctx *c, const struct directive *d, const char *v)
 {
 	if (v[0] != '/') {
-		derr(c, d, "%s must start with \"/\"", show(c, v));
+		cfgp_derr(c, d, "%s must start with \"/\"", cfgp_show(c, v));
 		return -1;
 	}
 	if (strlen(v) > WS_PATH_MAX) {
-		derr(c, d, "%s is longer than %d characters", show(c, v),
-		     WS_PATH_MAX);
+		cfgp_derr(c, d, "%s is longer than %d characters",
+			  cfgp_show(c, v), WS_PATH_MAX);
 		return -1;
 	}
 	for (const char *p = v; *p != '\0'; p++) {
 		if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '?' ||
 		    *p == '#') {
-			derr(c, d,
-			     "%s must not contain spaces, control characters, "
-			     "\"?\" or \"#\"",
-			     show(c, v));
+			cfgp_derr(c, d,
+				  "%s must not contain spaces, control "
+				  "characters, \"?\" or \"#\"",
+				  cfgp_show(c, v));
 			return -1;
 		}
 	}
 	/* The workers route on the percent-decoded path. */
 	if (strchr(v, '%') != NULL) {
-		derr(c, d,
-		     "%s must not contain \"%%\" (requests are matched once "
-		     "decoded: write the character itself)",
-		     show(c, v));
+		cfgp_derr(c, d,
+			  "%s must not contain \"%%\" (requests are matched "
+			  "once decoded: write the character itself)",
+			  cfgp_show(c, v));
 		return -1;
 	}
 	if (strcmp(v, HEALTHZ_PATH) == 0) {
-		derr(c, d, "%s is reserved for the health check", show(c, v));
+		cfgp_derr(c, d, "%s is reserved for the health check",
+			  cfgp_show(c, v));
 		return -1;
 	}
 	return 0;
@@ -413,13 +225,15 @@ set_workers(struct pctx *c, const struct directive *d, char **argv, int argc)
 		return;
 	}
 	if ((r = cfgv_parse_u64(argv[0], &v)) == -1) {
-		derr(c, d, "%s is not a number or \"auto\"", show(c, argv[0]));
+		cfgp_derr(c, d, "%s is not a number or \"auto\"",
+			  cfgp_show(c, argv[0]));
 		return;
 	}
 	if (r == -2 || v < d->min || v > d->max) {
-		derr(c, d, "%s is out of range (%" PRIu64 "..%" PRIu64
-			   ", or \"auto\")",
-		     show(c, argv[0]), d->min, d->max);
+		cfgp_derr(c, d,
+			  "%s is out of range (%" PRIu64 "..%" PRIu64
+			  ", or \"auto\")",
+			  cfgp_show(c, argv[0]), d->min, d->max);
 		return;
 	}
 	cfg->workers = (int)v;
@@ -440,8 +254,9 @@ set_log(struct pctx *c, const struct directive *d, char **argv, int argc)
 	} else if (v[0] == '/') {
 		cfg->log_target = CONFIG_LOG_FILE;
 	} else {
-		derr(c, d, "%s is not syslog, stderr or an absolute file path",
-		     show(c, v));
+		cfgp_derr(c, d,
+			  "%s is not syslog, stderr or an absolute file path",
+			  cfgp_show(c, v));
 		return;
 	}
 	UTIL_FREE(cfg->log_file);
@@ -457,17 +272,17 @@ add_listen(struct pctx *c, const struct directive *d, char **argv, int argc)
 	const char *why;
 
 	if ((why = cfgv_listen(argv[0], &l)) != NULL) {
-		derr(c, d,
-		     "%s: %s (expected ADDR:PORT, e.g. 0.0.0.0:8080, "
-		     "[::1]:8080 or *:8080)",
-		     show(c, argv[0]), why);
+		cfgp_derr(c, d,
+			  "%s: %s (expected ADDR:PORT, e.g. 0.0.0.0:8080, "
+			  "[::1]:8080 or *:8080)",
+			  cfgp_show(c, argv[0]), why);
 		return;
 	}
 	if (argc > 1) {
 		if (strcmp(argv[1], "tls") != 0) {
-			derr(c, d,
-			     "unknown option %s (only \"tls\" is allowed)",
-			     show(c, argv[1]));
+			cfgp_derr(c, d,
+				  "unknown option %s (only \"tls\" is allowed)",
+				  cfgp_show(c, argv[1]));
 			return;
 		}
 		l.tls = 1;
@@ -475,13 +290,13 @@ add_listen(struct pctx *c, const struct directive *d, char **argv, int argc)
 	for (int i = 0; i < cfg->nlisten; i++) {
 		if (strcmp(cfg->listen[i].text, l.text) != 0)
 			continue;
-		derr(c, d, "duplicate address %s (first given at %s:%d)",
-		     l.text, c->listen_at[i].file, c->listen_at[i].line);
+		cfgp_derr(c, d, "duplicate address %s (first given at %s:%d)",
+			  l.text, c->listen_at[i].file, c->listen_at[i].line);
 		return;
 	}
 	if (cfg->nlisten == CONFIG_MAX_LISTEN) {
-		derr(c, d, "too many addresses (at most %d)",
-		     CONFIG_MAX_LISTEN);
+		cfgp_derr(c, d, "too many addresses (at most %d)",
+			  CONFIG_MAX_LISTEN);
 		return;
 	}
 	c->listen_at[cfg->nlisten].file = c->file;
@@ -497,10 +312,10 @@ set_redis(struct pctx *c, const struct directive *d, const char *v)
 	const char *why;
 
 	if ((why = cfgv_redis(v, &r)) != NULL) {
-		derr(c, d,
-		     "%s: %s (expected HOST:PORT, [IPv6]:PORT, "
-		     "unix:/path or /path)",
-		     show(c, v), why);
+		cfgp_derr(c, d,
+			  "%s: %s (expected HOST:PORT, [IPv6]:PORT, "
+			  "unix:/path or /path)",
+			  cfgp_show(c, v), why);
 		return;
 	}
 	free(cfg->redis.unix_path);
@@ -522,21 +337,22 @@ add_origins(struct pctx *c, const struct directive *d, char **argv, int argc)
 		size_t j, n = cfg->nws_allowed_origins;
 
 		if ((why = cfgv_origin(argv[i], norm)) != NULL) {
-			derr(c, d, "%s: %s", show(c, argv[i]), why);
+			cfgp_derr(c, d, "%s: %s", cfgp_show(c, argv[i]), why);
 			continue;
 		}
 		for (j = 0; j < n; j++)
 			if (strcmp(cfg->ws_allowed_origins[j], norm) == 0)
 				break;
 		if (j < n) {
-			derr(c, d, "duplicate origin %s (first given at %s:%d)",
-			     show(c, norm), c->origin_at[j].file,
-			     c->origin_at[j].line);
+			cfgp_derr(c, d,
+				  "duplicate origin %s (first given at %s:%d)",
+				  cfgp_show(c, norm), c->origin_at[j].file,
+				  c->origin_at[j].line);
 			continue;
 		}
 		if (n == CONFIG_MAX_ORIGINS) {
-			derr(c, d, "too many origins (at most %d)",
-			     CONFIG_MAX_ORIGINS);
+			cfgp_derr(c, d, "too many origins (at most %d)",
+				  CONFIG_MAX_ORIGINS);
 			return;
 		}
 		cfg->ws_allowed_origins = util_realloc(
@@ -573,20 +389,30 @@ dump_log(const struct directive *d, const struct config *cfg, FILE *fp)
 	fputc('\n', fp);
 }
 
-/* The path may be shown; the secret never is. */
+/* 0 stands for rate_limit_messages: the comment says what that is now. */
 static void
-dump_jwt(const struct directive *d, const struct config *cfg, FILE *fp)
+dump_burst(const struct directive *d, const struct config *cfg, FILE *fp)
 {
-	if (cfg->jwt_secret_file != NULL) {
-		fprintf(fp, "%s ", d->name);
-		cfgv_dump_word(fp, cfg->jwt_secret_file);
-		fputc('\n', fp);
-	} else {
-		fprintf(fp, "# %s (not set)\n", d->name);
+	fprintf(fp, "%s %u", d->name, cfg->rate_limit_burst);
+	if (cfg->rate_limit_burst == 0)
+		fprintf(fp, " # %u (rate_limit_messages)",
+			config_rate_limit_burst(cfg));
+	fputc('\n', fp);
+}
+
+/* 0 stands for 3 x heartbeat_interval: the comment says what that is now. */
+static void
+dump_session_ttl(const struct directive *d, const struct config *cfg, FILE *fp)
+{
+	char buf[32];
+
+	cfgv_fmt_duration(cfg->session_ttl_ms, buf, sizeof(buf));
+	fprintf(fp, "%s %s", d->name, buf);
+	if (cfg->session_ttl_ms == 0) {
+		cfgv_fmt_duration(config_session_ttl_ms(cfg), buf, sizeof(buf));
+		fprintf(fp, " # %s (3 x heartbeat_interval)", buf);
 	}
-	if (cfg->jwt_secret_from_env)
-		fprintf(fp, "# jwt secret: from environment DAEMON_JWT_SECRET "
-			    "(hidden)\n");
+	fputc('\n', fp);
 }
 
 /* One origin a line: any number of them reads back the same. */
@@ -604,6 +430,13 @@ dump_origins(const struct directive *d, const struct config *cfg, FILE *fp)
 static const struct enumval log_levels[] = {
 	{"error", LOG_ERR},   {"warn", LOG_WARNING}, {"notice", LOG_NOTICE},
 	{"info", LOG_INFO},   {"debug", LOG_DEBUG},  {NULL, 0},
+};
+
+static const struct enumval revocation_values[] = {
+	{"strict", CONFIG_REVOCATION_STRICT},
+	{"best-effort", CONFIG_REVOCATION_BEST_EFFORT},
+	{"off", CONFIG_REVOCATION_OFF},
+	{NULL, 0},
 };
 
 static const struct enumval bool_values[] = {
@@ -730,10 +563,64 @@ static const struct directive directives[] = {
 	{.name = "redis", .type = DT_REDIS, .def = "127.0.0.1:6379",
 	 .syntax = "HOST:PORT|[IPv6]:PORT|unix:PATH|PATH",
 	 .help = "Redis server the events come from"},
+	{.name = "redis_timeout", .type = DT_DURATION,
+	 .off = OFF(redis_timeout_ms), .def = "2s", .min = 100,
+	 .max = MS_MINUTE, .syntax = "DURATION",
+	 .help = "time a Redis command has to answer before Redis counts as "
+		 "unavailable"},
+	{.name = "session_ttl", .type = DT_DURATION, .flags = D_SECONDS,
+	 .off = OFF(session_ttl_ms), .def = "0s", .min = 0, .max = MS_DAY,
+	 .dump = dump_session_ttl, .syntax = "DURATION",
+	 .help = "lifetime of a connection's session key in Redis, renewed by "
+		 "its heartbeats; 0: 3 x heartbeat_interval"},
 	{.name = "jwt_secret_file", .type = DT_PATH,
-	 .off = OFF(jwt_secret_file), .check = load_jwt_secret,
-	 .dump = dump_jwt, .syntax = "PATH",
-	 .help = "file holding the secret that signs daemon JWTs"},
+	 .off = OFF(jwt_secret_file), .check = cfga_load_jwt_secret,
+	 .dump = cfga_dump_jwt_secret, .syntax = "PATH",
+	 .help = "file holding the secret that signs daemon JWTs (HS256/384/"
+		 "512)"},
+	{.name = "jwt_public_key", .type = DT_CUSTOM, .flags = D_REPEAT,
+	 .maxargs = 2, .set = cfga_add_public_key,
+	 .dump = cfga_dump_public_keys, .syntax = "PATH [KID]",
+	 .help = "PEM public key (RSA or EC P-256) that verifies RS256/ES256 "
+		 "tokens, chosen by the token's kid (default: none)"},
+	{.name = "jwt_issuer", .type = DT_STRING, .off = OFF(jwt_issuer),
+	 .check = cfga_check_claim, .syntax = "STRING",
+	 .help = "issuer (iss) a token must have (default: not checked)"},
+	{.name = "jwt_audience", .type = DT_STRING, .off = OFF(jwt_audience),
+	 .check = cfga_check_claim, .syntax = "STRING",
+	 .help = "audience (aud) a token must name (default: not checked)"},
+	{.name = "jwt_leeway", .type = DT_DURATION, .flags = D_SECONDS,
+	 .off = OFF(jwt_leeway_ms), .def = "30s", .min = 0,
+	 .max = 10 * MS_MINUTE, .syntax = "DURATION",
+	 .help = "clock skew allowed when checking a token's exp, nbf and iat"},
+	{.name = "required_scopes", .type = DT_CUSTOM, .flags = D_REPEAT,
+	 .maxargs = CFGV_MAX_ARGS - 1, .set = cfga_add_scopes,
+	 .dump = cfga_dump_scopes, .syntax = "SCOPE...",
+	 .help = "scopes a token must carry to connect (default: none)"},
+	{.name = "revocation_check", .type = DT_ENUM,
+	 .off = OFF(revocation_check), .def = "strict",
+	 .enums = revocation_values, .syntax = "strict|best-effort|off",
+	 .help = "check token ids against the revoked set in Redis; strict "
+		 "refuses auth while Redis is down"},
+	{.name = "rate_limit_messages", .type = DT_UINT,
+	 .off = OFF(rate_limit_messages), .def = "100", .min = 1,
+	 .max = 1000000, .syntax = "N",
+	 .help = "messages a connection may send per minute"},
+	{.name = "rate_limit_burst", .type = DT_UINT,
+	 .off = OFF(rate_limit_burst), .def = "0", .min = 0, .max = 1000000,
+	 .dump = dump_burst, .syntax = "N",
+	 .help = "messages a connection may send at once; 0: "
+		 "rate_limit_messages"},
+	{.name = "rate_limit_grace", .type = DT_DURATION,
+	 .off = OFF(rate_limit_grace_ms), .def = "10s", .min = 0,
+	 .max = 10 * MS_MINUTE, .syntax = "DURATION",
+	 .help = "time a client over its rate has after the warning, before "
+		 "it is closed (4004)"},
+	{.name = "connection_rate_per_address", .type = DT_UINT,
+	 .off = OFF(connection_rate_per_address), .def = "0", .min = 0,
+	 .max = 1000000, .syntax = "N",
+	 .help = "new connections accepted per second from one IP address "
+		 "(more get 429); 0: no limit"},
 	{.name = "tls_certificate", .type = DT_PATH,
 	 .off = OFF(tls_certificate), .flags = D_READABLE, .syntax = "PATH",
 	 .help = "PEM certificate chain for listen ... tls"},
@@ -743,8 +630,8 @@ static const struct directive directives[] = {
 };
 /* clang-format on */
 
-_Static_assert(UTIL_NELEM(directives) <= MAX_DIRECTIVES,
-	       "raise MAX_DIRECTIVES");
+_Static_assert(UTIL_NELEM(directives) <= CFG_MAX_DIRECTIVES,
+	       "raise CFG_MAX_DIRECTIVES");
 
 /* The environment of the TypeScript service orchd replaces. */
 static const struct envvar {
@@ -801,14 +688,22 @@ apply_duration(struct pctx *c, const struct directive *d, const char *v,
 	if (r == -1)
 		r = config_parse_duration_ms(v, &ms);
 	if (r == -1) {
-		derr(c, d,
-		     "%s is not a duration (%sa whole number with unit ms, s, "
-		     "m, h or d, e.g. 30s)",
-		     show(c, v), c->ms_bare ? "milliseconds, or " : "");
+		cfgp_derr(c, d,
+			  "%s is not a duration (%sa whole number with unit "
+			  "ms, s, m, h or d, e.g. 30s)",
+			  cfgp_show(c, v),
+			  c->ms_bare ? "milliseconds, or " : "");
 		return;
 	}
 	if (r == -2 || ms < d->min || ms > d->max) {
-		derr(c, d, "%s is out of range (%s..%s)", show(c, v), lo, hi);
+		cfgp_derr(c, d, "%s is out of range (%s..%s)", cfgp_show(c, v),
+			  lo, hi);
+		return;
+	}
+	/* JWT times and Redis TTLs count seconds: a fraction would be lost. */
+	if ((d->flags & D_SECONDS) && ms % MS_SECOND != 0) {
+		cfgp_derr(c, d, "%s is not a whole number of seconds",
+			  cfgp_show(c, v));
 		return;
 	}
 	*field = ms;
@@ -823,16 +718,17 @@ apply_size(struct pctx *c, const struct directive *d, const char *v,
 	int r = config_parse_size(v, &n);
 
 	if (r == -1) {
-		derr(c, d,
-		     "%s is not a size (a whole number of bytes, or with unit "
-		     "k, m or g, e.g. 64k)",
-		     show(c, v));
+		cfgp_derr(c, d,
+			  "%s is not a size (a whole number of bytes, or with "
+			  "unit k, m or g, e.g. 64k)",
+			  cfgp_show(c, v));
 		return;
 	}
 	if (r == -2 || n < d->min || n > d->max) {
 		cfgv_fmt_size(d->min, lo, sizeof(lo));
 		cfgv_fmt_size(d->max, hi, sizeof(hi));
-		derr(c, d, "%s is out of range (%s..%s)", show(c, v), lo, hi);
+		cfgp_derr(c, d, "%s is out of range (%s..%s)", cfgp_show(c, v),
+			  lo, hi);
 		return;
 	}
 	*field = n;
@@ -851,17 +747,18 @@ apply(struct pctx *c, const struct directive *d, char **argv, int argc)
 	case DT_STRING:
 	case DT_PATH:
 		if (*v == '\0') {
-			derr(c, d, "empty value");
+			cfgp_derr(c, d, "empty value");
 			return;
 		}
 		if (d->type == DT_PATH && v[0] != '/') {
-			derr(c, d, "%s is not an absolute path", show(c, v));
+			cfgp_derr(c, d, "%s is not an absolute path",
+				  cfgp_show(c, v));
 			return;
 		}
 		if ((d->flags & D_READABLE) && !c->defaults &&
 		    access(v, R_OK) != 0) {
-			derr(c, d, "cannot read %s: %s", show(c, v),
-			     strerror(errno));
+			cfgp_derr(c, d, "cannot read %s: %s", cfgp_show(c, v),
+				  strerror(errno));
 			return;
 		}
 		if (d->check != NULL && d->check(c, d, v) < 0)
@@ -871,15 +768,17 @@ apply(struct pctx *c, const struct directive *d, char **argv, int argc)
 		break;
 	case DT_UINT:
 		if ((r = cfgv_parse_u64(v, &n)) == -1) {
-			derr(c, d, "%s is not a number (%" PRIu64 "..%" PRIu64
-				   ")",
-			     show(c, v), d->min, d->max);
+			cfgp_derr(c, d,
+				  "%s is not a number (%" PRIu64 "..%" PRIu64
+				  ")",
+				  cfgp_show(c, v), d->min, d->max);
 			return;
 		}
 		if (r == -2 || n < d->min || n > d->max) {
-			derr(c, d, "%s is out of range (%" PRIu64 "..%" PRIu64
-				   ")",
-			     show(c, v), d->min, d->max);
+			cfgp_derr(c, d,
+				  "%s is out of range (%" PRIu64 "..%" PRIu64
+				  ")",
+				  cfgp_show(c, v), d->min, d->max);
 			return;
 		}
 		*(unsigned *)field = (unsigned)n;
@@ -897,7 +796,8 @@ apply(struct pctx *c, const struct directive *d, char **argv, int argc)
 
 		if (cfgv_find_enum(vals, v, &e) < 0) {
 			cfgv_enum_list(vals, list, sizeof(list));
-			derr(c, d, "%s is not one of %s", show(c, v), list);
+			cfgp_derr(c, d, "%s is not one of %s", cfgp_show(c, v),
+				  list);
 			return;
 		}
 		*(int *)field = e;
@@ -932,7 +832,7 @@ do_include(struct pctx *c, const struct directive *d, const char *pattern)
 	int r;
 
 	if (*pattern == '\0') {
-		derr(c, d, "empty value");
+		cfgp_derr(c, d, "empty value");
 		return;
 	}
 	if (pattern[0] == '/' || slash == NULL) {
@@ -956,8 +856,8 @@ do_include(struct pctx *c, const struct directive *d, const char *pattern)
 		for (size_t i = 0; i < g.gl_pathc; i++)
 			parse_file(c, d, g.gl_pathv[i]);
 	} else if (r != GLOB_NOMATCH) {
-		derr(c, d, "cannot expand %s: %s", show(c, path),
-		     r == GLOB_NOSPACE ? "out of memory" : "read error");
+		cfgp_derr(c, d, "cannot expand %s: %s", cfgp_show(c, path),
+			  r == GLOB_NOSPACE ? "out of memory" : "read error");
 	}
 	globfree(&g);
 	free(path);
@@ -975,18 +875,19 @@ parse_line(struct pctx *c, const char *line)
 	argc = cfgv_tokenize(line, buf, argv);
 	c->semicolon = 0;
 	if (argc < 0) {
-		derr(c, NULL, "unterminated quoted string");
+		cfgp_derr(c, NULL, "unterminated quoted string");
 		goto out;
 	}
 	if (argc == 0)
 		goto out;
 	if ((d = find_directive(argv[0])) == NULL) {
 		if ((near = suggest(argv[0])) != NULL)
-			derr(c, NULL,
-			     "unknown directive %s (did you mean \"%s\"?)",
-			     show(c, argv[0]), near->name);
+			cfgp_derr(c, NULL,
+				  "unknown directive %s (did you mean \"%s\"?)",
+				  cfgp_show(c, argv[0]), near->name);
 		else
-			derr(c, NULL, "unknown directive %s", show(c, argv[0]));
+			cfgp_derr(c, NULL, "unknown directive %s",
+				  cfgp_show(c, argv[0]));
 		goto out;
 	}
 	if (argc <= CFGV_MAX_ARGS) {
@@ -998,18 +899,19 @@ parse_line(struct pctx *c, const char *line)
 	nvals = argc - 1;
 	maxargs = d->maxargs > 0 ? d->maxargs : 1;
 	if (nvals == 0) {
-		derr(c, d, "missing value (syntax: %s %s)", d->name, d->syntax);
+		cfgp_derr(c, d, "missing value (syntax: %s %s)", d->name,
+			  d->syntax);
 		goto out;
 	}
 	if (nvals > maxargs) {
-		derr(c, d, "too many values (syntax: %s %s)", d->name,
-		     d->syntax);
+		cfgp_derr(c, d, "too many values (syntax: %s %s)", d->name,
+			  d->syntax);
 		goto out;
 	}
 	first = &c->first[d - directives];
 	if (first->file != NULL && !(d->flags & D_REPEAT)) {
-		derr(c, d, "duplicate directive (first given at %s:%d)",
-		     first->file, first->line);
+		cfgp_derr(c, d, "duplicate directive (first given at %s:%d)",
+			  first->file, first->line);
 		goto out;
 	}
 	if (first->file == NULL) {
@@ -1037,20 +939,22 @@ parse_src(struct pctx *c, struct cfgv_src *s)
 	while (c->nerr <= MAX_ERRORS && (n = cfgv_getline(s, line)) != -1) {
 		c->line++;
 		if (n == -2) {
-			derr(c, NULL, "line longer than %d bytes; rest of the "
-				      "file ignored",
-			     CFGV_LINE_MAX);
+			cfgp_derr(c, NULL,
+				  "line longer than %d bytes; rest of the "
+				  "file ignored",
+				  CFGV_LINE_MAX);
 			break;
 		}
 		if (strlen(line) != (size_t)n) {
-			derr(c, NULL, "line contains a NUL byte (not a text "
-				      "file?); rest of the file ignored");
+			cfgp_derr(c, NULL,
+				  "line contains a NUL byte (not a text "
+				  "file?); rest of the file ignored");
 			break;
 		}
 		parse_line(c, line);
 	}
 	if (s->fp != NULL && ferror(s->fp))
-		derr(c, NULL, "read error: %s", strerror(errno));
+		cfgp_derr(c, NULL, "read error: %s", strerror(errno));
 	free(line);
 }
 
@@ -1059,9 +963,10 @@ file_error(struct pctx *c, const struct directive *inc, const char *path,
 	   const char *what)
 {
 	if (inc != NULL)
-		derr(c, inc, "cannot open %s: %s", show(c, path), what);
+		cfgp_derr(c, inc, "cannot open %s: %s", cfgp_show(c, path),
+			  what);
 	else
-		report(c, "%s: cannot open: %s", path, what);
+		cfgp_report(c, "%s: cannot open: %s", path, what);
 }
 
 /*
@@ -1104,13 +1009,13 @@ parse_file(struct pctx *c, const struct directive *inc, const char *path)
 					      "%s -> ", c->stack[j].name);
 		if (n < sizeof(chain))
 			snprintf(chain + n, sizeof(chain) - n, "%s", path);
-		derr(c, inc, "include loop: %s", chain);
+		cfgp_derr(c, inc, "include loop: %s", chain);
 		goto out;
 	}
 	if (c->depth == (int)UTIL_NELEM(c->stack)) {
-		derr(c, inc,
-		     "%s: includes nested too deeply (at most %d levels)",
-		     show(c, path), CONFIG_MAX_INCLUDE_DEPTH);
+		cfgp_derr(c, inc,
+			  "%s: includes nested too deeply (at most %d levels)",
+			  cfgp_show(c, path), CONFIG_MAX_INCLUDE_DEPTH);
 		goto out;
 	}
 	c->file = keep_name(c, path);
@@ -1156,16 +1061,8 @@ apply_env(struct pctx *c)
 		free(copy);
 	}
 	c->ms_bare = 0;
-	if ((v = getenv("DAEMON_JWT_SECRET")) != NULL && *v != '\0') {
-		size_t n = strlen(v);
-
-		c->envname = "DAEMON_JWT_SECRET";
-		if (n > SECRET_MAX)
-			derr(c, NULL, "longer than %d bytes", SECRET_MAX);
-		else
-			set_secret(c->cfg, v, n, 1);
-	}
 	c->envname = NULL;
+	cfga_apply_env(c);
 }
 
 /* listen ... tls needs both halves; either half alone is a mistake. */
@@ -1179,22 +1076,25 @@ cross_check(struct pctx *c)
 	struct config *cfg = c->cfg;
 
 	if (wc->file != NULL && wk->file == NULL) {
-		report(c, "%s:%d: tls_certificate is set but "
-			  "tls_certificate_key is not",
-		       wc->file, wc->line);
+		cfgp_report(c,
+			    "%s:%d: tls_certificate is set but "
+			    "tls_certificate_key is not",
+			    wc->file, wc->line);
 	} else if (wc->file == NULL && wk->file != NULL) {
-		report(c, "%s:%d: tls_certificate_key is set but "
-			  "tls_certificate is not",
-		       wk->file, wk->line);
+		cfgp_report(c,
+			    "%s:%d: tls_certificate_key is set but "
+			    "tls_certificate is not",
+			    wk->file, wk->line);
 	} else if (wc->file == NULL) {
 		for (int i = 0; i < cfg->nlisten; i++)
 			if (cfg->listen[i].tls)
-				report(c, "%s:%d: listen %s tls requires "
-					  "tls_certificate and "
-					  "tls_certificate_key",
-				       c->listen_at[i].file,
-				       c->listen_at[i].line,
-				       cfg->listen[i].text);
+				cfgp_report(c,
+					    "%s:%d: listen %s tls requires "
+					    "tls_certificate and "
+					    "tls_certificate_key",
+					    c->listen_at[i].file,
+					    c->listen_at[i].line,
+					    cfg->listen[i].text);
 	}
 }
 
@@ -1228,9 +1128,48 @@ cross_check_paths(struct pctx *c)
 	    strcmp(cfg->ws_echo_path, cfg->ws_path) != 0)
 		return;
 	origin_of(c, dp, from, sizeof(from));
-	report(c, "%s:%d: ws_echo_path: %s is also ws_path (%s); the echo "
-		  "endpoint needs a path of its own",
-	       we->file, we->line, show(c, cfg->ws_echo_path), from);
+	cfgp_report(c,
+		    "%s:%d: ws_echo_path: %s is also ws_path (%s); the echo "
+		    "endpoint needs a path of its own",
+		    we->file, we->line, cfgp_show(c, cfg->ws_echo_path), from);
+}
+
+/*
+ * A session key must outlive the interval between two heartbeats, or it
+ * expires under a healthy connection.  After the environment, which may set
+ * heartbeat_interval.
+ */
+static void
+cross_check_session(struct pctx *c)
+{
+	const struct directive *dh = find_directive("heartbeat_interval");
+	const struct directive *ds = find_directive("session_ttl");
+	const struct where *ws = &c->first[ds - directives];
+	struct config *cfg = c->cfg;
+	char from[MSG_MAX / 2], ttl[32], hb[32];
+
+	if (cfg->session_ttl_ms == 0 ||
+	    cfg->session_ttl_ms > cfg->heartbeat_interval_ms ||
+	    ws->file == NULL)
+		return;
+	origin_of(c, dh, from, sizeof(from));
+	cfgv_fmt_duration(cfg->session_ttl_ms, ttl, sizeof(ttl));
+	cfgv_fmt_duration(cfg->heartbeat_interval_ms, hb, sizeof(hb));
+	cfgp_report(c,
+		    "%s:%d: session_ttl: %s is not longer than "
+		    "heartbeat_interval (%s, %s): session keys would expire "
+		    "between two heartbeats",
+		    ws->file, ws->line, ttl, hb, from);
+}
+
+/* Once every file is read. */
+static void
+finish(struct pctx *c)
+{
+	cross_check(c);
+	apply_env(c);
+	cross_check_paths(c);
+	cross_check_session(c);
 }
 
 static struct pctx *
@@ -1312,7 +1251,7 @@ config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->nws_allowed_origins; i++)
 		free(cfg->ws_allowed_origins[i]);
 	UTIL_FREE(cfg->ws_allowed_origins);
-	wipe_free(cfg->jwt_secret, cfg->jwt_secret_len);
+	cfga_free(cfg);
 	free(cfg);
 }
 
@@ -1325,9 +1264,7 @@ config_load(struct config *cfg, const char *path, config_error_fn errfn,
 	free(cfg->path);
 	cfg->path = util_strdup(path);
 	parse_file(c, NULL, path);
-	cross_check(c);
-	apply_env(c);
-	cross_check_paths(c);
+	finish(c);
 	return ctx_finish(c);
 }
 
@@ -1345,9 +1282,7 @@ config_load_string(struct config *cfg, const char *name, const char *text,
 	c->depth = 1;
 	parse_src(c, &s);
 	c->depth = 0;
-	cross_check(c);
-	apply_env(c);
-	cross_check_paths(c);
+	finish(c);
 	return ctx_finish(c);
 }
 
@@ -1436,6 +1371,20 @@ config_log_level_name(int level)
 		return "debug";
 	s = cfgv_enum_name(log_levels, level);
 	return s != NULL ? s : "info";
+}
+
+unsigned
+config_rate_limit_burst(const struct config *cfg)
+{
+	return cfg->rate_limit_burst != 0 ? cfg->rate_limit_burst
+					  : cfg->rate_limit_messages;
+}
+
+uint64_t
+config_session_ttl_ms(const struct config *cfg)
+{
+	return cfg->session_ttl_ms != 0 ? cfg->session_ttl_ms
+					: 3 * cfg->heartbeat_interval_ms;
 }
 
 int

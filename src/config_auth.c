@@ -240,7 +240,8 @@ cfga_add_public_key(struct pctx *c, const struct directive *d, char **argv,
 			return;
 		}
 		if (kid != NULL && k != NULL && strcmp(kid, k) == 0) {
-			cfgp_derr(c, d, "duplicate kid %s (first given at %s:%d)",
+			cfgp_derr(c, d,
+				  "duplicate kid %s (first given at %s:%d)",
 				  cfgp_show(c, kid), c->key_at[i].file,
 				  c->key_at[i].line);
 			return;
@@ -356,7 +357,8 @@ cfga_add_scopes(struct pctx *c, const struct directive *d, char **argv,
 			if (strcmp(cfg->required_scopes[j], argv[i]) == 0)
 				break;
 		if (j < n) {
-			cfgp_derr(c, d, "duplicate scope %s (first given at %s:%d)",
+			cfgp_derr(c, d,
+				  "duplicate scope %s (first given at %s:%d)",
 				  cfgp_show(c, argv[i]), c->scope_at[j].file,
 				  c->scope_at[j].line);
 			continue;

@@ -1,7 +1,13 @@
 /*
- * config_int.h: what src/config.c (the directive table, the reader and the
- * dump) and src/config_value.c (the value parsers) share.  Not a public API:
- * other modules include orchd/config.h only.
+ * config_int.h: what the three parts of the orchd.conf(5) parser share.  Not
+ * a public API: other modules include orchd/config.h only.
+ *
+ *  - src/config.c: the directive table, the reader, the cross-checks and the
+ *    dump;
+ *  - src/config_auth.c: the handlers of the authentication directives (the
+ *    JWT secret, public keys, expected claims, required scopes), which need
+ *    the parse context to report errors and remember where values came from;
+ *  - src/config_value.c: the value parsers.
  *
  * The value parsers are pure: text in, value or reason out, no context, no
  * error reporting.  Those that can fail in several ways return NULL on
@@ -17,6 +23,7 @@
 #include <sys/types.h>
 
 #include "orchd/config.h"
+#include "orchd/log.h" /* ORCHD_PRINTF */
 
 /* Words stored per line by cfgv_tokenize(); more are only counted. */
 #define CFGV_MAX_ARGS 32
@@ -94,5 +101,143 @@ const char *cfgv_redis(const char *s, struct config_redis *out);
  * form, no default port (80 for http and ws, 443 for https and wss).
  */
 const char *cfgv_origin(const char *s, char *out);
+
+/* ---- the directive table and the parse context ------------------------ */
+
+#define CFG_MAX_DIRECTIVES 64 /* size of the per-parse bookkeeping */
+
+enum dtype {
+	DT_STRING,   /* char *: any non-empty word */
+	DT_PATH,     /* char *: an absolute path */
+	DT_UINT,     /* unsigned: min..max */
+	DT_DURATION, /* uint64_t milliseconds: min..max */
+	DT_SIZE,     /* uint64_t bytes: min..max */
+	DT_BOOL,     /* int: on|off */
+	DT_ENUM,     /* int: one of enums[] */
+	DT_LISTEN,   /* cfg->listen[]: ADDR:PORT [tls] */
+	DT_REDIS,    /* cfg->redis and cfg->redis_text */
+	DT_CUSTOM,   /* set() does it all */
+	DT_INCLUDE,  /* handled by the reader itself */
+};
+
+#define D_REPEAT 0x1   /* may be given more than once */
+#define D_READABLE 0x2 /* DT_PATH: readable by the invoking user right now */
+#define D_SECONDS 0x4  /* DT_DURATION: a whole number of seconds */
+
+struct pctx;
+struct directive;
+
+/*
+ * check: extra validation (and side effects, like loading the jwt secret) of
+ * a string or path value, after the generic checks.  Reports its own error
+ * and returns -1 to keep the value out of the config.
+ */
+typedef int (*dir_check_fn)(struct pctx *c, const struct directive *d,
+			    const char *v);
+typedef void (*dir_set_fn)(struct pctx *c, const struct directive *d,
+			   char **argv, int argc);
+typedef void (*dir_dump_fn)(const struct directive *d,
+			    const struct config *cfg, FILE *fp);
+
+struct directive {
+	const char *name;
+	enum dtype type;
+	unsigned flags;
+	size_t off;       /* into struct config (typed by .type) */
+	const char *def;  /* default, parsed at config_new(); NULL: unset */
+	uint64_t min;     /* DT_UINT, DT_DURATION (ms), DT_SIZE, workers */
+	uint64_t max;
+	int maxargs;      /* values allowed (at least one is required); 0: 1 */
+	const struct enumval *enums;
+	dir_check_fn check;
+	dir_set_fn set;   /* DT_CUSTOM */
+	dir_dump_fn dump; /* overrides the generic dump of the type */
+	const char *syntax;
+	const char *help;
+};
+
+/*
+ * Where a directive was written; file == NULL: never given.  env: the
+ * environment variable that overrode it, if any.
+ */
+struct where {
+	const char *file;
+	int line;
+	const char *env;
+};
+
+/* A file being read, for include loop detection. */
+struct pfile {
+	const char *name;
+	dev_t dev;
+	ino_t ino;
+	int have_id; /* 0: the in-memory text of config_load_string() */
+};
+
+struct pctx {
+	struct config *cfg;
+	config_error_fn errfn;
+	void *arg;
+	int nerr;
+	int defaults; /* parsing the built-in defaults: no file-system checks */
+
+	/* Where the directive being applied comes from. */
+	const char *file;
+	int line;
+	const char *envname; /* non-NULL: an environment override */
+	int ms_bare;         /* a bare integer duration is ms (environment) */
+	int semicolon;       /* the line's last word ends with ';' */
+
+	struct pfile stack[CONFIG_MAX_INCLUDE_DEPTH + 1];
+	int depth;
+
+	struct where first[CFG_MAX_DIRECTIVES];
+	struct where listen_at[CONFIG_MAX_LISTEN];
+	struct where origin_at[CONFIG_MAX_ORIGINS];
+	struct where key_at[CONFIG_MAX_JWT_KEYS];
+	struct where scope_at[CONFIG_MAX_SCOPES];
+
+	char **names; /* the file names the struct where above point to */
+	size_t nnames;
+
+	char show[2][320];
+	unsigned nshow;
+};
+
+/* An error, as is (the caller wrote the "file:line: " part). */
+void cfgp_report(struct pctx *c, const char *fmt, ...) ORCHD_PRINTF(2, 3);
+/*
+ * An error about the line being applied: "file:line: directive: msg"
+ * ("file:line: msg" when d is NULL), or "environment: NAME: msg".
+ */
+void cfgp_derr(struct pctx *c, const struct directive *d, const char *fmt,
+	       ...) ORCHD_PRINTF(3, 4);
+/* A value quoted for a message, shortened; two may be live at once. */
+const char *cfgp_show(struct pctx *c, const char *v);
+
+/* ---- config_auth.c: the authentication directives ---------------------- */
+
+/* jwt_secret_file: load the secret now (check of a DT_PATH). */
+int cfga_load_jwt_secret(struct pctx *c, const struct directive *d,
+			 const char *path);
+void cfga_dump_jwt_secret(const struct directive *d, const struct config *cfg,
+			  FILE *fp);
+/* jwt_public_key PATH [KID] */
+void cfga_add_public_key(struct pctx *c, const struct directive *d,
+			 char **argv, int argc);
+void cfga_dump_public_keys(const struct directive *d,
+			   const struct config *cfg, FILE *fp);
+/* jwt_issuer, jwt_audience (check of a DT_STRING) */
+int cfga_check_claim(struct pctx *c, const struct directive *d,
+		     const char *v);
+/* required_scopes SCOPE... */
+void cfga_add_scopes(struct pctx *c, const struct directive *d, char **argv,
+		     int argc);
+void cfga_dump_scopes(const struct directive *d, const struct config *cfg,
+		      FILE *fp);
+/* DAEMON_JWT_SECRET, after the file. */
+void cfga_apply_env(struct pctx *c);
+/* What the above allocated (the DT_STRING and DT_PATH fields excepted). */
+void cfga_free(struct config *cfg);
 
 #endif

@@ -30,6 +30,7 @@
 #include "orchd/utf8.h"
 #include "orchd/util.h"
 
+/* clang-format off */
 static const char *const errstr[] = {
 	[-JSON_OK] = "success",
 	[-JSON_E_SYNTAX] = "invalid JSON: unexpected character",
@@ -52,6 +53,7 @@ static const char *const errstr[] = {
 	[-JSON_E_NOSPACE] = "JSON value too long for its buffer",
 	[-JSON_E_NUL] = "JSON string contains U+0000",
 };
+/* clang-format on */
 
 const char *
 json_strerror(int err)
@@ -404,8 +406,10 @@ json_parse(struct json_doc *d, const char *buf, size_t len,
 		d->err_off = max_size;
 		return JSON_E_SIZE;
 	}
-	if (buf == NULL)
+	if (buf == NULL) {
 		buf = "";
+		len = 0;
+	}
 	sc.s = sc.p = (const uint8_t *)buf;
 	sc.end = sc.s + len;
 	if (!utf8_valid(sc.s, len)) {

@@ -39,6 +39,7 @@ struct alg_info {
 	const EVP_MD *(*md)(void);
 };
 
+/* clang-format off */
 static const struct alg_info algs[] = {
 	{"HS256", KIND_HMAC, EVP_sha256},
 	{"HS384", KIND_HMAC, EVP_sha384},
@@ -46,6 +47,7 @@ static const struct alg_info algs[] = {
 	{"RS256", KIND_RSA, EVP_sha256},
 	{"ES256", KIND_EC, EVP_sha256},
 };
+/* clang-format on */
 
 struct jwt_key {
 	EVP_PKEY *pkey;
@@ -65,7 +67,11 @@ static const char *const kind_names[] = {"HMAC", "RSA", "EC P-256"};
 
 /* ---- error text --------------------------------------------------------- */
 
-static int ORCHD_PRINTF(4, 5)
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+    ORCHD_PRINTF(4, 5);
+
+/* Format the reason into err (if any) and return rc. */
+static int
 fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
 	va_list ap;
@@ -95,44 +101,32 @@ printable(const char *s, char *buf, size_t size)
 	return buf;
 }
 
-static void ORCHD_PRINTF(2, 3)
-kr_error(struct jwt_keyring *kr, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(kr->error, sizeof(kr->error), fmt, ap);
-	va_end(ap);
-}
+/* Keyring calls return -1 and keep the reason for jwt_keyring_error(). */
+#define KR_FAIL(kr, ...) fail((kr)->error, sizeof((kr)->error), -1, __VA_ARGS__)
 
 const char *
 jwt_strerror(int rc)
 {
-	switch (rc) {
-	case JWT_OK:
-		return "ok";
-	case JWT_EMALFORMED:
-		return "malformed token";
-	case JWT_EALG:
-		return "algorithm refused";
-	case JWT_EKEY:
-		return "no matching key";
-	case JWT_ESIG:
-		return "bad signature";
-	case JWT_EEXPIRED:
-		return "token expired";
-	case JWT_ENOTYET:
-		return "token not yet valid";
-	case JWT_ECLAIMS:
-		return "invalid claims";
-	}
-	return "unknown error";
+	static const char *const names[] = {
+	    [JWT_OK] = "ok",
+	    [JWT_EMALFORMED] = "malformed token",
+	    [JWT_EALG] = "algorithm refused",
+	    [JWT_EKEY] = "no matching key",
+	    [JWT_ESIG] = "bad signature",
+	    [JWT_EEXPIRED] = "token expired",
+	    [JWT_ENOTYET] = "token not yet valid",
+	    [JWT_ECLAIMS] = "invalid claims",
+	};
+
+	if (rc < 0 || (size_t)rc >= UTIL_NELEM(names))
+		return "unknown error";
+	return names[rc];
 }
 
 /* ---- base64url ---------------------------------------------------------- */
 
 static const char b64url_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 int
 jwt_b64url_encode(const void *in, size_t len, char *out, size_t cap)
@@ -249,14 +243,11 @@ jwt_keyring_nkeys(const struct jwt_keyring *kr)
 }
 
 int
-jwt_keyring_set_secret(struct jwt_keyring *kr, const void *secret,
-		       size_t len)
+jwt_keyring_set_secret(struct jwt_keyring *kr, const void *secret, size_t len)
 {
 	kr->error[0] = '\0';
-	if (secret == NULL || len == 0) {
-		kr_error(kr, "empty HMAC secret");
-		return -1;
-	}
+	if (secret == NULL || len == 0)
+		return KR_FAIL(kr, "empty HMAC secret");
 	OPENSSL_clear_free(kr->secret, kr->secret_len);
 	kr->secret = util_malloc(len);
 	memcpy(kr->secret, secret, len);
@@ -301,35 +292,33 @@ pem_to_pkey(const char *pem, size_t len)
 }
 
 static int
-pkey_kind(struct jwt_keyring *kr, EVP_PKEY *pkey, enum key_kind *kind)
+pkey_kind(EVP_PKEY *pkey, enum key_kind *kind, char *err, size_t errlen)
 {
+	const char *type = EVP_PKEY_get0_type_name(pkey);
 	char group[64];
 	int bits;
 
 	if (EVP_PKEY_is_a(pkey, "RSA")) {
-		bits = EVP_PKEY_get_bits(pkey);
-		if (bits < 2048) {
-			kr_error(kr, "RSA key of %d bits (2048 needed)", bits);
-			return -1;
-		}
+		/* RFC 7518 3.3: 2048 bits or larger MUST be used. */
+		if ((bits = EVP_PKEY_get_bits(pkey)) < 2048)
+			return fail(err, errlen, -1,
+				    "RSA key of %d bits (2048 needed)", bits);
 		*kind = KIND_RSA;
 		return 0;
 	}
 	if (EVP_PKEY_is_a(pkey, "EC")) {
-		if (EVP_PKEY_get_group_name(pkey, group, sizeof(group),
-					    NULL) != 1 ||
-		    strcmp(group, "prime256v1") != 0) {
-			kr_error(kr, "EC key not on P-256 (only ES256 is "
-				     "supported)");
-			return -1;
-		}
+		if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL) !=
+			1 ||
+		    strcmp(group, "prime256v1") != 0)
+			return fail(err, errlen, -1,
+				    "EC key not on P-256 (only ES256 is "
+				    "supported)");
 		*kind = KIND_EC;
 		return 0;
 	}
-	kr_error(kr, "unsupported key type %s (RSA or EC P-256 expected)",
-		 EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey)
-					       : "?");
-	return -1;
+	return fail(err, errlen, -1,
+		    "unsupported key type %s (RSA or EC P-256 expected)",
+		    type != NULL ? type : "?");
 }
 
 /* Count "-----BEGIN " lines: one file, one key, so a bundle is an error. */
@@ -357,26 +346,19 @@ jwt_keyring_add_pem(struct jwt_keyring *kr, const char *pem, size_t len,
 	unsigned i, blocks;
 
 	kr->error[0] = '\0';
-	if (kid != NULL && (kid[0] == '\0' || strlen(kid) >= JWT_ID_SIZE)) {
-		kr_error(kr, "kid must be 1 to %d bytes", JWT_ID_SIZE - 1);
-		return -1;
-	}
-	if (len > JWT_PEM_MAX || (blocks = pem_blocks(pem, len)) == 0) {
-		kr_error(kr, "not a PEM public key");
-		return -1;
-	}
-	if (blocks > 1) {
-		kr_error(kr, "%u PEM blocks: one key per file", blocks);
-		return -1;
-	}
+	if (kid != NULL && (kid[0] == '\0' || strlen(kid) >= JWT_ID_SIZE))
+		return KR_FAIL(kr, "kid must be 1 to %d bytes",
+			       JWT_ID_SIZE - 1);
+	if (len > JWT_PEM_MAX || (blocks = pem_blocks(pem, len)) == 0)
+		return KR_FAIL(kr, "not a PEM public key");
+	if (blocks > 1)
+		return KR_FAIL(kr, "%u PEM blocks: one key per file", blocks);
 	pkey = pem_to_pkey(pem, len);
 	ERR_clear_error();
-	if (pkey == NULL) {
-		kr_error(kr, "no public key in PEM data (a private key or "
-			     "garbage?)");
-		return -1;
-	}
-	if (pkey_kind(kr, pkey, &kind) < 0) {
+	if (pkey == NULL)
+		return KR_FAIL(kr, "no public key in PEM data (a private key "
+				   "or garbage?)");
+	if (pkey_kind(pkey, &kind, kr->error, sizeof(kr->error)) < 0) {
 		EVP_PKEY_free(pkey);
 		return -1;
 	}
@@ -385,15 +367,13 @@ jwt_keyring_add_pem(struct jwt_keyring *kr, const char *pem, size_t len,
 
 		/* Either key would be unselectable by a token. */
 		if (kid != NULL && k->kid != NULL && strcmp(kid, k->kid) == 0) {
-			kr_error(kr, "duplicate kid \"%s\"", kid);
 			EVP_PKEY_free(pkey);
-			return -1;
+			return KR_FAIL(kr, "duplicate kid \"%s\"", kid);
 		}
 		if (kid == NULL && k->kid == NULL && k->kind == kind) {
-			kr_error(kr, "a second %s key without kid",
-				 kind_names[kind]);
 			EVP_PKEY_free(pkey);
-			return -1;
+			return KR_FAIL(kr, "a second %s key without kid",
+				       kind_names[kind]);
 		}
 	}
 	kr->keys = util_realloc(kr->keys, (kr->nkeys + 1) * sizeof(*kr->keys));
@@ -408,34 +388,25 @@ int
 jwt_keyring_add_pem_file(struct jwt_keyring *kr, const char *path,
 			 const char *kid)
 {
-	char *buf;
+	char *buf, msg[sizeof(kr->error)];
 	size_t n;
 	FILE *fp;
 	int rc;
 
 	kr->error[0] = '\0';
-	if ((fp = fopen(path, "re")) == NULL) {
-		kr_error(kr, "%s: %s", path, strerror(errno));
-		return -1;
-	}
+	if ((fp = fopen(path, "re")) == NULL)
+		return KR_FAIL(kr, "%s: %s", path, strerror(errno));
 	buf = util_malloc(JWT_PEM_MAX + 1);
 	n = fread(buf, 1, JWT_PEM_MAX + 1, fp);
 	if (ferror(fp) || n > JWT_PEM_MAX) {
-		kr_error(kr, "%s: %s", path,
-			 ferror(fp) ? "read error" : "file too large");
-		fclose(fp);
-		free(buf);
-		return -1;
+		rc = KR_FAIL(kr, "%s: %s", path,
+			     ferror(fp) ? "read error" : "file too large");
+	} else if ((rc = jwt_keyring_add_pem(kr, buf, n, kid)) < 0) {
+		util_strlcpy(msg, kr->error, sizeof(msg));
+		KR_FAIL(kr, "%s: %s", path, msg);
 	}
 	fclose(fp);
-	rc = jwt_keyring_add_pem(kr, buf, n, kid);
 	free(buf);
-	if (rc < 0) {
-		char msg[sizeof(kr->error)];
-
-		util_strlcpy(msg, kr->error, sizeof(msg));
-		kr_error(kr, "%s: %s", path, msg);
-	}
 	return rc;
 }
 
@@ -604,7 +575,6 @@ pkey_sign(const struct alg_info *a, const void *pem, size_t pemlen,
 	EVP_MD_CTX *ctx = NULL;
 	EVP_PKEY *pkey = NULL;
 	enum key_kind kind;
-	struct jwt_keyring tmp;
 	size_t n = 0;
 	BIO *bio;
 	int rc = -1;
@@ -614,7 +584,8 @@ pkey_sign(const struct alg_info *a, const void *pem, size_t pemlen,
 		return -1;
 	pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 	BIO_free(bio);
-	if (pkey == NULL || pkey_kind(&tmp, pkey, &kind) < 0 || kind != a->kind)
+	if (pkey == NULL || pkey_kind(pkey, &kind, NULL, 0) < 0 ||
+	    kind != a->kind)
 		goto out;
 	if ((ctx = EVP_MD_CTX_new()) == NULL ||
 	    EVP_DigestSignInit(ctx, NULL, a->md(), NULL, pkey) != 1 ||
@@ -624,8 +595,7 @@ pkey_sign(const struct alg_info *a, const void *pem, size_t pemlen,
 	if (EVP_DigestSign(ctx, buf, &n, msg, msglen) != 1)
 		goto out;
 	if (kind == KIND_EC) {
-		if (cap < 2 * ES256_COORD ||
-		    es256_der_to_raw(buf, n, sig) < 0)
+		if (cap < 2 * ES256_COORD || es256_der_to_raw(buf, n, sig) < 0)
 			goto out;
 		rc = 2 * ES256_COORD;
 	} else if (n <= cap) {
@@ -891,8 +861,8 @@ claim_aud(const struct json_doc *d, int obj, const char *want, char *err,
 }
 
 static int
-claim_scopes(const struct json_doc *d, int obj, struct jwt_claims *c,
-	     char *err, size_t errlen)
+claim_scopes(const struct json_doc *d, int obj, struct jwt_claims *c, char *err,
+	     size_t errlen)
 {
 	int tok = member(d, obj, "scopes"), el, rc;
 	size_t n = 0;
@@ -905,9 +875,8 @@ claim_scopes(const struct json_doc *d, int obj, struct jwt_claims *c,
 		return fail(err, errlen, JWT_ECLAIMS,
 			    "claim scopes not an array");
 	if (json_array_len(d, tok) > JWT_SCOPES_MAX)
-		return fail(err, errlen, JWT_ECLAIMS,
-			    "%d scopes (max %d)", json_array_len(d, tok),
-			    JWT_SCOPES_MAX);
+		return fail(err, errlen, JWT_ECLAIMS, "%d scopes (max %d)",
+			    json_array_len(d, tok), JWT_SCOPES_MAX);
 	for (el = json_first(d, tok); el >= 0; el = json_next(d, el)) {
 		if (json_type(d, el) != JSON_STRING)
 			return fail(err, errlen, JWT_ECLAIMS,
@@ -915,8 +884,8 @@ claim_scopes(const struct json_doc *d, int obj, struct jwt_claims *c,
 		rc = json_get_string(d, el, c->scopes[c->nscopes],
 				     JWT_SCOPE_SIZE, &n);
 		if (rc != 0)
-			return fail(err, errlen, JWT_ECLAIMS,
-				    "scope %u: %s", c->nscopes,
+			return fail(err, errlen, JWT_ECLAIMS, "scope %u: %s",
+				    c->nscopes,
 				    rc == JSON_E_NOSPACE ? "too long"
 							 : json_strerror(rc));
 		c->nscopes++;
@@ -946,26 +915,29 @@ check_claims(const struct json_doc *d, const struct jwt_policy *pol,
 {
 	const char *want_type = pol->type != NULL ? pol->type : "access";
 	char sub[JWT_ID_SIZE], oid[JWT_ID_SIZE], q[48];
+	const struct {
+		const char *name;
+		char *out;
+		size_t cap;
+	} strs[] = {
+	    {"sub", sub, sizeof(sub)},
+	    {"orchestratorId", oid, sizeof(oid)},
+	    {"daemonId", c->daemon_id, sizeof(c->daemon_id)},
+	    {"organizationId", c->organization_id, sizeof(c->organization_id)},
+	    {"workspaceId", c->workspace_id, sizeof(c->workspace_id)},
+	    {"jti", c->jti, sizeof(c->jti)},
+	    {"iss", c->iss, sizeof(c->iss)},
+	    {"type", c->type, sizeof(c->type)},
+	};
 	int root = json_root(d), rc;
 	bool has_exp;
+	size_t i;
 
-	if ((rc = claim_str(d, root, "sub", sub, sizeof(sub), err,
-			    errlen)) != 0 ||
-	    (rc = claim_str(d, root, "orchestratorId", oid, sizeof(oid), err,
-			    errlen)) != 0 ||
-	    (rc = claim_str(d, root, "daemonId", c->daemon_id,
-			    sizeof(c->daemon_id), err, errlen)) != 0 ||
-	    (rc = claim_str(d, root, "organizationId", c->organization_id,
-			    sizeof(c->organization_id), err, errlen)) != 0 ||
-	    (rc = claim_str(d, root, "workspaceId", c->workspace_id,
-			    sizeof(c->workspace_id), err, errlen)) != 0 ||
-	    (rc = claim_str(d, root, "jti", c->jti, sizeof(c->jti), err,
-			    errlen)) != 0 ||
-	    (rc = claim_str(d, root, "iss", c->iss, sizeof(c->iss), err,
-			    errlen)) != 0 ||
-	    (rc = claim_str(d, root, "type", c->type, sizeof(c->type), err,
-			    errlen)) != 0 ||
-	    (rc = claim_time(d, root, "exp", false, &c->exp, &has_exp, err,
+	for (i = 0; i < UTIL_NELEM(strs); i++)
+		if ((rc = claim_str(d, root, strs[i].name, strs[i].out,
+				    strs[i].cap, err, errlen)) != 0)
+			return rc;
+	if ((rc = claim_time(d, root, "exp", false, &c->exp, &has_exp, err,
 			     errlen)) != 0 ||
 	    (rc = claim_time(d, root, "nbf", true, &c->nbf, &c->has_nbf, err,
 			     errlen)) != 0 ||
@@ -984,12 +956,13 @@ check_claims(const struct json_doc *d, const struct jwt_policy *pol,
 	if (sub[0] == '\0' && oid[0] == '\0')
 		return fail(err, errlen, JWT_ECLAIMS,
 			    "no orchestrator (sub or orchestratorId)");
-	memcpy(c->orchestrator, oid[0] != '\0' ? oid : sub, JWT_ID_SIZE);
+	util_strlcpy(c->orchestrator, oid[0] != '\0' ? oid : sub,
+		     sizeof(c->orchestrator));
 
 	/*
-	 * The service orchd replaces issued access tokens without a type
-	 * claim, so a missing type passes as "access", but as nothing else:
-	 * a refresh token must say what it is.
+	 * Issuers that do not set type are common, so a missing type passes
+	 * as "access", but as nothing else: a token for any other use (a
+	 * refresh token) must say what it is.
 	 */
 	if (c->type[0] == '\0' && member(d, root, "type") < 0 &&
 	    strcmp(want_type, "access") == 0)
@@ -1002,8 +975,7 @@ check_claims(const struct json_doc *d, const struct jwt_policy *pol,
 		return fail(err, errlen, JWT_ECLAIMS, "issuer mismatch");
 
 	if (before_by_more(c->exp, now, pol->leeway))
-		return fail(err, errlen, JWT_EEXPIRED,
-			    "expired %lld s ago",
+		return fail(err, errlen, JWT_EEXPIRED, "expired %lld s ago",
 			    (long long)((uint64_t)now - (uint64_t)c->exp));
 	if (c->has_nbf && before_by_more(now, c->nbf, pol->leeway))
 		return fail(err, errlen, JWT_ENOTYET, "nbf in the future");
@@ -1017,6 +989,8 @@ alg_configured(const struct jwt_keyring *kr, const struct alg_info *a)
 {
 	unsigned i;
 
+	if (kr == NULL)
+		return false;
 	if (a->kind == KIND_HMAC)
 		return kr->secret != NULL;
 	for (i = 0; i < kr->nkeys; i++)
@@ -1031,16 +1005,16 @@ jwt_verify(const struct jwt_keyring *kr, const struct jwt_policy *pol,
 	   size_t errlen)
 {
 	static const struct json_limits hlim = {
-		.max_tokens = 64,
-		.max_depth = 8,
-		.flags = JSON_REQUIRE_OBJECT,
+	    .max_tokens = 64,
+	    .max_depth = 8,
+	    .flags = JSON_REQUIRE_OBJECT,
 	};
 	static const struct json_limits plim = {
-		.flags = JSON_REQUIRE_OBJECT,
+	    .flags = JSON_REQUIRE_OBJECT,
 	};
 	const struct alg_info *a = NULL;
 	const struct jwt_key *key = NULL;
-	const char *dot1, *dot2, *end = token + len;
+	const char *dot1, *dot2, *end;
 	struct json_doc hd, pd;
 	struct jwt_policy defpol;
 	struct jwt_claims c;
@@ -1067,6 +1041,7 @@ jwt_verify(const struct jwt_keyring *kr, const struct jwt_policy *pol,
 	if (len > max)
 		return fail(err, errlen, JWT_EMALFORMED,
 			    "token of %zu bytes (max %zu)", len, max);
+	end = token + len;
 
 	if ((dot1 = memchr(token, '.', len)) == NULL ||
 	    (dot2 = memchr(dot1 + 1, '.', (size_t)(end - dot1 - 1))) == NULL ||
@@ -1097,8 +1072,8 @@ jwt_verify(const struct jwt_keyring *kr, const struct jwt_policy *pol,
 			  "header not a JSON object: %s", json_strerror(rc));
 		goto out;
 	}
-	if ((rc = parse_header(&hd, &a, c.alg, c.kid, &has_kid, err,
-			       errlen)) != 0)
+	if ((rc = parse_header(&hd, &a, c.alg, c.kid, &has_kid, err, errlen)) !=
+	    0)
 		goto out;
 	if (!alg_configured(kr, a)) {
 		rc = fail(err, errlen, JWT_EALG, "alg %s not configured",
@@ -1107,8 +1082,8 @@ jwt_verify(const struct jwt_keyring *kr, const struct jwt_policy *pol,
 	}
 	/* The single HMAC secret needs no kid; a kid there is ignored. */
 	if (a->kind != KIND_HMAC &&
-	    (rc = pick_key(kr, a, has_kid ? c.kid : NULL, &key, err,
-			   errlen)) != 0)
+	    (rc = pick_key(kr, a, has_kid ? c.kid : NULL, &key, err, errlen)) !=
+		0)
 		goto out;
 	if (!verify_sig(kr, a, key, (const unsigned char *)token,
 			(size_t)(dot2 - token), sig, (size_t)sn)) {

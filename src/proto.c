@@ -114,12 +114,21 @@ proto_detach(struct conn *c)
 	UTIL_FREE(c->proto);
 }
 
+void
+proto_end(struct conn *c)
+{
+	if (c->proto != NULL) {
+		proto_auth_cleanup(c);
+		c->proto->ended = 1;
+	}
+}
+
 uint64_t
 proto_next_deadline(const struct conn *c)
 {
 	const struct proto_conn *p = c->proto;
 
-	if (p == NULL)
+	if (p == NULL || p->ended)
 		return 0;
 	switch (p->state) {
 	case PROTO_UNAUTH:
@@ -137,7 +146,7 @@ proto_on_deadline(struct conn *c, uint64_t now)
 {
 	struct proto_conn *p = c->proto;
 
-	if (p == NULL)
+	if (p == NULL || p->ended)
 		return;
 	if (p->state != PROTO_AUTHED) {
 		if (now >= p->auth_deadline_ms) {
@@ -176,8 +185,7 @@ rate_check(struct conn *c, int is_heartbeat)
 	const struct config *cfg = c->w->cfg;
 	struct proto_conn *p = c->proto;
 	uint64_t now = proto_now(c), retry;
-	double burst = cfg->rate_limit_burst ? (double)cfg->rate_limit_burst
-					     : (double)cfg->rate_limit_messages;
+	double burst = (double)config_rate_limit_burst(cfg);
 	char buf[512];
 	struct json_writer jw;
 

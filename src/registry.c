@@ -278,8 +278,7 @@ key_hash(const struct registry *r, const uint64_t *kw)
 	return (uint32_t)h;
 }
 
-static void
-reg_rebuild(struct registry *r);
+static void reg_rebuild(struct registry *r);
 
 static void
 reg_lock(struct registry *r)
@@ -288,7 +287,8 @@ reg_lock(struct registry *r)
 
 	if (rc == EOWNERDEAD) {
 		log_warnx("%s: pid %d died holding the registry lock, "
-			  "rebuilding the index", __func__, LD(r->holder));
+			  "rebuilding the index",
+			  __func__, LD(r->holder));
 		ST(r->holder, getpid());
 		reg_rebuild(r);
 		ST(r->repairs, LD(r->repairs) + 1);
@@ -601,21 +601,22 @@ registry_init(void *mem, size_t size, unsigned max_slots)
 	r->max_slots = max_slots;
 	r->nbuckets = nbuckets_for(max_slots);
 	r->slots_off = ALIGN64(sizeof(*r));
-	r->buckets_off[IDX_ORCH] = r->slots_off +
-	    ALIGN64((size_t)max_slots * sizeof(struct reg_slot));
-	r->buckets_off[IDX_ORG] = r->buckets_off[IDX_ORCH] +
+	r->buckets_off[IDX_ORCH] =
+	    r->slots_off + ALIGN64((size_t)max_slots * sizeof(struct reg_slot));
+	r->buckets_off[IDX_ORG] =
+	    r->buckets_off[IDX_ORCH] +
 	    ALIGN64(r->nbuckets * sizeof(struct reg_bucket));
 	r->size = need;
 	if (getrandom(&r->seed, sizeof(r->seed), GRND_NONBLOCK) !=
 	    (ssize_t)sizeof(r->seed))
-		r->seed = util_now_ms() ^ ((uint64_t)getpid() << 32) ^
-			  (uintptr_t)mem;
+		r->seed =
+		    util_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)mem;
 
 	if ((rc = pthread_mutexattr_init(&attr)) != 0 ||
 	    (rc = pthread_mutexattr_setpshared(&attr,
 					       PTHREAD_PROCESS_SHARED)) != 0 ||
-	    (rc = pthread_mutexattr_setrobust(&attr,
-					      PTHREAD_MUTEX_ROBUST)) != 0 ||
+	    (rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) !=
+		0 ||
 	    (rc = pthread_mutex_init(&r->lock, &attr)) != 0) {
 		errno = rc;
 		log_warn("%s: robust process-shared mutex", __func__);
@@ -658,8 +659,8 @@ registry_acquire(struct registry *r, const struct registry_entry *e,
 	state = e->state == REGISTRY_FREE ? REGISTRY_ACTIVE : e->state;
 
 	reg_lock(r);
-	pos = idx_find(r, IDX_ORCH, kw[ID_ORCH],
-		       key_hash(r, kw[ID_ORCH]), NULL);
+	pos =
+	    idx_find(r, IDX_ORCH, kw[ID_ORCH], key_hash(r, kw[ID_ORCH]), NULL);
 	if (pos != REG_NONE)
 		have = LD(table(r, IDX_ORCH)[pos].count);
 	if (have >= quota) {
@@ -787,9 +788,22 @@ registry_reap_worker(struct registry *r, unsigned worker, pid_t pid)
 	}
 	reg_unlock(r);
 	if (n > 0)
-		log_info("%s: freed %u slots of worker %u pid %ld", __func__,
-			 n, worker, (long)pid);
+		log_info("%s: freed %u slots of worker %u pid %ld", __func__, n,
+			 worker, (long)pid);
 	return n;
+}
+
+/* Count and mask of key kw in index k; 0 and no mask if absent. */
+static unsigned
+idx_get(struct registry *r, int k, const uint64_t *kw, uint32_t tag,
+	uint64_t *mask)
+{
+	uint32_t pos = idx_find(r, k, kw, tag, NULL);
+
+	if (pos == REG_NONE)
+		return 0;
+	*mask = LD(table(r, k)[pos].mask);
+	return LD(table(r, k)[pos].count);
 }
 
 /* Count and mask of one key, read optimistically under the seqlock. */
@@ -798,19 +812,17 @@ idx_read(struct registry *r, int k, const char *id, uint64_t *mask_out)
 {
 	uint64_t kw[REG_WORDS], mask = 0;
 	unsigned count = 0;
-	uint32_t tag, pos;
+	uint32_t tag;
 
 	if (key_make(kw, id) <= 0)
 		goto done;
 	tag = key_hash(r, kw);
 	for (int t = 0; t < REG_SPIN; t++) {
-		uint64_t s1 = atomic_load_explicit(&r->seq,
-						   memory_order_acquire);
+		uint64_t s1 =
+		    atomic_load_explicit(&r->seq, memory_order_acquire);
 
 		if ((s1 & 1) == 0) {
-			pos = idx_find(r, k, kw, tag, NULL);
-			count = pos == REG_NONE ? 0 : LD(table(r, k)[pos].count);
-			mask = pos == REG_NONE ? 0 : LD(table(r, k)[pos].mask);
+			count = idx_get(r, k, kw, tag, &mask);
 			atomic_thread_fence(memory_order_acquire);
 			if (LD(r->seq) == s1)
 				goto done;
@@ -823,9 +835,7 @@ idx_read(struct registry *r, int k, const char *id, uint64_t *mask_out)
 	 * odd: wait in line for the lock, which repairs in the second case.
 	 */
 	reg_lock(r);
-	pos = idx_find(r, k, kw, tag, NULL);
-	count = pos == REG_NONE ? 0 : LD(table(r, k)[pos].count);
-	mask = pos == REG_NONE ? 0 : LD(table(r, k)[pos].mask);
+	count = idx_get(r, k, kw, tag, &mask);
 	reg_unlock(r);
 done:
 	if (mask_out != NULL)
@@ -880,8 +890,8 @@ slot_snap(struct registry *r, uint32_t s, struct registry_entry *e)
 	struct reg_slot *sl = slot_at(r, s);
 
 	for (int t = 0; t < REG_SPIN; t++) {
-		uint32_t s1 = atomic_load_explicit(&sl->seq,
-						   memory_order_acquire);
+		uint32_t s1 =
+		    atomic_load_explicit(&sl->seq, memory_order_acquire);
 		uint32_t state;
 
 		if ((s1 & 1) == 0) {
@@ -958,6 +968,15 @@ registry_lock_holder(struct registry *r)
 	return LD(r->holder);
 }
 
+/* registry_check(): on a false condition, say why and fail. */
+#define VERIFY(cond, ...)                                                      \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			snprintf(err, len, __VA_ARGS__);                       \
+			return -1;                                             \
+		}                                                              \
+	} while (0)
+
 /* Check index k, bucket i and its chain; count its slots into *members. */
 static int
 check_bucket(struct registry *r, int k, uint32_t i, uint64_t *members,
@@ -967,90 +986,63 @@ check_bucket(struct registry *r, int k, uint32_t i, uint64_t *members,
 	uint32_t head = LD(b->head), prev = 0, n = 0, count = LD(b->count);
 	uint64_t kw[REG_WORDS], exact = 0, mask = LD(b->mask);
 
-	if (head > LD(r->hwm))
-		goto bad;
+	VERIFY(head <= LD(r->hwm), "index %d bucket %u: head %u", k, i, head);
 	key_load(kw, slot_at(r, head - 1)->id[k]);
-	if (LD(b->tag) != key_hash(r, kw) ||
-	    idx_find(r, k, kw, LD(b->tag), NULL) != i) {
-		snprintf(err, len, "index %d bucket %u: wrong tag or not "
-			 "reachable from its home", k, i);
-		return -1;
-	}
+	VERIFY(LD(b->tag) == key_hash(r, kw) &&
+		   idx_find(r, k, kw, LD(b->tag), NULL) == i,
+	       "index %d bucket %u: bad tag or unreachable", k, i);
 	for (uint32_t s = head; s != 0; s = LD(slot_at(r, s - 1)->next[k])) {
 		struct reg_slot *sl = slot_at(r, s - 1);
 
-		if (s > LD(r->hwm) || ++n > count ||
-		    LD(sl->state) == REGISTRY_FREE || LD(sl->prev[k]) != prev ||
-		    !key_eq(sl->id[k], kw))
-			goto bad;
+		VERIFY(s <= LD(r->hwm) && ++n <= count &&
+			   LD(sl->state) != REGISTRY_FREE &&
+			   LD(sl->prev[k]) == prev && key_eq(sl->id[k], kw),
+		       "index %d bucket %u: broken chain at slot %u", k, i,
+		       s - 1);
 		exact |= 1ull << LD(sl->worker);
 		prev = s;
 	}
-	if (n != count || (mask & exact) != exact ||
-	    (count <= REG_EXACT_MASK && mask != exact)) {
-		snprintf(err, len, "index %d bucket %u: count %u/%u, mask "
-			 "%#llx, exact %#llx", k, i, count, n,
-			 (unsigned long long)mask, (unsigned long long)exact);
-		return -1;
-	}
+	VERIFY(n == count && (mask & exact) == exact &&
+		   (count > REG_EXACT_MASK || mask == exact),
+	       "index %d bucket %u: count %u/%u, mask %#llx, exact %#llx", k, i,
+	       count, n, (unsigned long long)mask, (unsigned long long)exact);
 	*members += n;
 	return 0;
-bad:
-	snprintf(err, len, "index %d bucket %u: broken chain", k, i);
-	return -1;
 }
 
-int
-registry_check(struct registry *r, char *err, size_t len)
+static int
+check_locked(struct registry *r, char *err, size_t len)
 {
-	uint32_t hwm, nfree = 0, active = 0, with_org = 0, f;
+	uint32_t hwm = LD(r->hwm), nfree = 0, active = 0, with_org = 0;
 	uint32_t per_worker[REGISTRY_MAX_WORKERS] = {0};
-	int rc = -1;
 
-	reg_lock(r);
-	hwm = LD(r->hwm);
-	if (hwm > r->max_slots || (LD(r->seq) & 1)) {
-		snprintf(err, len, "header: hwm %u, seq odd %d", hwm,
-			 (int)(LD(r->seq) & 1));
-		goto out;
-	}
+	VERIFY(hwm <= r->max_slots && !(LD(r->seq) & 1), "header");
 	for (uint32_t s = 0; s < hwm; s++) {
 		struct reg_slot *sl = slot_at(r, s);
 		uint32_t state = LD(sl->state), w = LD(sl->worker);
 
-		if ((LD(sl->seq) & 1) || state >= REGISTRY_NSTATES ||
-		    (state != REGISTRY_FREE && w >= REGISTRY_MAX_WORKERS)) {
-			snprintf(err, len, "slot %u: seq %u state %u worker %u",
-				 s, LD(sl->seq), state, w);
-			goto out;
-		}
+		VERIFY(!(LD(sl->seq) & 1) && state < REGISTRY_NSTATES &&
+			   (state == REGISTRY_FREE || w < REGISTRY_MAX_WORKERS),
+		       "slot %u: seq %u state %u worker %u", s, LD(sl->seq),
+		       state, w);
 		if (state == REGISTRY_FREE)
 			continue;
 		active++;
 		per_worker[w]++;
 		with_org += slot_has_org(sl);
 	}
-	for (f = LD(r->free_head); f != 0;
-	     f = LD(slot_at(r, f - 1)->next[IDX_ORCH])) {
-		if (f > hwm || ++nfree > hwm ||
-		    LD(slot_at(r, f - 1)->state) != REGISTRY_FREE) {
-			snprintf(err, len, "free list: bad slot %u", f - 1);
-			goto out;
-		}
-	}
-	if (nfree + active != hwm || active != LD(r->active)) {
-		snprintf(err, len, "counts: free %u + active %u != hwm %u, "
-			 "active counter %u", nfree, active, hwm,
-			 LD(r->active));
-		goto out;
-	}
-	for (int w = 0; w < REGISTRY_MAX_WORKERS; w++) {
-		if (per_worker[w] != LD(r->per_worker[w])) {
-			snprintf(err, len, "worker %d: %u slots, counter %u", w,
-				 per_worker[w], LD(r->per_worker[w]));
-			goto out;
-		}
-	}
+	for (uint32_t f = LD(r->free_head); f != 0;
+	     f = LD(slot_at(r, f - 1)->next[IDX_ORCH]))
+		VERIFY(f <= hwm && ++nfree <= hwm &&
+			   LD(slot_at(r, f - 1)->state) == REGISTRY_FREE,
+		       "free list: bad slot %u", f - 1);
+	VERIFY(nfree + active == hwm && active == LD(r->active),
+	       "free %u + active %u != hwm %u, or active counter %u", nfree,
+	       active, hwm, LD(r->active));
+	for (int w = 0; w < REGISTRY_MAX_WORKERS; w++)
+		VERIFY(per_worker[w] == LD(r->per_worker[w]),
+		       "worker %d: %u slots, counter %u", w, per_worker[w],
+		       LD(r->per_worker[w]));
 	for (int k = 0; k < IDX_N; k++) {
 		uint64_t members = 0;
 		uint32_t keys = 0;
@@ -1060,23 +1052,28 @@ registry_check(struct registry *r, char *err, size_t len)
 				continue;
 			keys++;
 			if (check_bucket(r, k, i, &members, err, len) != 0)
-				goto out;
+				return -1;
 		}
 		/*
 		 * Chains are disjoint (prev links are checked), hold only used
 		 * slots of their key, and add up to every used slot: so each
 		 * used slot is in exactly the bucket of its key.
 		 */
-		if (keys != LD(r->nkeys[k]) ||
-		    members != (k == IDX_ORCH ? active : with_org)) {
-			snprintf(err, len, "index %d: %u keys (counter %u), "
-				 "%llu members", k, keys, LD(r->nkeys[k]),
-				 (unsigned long long)members);
-			goto out;
-		}
+		VERIFY(keys == LD(r->nkeys[k]) &&
+			   members == (k == IDX_ORCH ? active : with_org),
+		       "index %d: %u keys (counter %u), %llu members", k, keys,
+		       LD(r->nkeys[k]), (unsigned long long)members);
 	}
-	rc = 0;
-out:
+	return 0;
+}
+
+int
+registry_check(struct registry *r, char *err, size_t len)
+{
+	int rc;
+
+	reg_lock(r);
+	rc = check_locked(r, err, len);
 	reg_unlock(r);
 	return rc;
 }
@@ -1113,18 +1110,12 @@ registry_test_weak_hash(struct registry *r, unsigned nvalues)
 const char *
 registry_strerror(int rc)
 {
-	switch (rc) {
-	case REGISTRY_OK:
-		return "ok";
-	case REGISTRY_EQUOTA:
-		return "orchestrator connection quota reached";
-	case REGISTRY_EFULL:
-		return "connection registry full";
-	case REGISTRY_EINVAL:
-		return "invalid registry entry";
-	case REGISTRY_ESTALE:
-		return "registry slot not held by this connection";
-	default:
+	static const char *const msg[] = {
+	    "ok", "orchestrator connection quota reached",
+	    "connection registry full", "invalid registry entry",
+	    "registry slot not held by this connection"};
+
+	if (rc > 0 || -rc >= (int)UTIL_NELEM(msg))
 		return "unknown registry error";
-	}
+	return msg[-rc];
 }

@@ -188,6 +188,7 @@ wsconn_close(struct conn *c, unsigned code, const char *reason)
 		outq_drop_unstarted(&c->q); /* nothing queued behind it */
 		ws->slow = 1;
 	}
+	proto_end(c);
 	n = ws_close_frame(frame, code, reason);
 	b = outbuf_from(frame, n);
 	conn_queue(c, b, 0);

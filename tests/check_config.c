@@ -22,29 +22,19 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "check_config.h"
 #include "orchd/config.h"
 #include "orchd/util.h"
 
-#ifndef TEST_SRCDIR
-#error "TEST_SRCDIR must be defined (the tests/ source directory)"
-#endif
 #ifndef ORCHD_RUNSTATEDIR
 #define ORCHD_RUNSTATEDIR "/var/run"
 #endif
 
-#define DATA TEST_SRCDIR "/data/config"
-#define MAX_ERRS 128
-
-static char tmpdir[] = "/tmp/check_config.XXXXXX";
+char tmpdir[] = "/tmp/check_config.XXXXXX";
 
 static const char *const env_names[] = {
 	"DAEMON_JWT_SECRET", "WS_HEARTBEAT_INTERVAL", "WS_AUTH_TIMEOUT",
 	"WS_MAX_CONNECTIONS_PER_VP", "WS_PATH",
-};
-
-struct errs {
-	int n;
-	char *msg[MAX_ERRS];
 };
 
 static void
@@ -58,7 +48,7 @@ collect(void *arg, const char *msg)
 	e->n++;
 }
 
-static void
+void
 errs_free(struct errs *e)
 {
 	for (int i = 0; i < e->n && i < MAX_ERRS; i++)
@@ -66,14 +56,14 @@ errs_free(struct errs *e)
 	memset(e, 0, sizeof(*e));
 }
 
-static int
+int
 has_prefix(const char *s, const char *prefix)
 {
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
 /* Parse text as "t.conf"; the caller frees *cfgp and *e. */
-static int
+int
 load_text(struct config **cfgp, const char *text, struct errs *e)
 {
 	memset(e, 0, sizeof(*e));
@@ -81,7 +71,7 @@ load_text(struct config **cfgp, const char *text, struct errs *e)
 	return config_load_string(*cfgp, "t.conf", text, collect, e);
 }
 
-static int
+int
 load_file(struct config **cfgp, const char *path, struct errs *e)
 {
 	memset(e, 0, sizeof(*e));
@@ -89,16 +79,7 @@ load_file(struct config **cfgp, const char *path, struct errs *e)
 	return config_load(*cfgp, path, collect, e);
 }
 
-/*
- * Assert the parse of text reports exactly nerr errors, the first starting
- * with prefix and containing substr.
- */
-#define EXPECT1(text, prefix, substr)                                          \
-	expectn(__LINE__, text, 1, prefix, substr)
-#define EXPECTN(text, nerr, prefix, substr)                                    \
-	expectn(__LINE__, text, nerr, prefix, substr)
-
-static void
+void
 expectn(int line, const char *text, int nerr, const char *prefix,
 	const char *substr)
 {
@@ -119,10 +100,7 @@ expectn(int line, const char *text, int nerr, const char *prefix,
 	config_free(cfg);
 }
 
-/* Assert text parses without error. */
-#define EXPECT0(text) expect0(__LINE__, text)
-
-static void
+void
 expect0(int line, const char *text)
 {
 	struct config *cfg;
@@ -135,8 +113,7 @@ expect0(int line, const char *text)
 	config_free(cfg);
 }
 
-/* Write a file in the temp dir; its path goes to out. */
-static void
+void
 write_tmp(char *out, size_t len, const char *name, const char *data,
 	  size_t n)
 {
@@ -149,7 +126,7 @@ write_tmp(char *out, size_t len, const char *name, const char *data,
 	ck_assert_int_eq(fclose(fp), 0);
 }
 
-static char *
+char *
 dump_text(const struct config *cfg)
 {
 	char *buf = NULL;
@@ -191,8 +168,7 @@ assert_str_same(const char *what, const char *a, const char *b)
 			      a, b);
 }
 
-/* Every field but path (which names the source). */
-static void
+void
 assert_same(const struct config *a, const struct config *b)
 {
 	ck_assert_int_eq(a->nlisten, b->nlisten);
@@ -252,10 +228,29 @@ assert_same(const struct config *a, const struct config *b)
 	ck_assert_uint_eq(a->ws_compression_min_size,
 			  b->ws_compression_min_size);
 	ck_assert_uint_eq(a->max_send_queue, b->max_send_queue);
+	ck_assert_uint_eq(a->njwt_public_keys, b->njwt_public_keys);
+	for (size_t i = 0; i < a->njwt_public_keys; i++) {
+		ck_assert_str_eq(a->jwt_public_keys[i], b->jwt_public_keys[i]);
+		assert_str_same("kid", a->jwt_public_key_kids[i],
+				b->jwt_public_key_kids[i]);
+	}
+	assert_str_same("jwt_issuer", a->jwt_issuer, b->jwt_issuer);
+	assert_str_same("jwt_audience", a->jwt_audience, b->jwt_audience);
+	ck_assert_uint_eq(a->jwt_leeway_ms, b->jwt_leeway_ms);
+	ck_assert_uint_eq(a->nrequired_scopes, b->nrequired_scopes);
+	for (size_t i = 0; i < a->nrequired_scopes; i++)
+		ck_assert_str_eq(a->required_scopes[i], b->required_scopes[i]);
+	ck_assert_int_eq(a->revocation_check, b->revocation_check);
+	ck_assert_uint_eq(a->rate_limit_messages, b->rate_limit_messages);
+	ck_assert_uint_eq(a->rate_limit_burst, b->rate_limit_burst);
+	ck_assert_uint_eq(a->rate_limit_grace_ms, b->rate_limit_grace_ms);
+	ck_assert_uint_eq(a->connection_rate_per_address,
+			  b->connection_rate_per_address);
+	ck_assert_uint_eq(a->redis_timeout_ms, b->redis_timeout_ms);
+	ck_assert_uint_eq(a->session_ttl_ms, b->session_ttl_ms);
 }
 
-/* Dump cfg, parse the dump, and require the very same config back. */
-static void
+void
 assert_round_trip(const struct config *cfg)
 {
 	struct config *again;
@@ -399,7 +394,20 @@ START_TEST(test_every_directive)
 		 "ws_compression off\n"
 		 "ws_compression_level 9\n"
 		 "ws_compression_min_size 1k\n"
-		 "max_send_queue 256k\n",
+		 "max_send_queue 256k\n"
+		 "redis_timeout 500ms\n"
+		 "session_ttl 2m\n"
+		 "jwt_public_key " DATA "/jwt-es256.pub.pem\n"
+		 "jwt_public_key " DATA "/jwt-rs256.pub.pem rsa-1\n"
+		 "jwt_issuer https://auth.example.com\n"
+		 "jwt_audience \"orchd daemons\"\n"
+		 "jwt_leeway 5s\n"
+		 "required_scopes messages:read vp:status\n"
+		 "revocation_check best-effort\n"
+		 "rate_limit_messages 600\n"
+		 "rate_limit_burst 50\n"
+		 "rate_limit_grace 0\n"
+		 "connection_rate_per_address 20\n",
 		 logf, secret, cert, key, inc);
 
 	/* The test stays complete when a directive is added to the table. */
@@ -470,6 +478,24 @@ START_TEST(test_every_directive)
 	ck_assert_uint_eq(cfg->ws_compression_level, 9);
 	ck_assert_uint_eq(cfg->ws_compression_min_size, 1024);
 	ck_assert_uint_eq(cfg->max_send_queue, 262144);
+	ck_assert_uint_eq(cfg->redis_timeout_ms, 500);
+	ck_assert_uint_eq(cfg->session_ttl_ms, 120000);
+	ck_assert_uint_eq(cfg->njwt_public_keys, 2);
+	ck_assert_str_eq(cfg->jwt_public_keys[0], DATA "/jwt-es256.pub.pem");
+	ck_assert_ptr_null(cfg->jwt_public_key_kids[0]);
+	ck_assert_str_eq(cfg->jwt_public_keys[1], DATA "/jwt-rs256.pub.pem");
+	ck_assert_str_eq(cfg->jwt_public_key_kids[1], "rsa-1");
+	ck_assert_str_eq(cfg->jwt_issuer, "https://auth.example.com");
+	ck_assert_str_eq(cfg->jwt_audience, "orchd daemons");
+	ck_assert_uint_eq(cfg->jwt_leeway_ms, 5000);
+	ck_assert_uint_eq(cfg->nrequired_scopes, 2);
+	ck_assert_str_eq(cfg->required_scopes[0], "messages:read");
+	ck_assert_str_eq(cfg->required_scopes[1], "vp:status");
+	ck_assert_int_eq(cfg->revocation_check, CONFIG_REVOCATION_BEST_EFFORT);
+	ck_assert_uint_eq(cfg->rate_limit_messages, 600);
+	ck_assert_uint_eq(cfg->rate_limit_burst, 50);
+	ck_assert_uint_eq(cfg->rate_limit_grace_ms, 0);
+	ck_assert_uint_eq(cfg->connection_rate_per_address, 20);
 	assert_round_trip(cfg);
 	errs_free(&e);
 	config_free(cfg);
@@ -1043,15 +1069,7 @@ END_TEST
 
 /* ---- the HTTP and WebSocket transport directives ------------------------ */
 
-/* Each bad form of a SIZE or DURATION value, and both ends of its range. */
-struct range_case {
-	const char *name;
-	const char *lo, *hi;       /* accepted, in the form -T writes */
-	const char *below, *above; /* refused; below NULL: range starts at 0 */
-	const char *range;         /* as the message writes it */
-};
-
-static void
+void
 check_range(const struct range_case *rc, const char *notword,
 	    const char *const *malformed, size_t nmalformed,
 	    const char *overflow)
@@ -2204,6 +2222,8 @@ config_suite(void)
 	tcase_add_test(tc, test_sample_config);
 	tcase_add_test(tc, test_man_page);
 	suite_add_tcase(s, tc);
+
+	add_protocol_tests(s);
 	return s;
 }
 

@@ -114,8 +114,7 @@ START_TEST(test_all_types)
 	ck_assert_int_eq(json_get_int64(d, json_obj_get(d, root, "neg"), &i),
 			 0);
 	ck_assert_int_eq(i, -7);
-	ck_assert_int_eq(json_get_double(d, json_obj_get(d, root, "d"), &x),
-			 0);
+	ck_assert_int_eq(json_get_double(d, json_obj_get(d, root, "d"), &x), 0);
 	ck_assert(x == 150.0);
 	ck_assert_int_eq(json_get_bool(d, json_obj_get(d, root, "t"), &b), 0);
 	ck_assert(b);
@@ -167,14 +166,10 @@ START_TEST(test_top_level_scalars)
 		enum json_type ty;
 		const char *raw;
 	} c[] = {
-		{"1", JSON_NUMBER, "1"},
-		{" -0.5e-3 ", JSON_NUMBER, "-0.5e-3"},
-		{"true", JSON_BOOL, "true"},
-		{"\tfalse\n", JSON_BOOL, "false"},
-		{"null", JSON_NULL, "null"},
-		{"\"s\"", JSON_STRING, "\"s\""},
-		{" [] ", JSON_ARRAY, "[]"},
-		{"{}", JSON_OBJECT, "{}"},
+	    {"1", JSON_NUMBER, "1"},     {" -0.5e-3 ", JSON_NUMBER, "-0.5e-3"},
+	    {"true", JSON_BOOL, "true"}, {"\tfalse\n", JSON_BOOL, "false"},
+	    {"null", JSON_NULL, "null"}, {"\"s\"", JSON_STRING, "\"s\""},
+	    {" [] ", JSON_ARRAY, "[]"},  {"{}", JSON_OBJECT, "{}"},
 	};
 
 	for (size_t k = 0; k < sizeof(c) / sizeof(c[0]); k++) {
@@ -200,9 +195,10 @@ START_TEST(test_string_escapes)
 	struct tdoc t;
 	struct json_doc *d = &t.d;
 
-	tparse(&t, "[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"\\u0041\\u00e9\\u20AC\","
-		   "\"\\ud83d\\ude00\", \"\\uD834\\uDD1E\", \"\\udbff\\udfff\","
-		   "\"caf\xc3\xa9 \xf0\x9f\x98\x80\x7f\", \"\", \"a\\u0000b\"]");
+	tparse(&t,
+	       "[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"\\u0041\\u00e9\\u20AC\","
+	       "\"\\ud83d\\ude00\", \"\\uD834\\uDD1E\", \"\\udbff\\udfff\","
+	       "\"caf\xc3\xa9 \xf0\x9f\x98\x80\x7f\", \"\", \"a\\u0000b\"]");
 	assert_str(d, json_array_get(d, 0, 0), "\"\\/\b\f\n\r\t", 8);
 	assert_str(d, json_array_get(d, 0, 1), "A\xc3\xa9\xe2\x82\xac", 6);
 	assert_str(d, json_array_get(d, 0, 2), "\xf0\x9f\x98\x80", 4);
@@ -245,6 +241,25 @@ START_TEST(test_get_string_bounds)
 			 JSON_E_NOTFOUND);
 	tfree(&t);
 
+	/* Every capacity, in exact-size heap buffers: ASan sees overflows. */
+	tparse(&t, "\"plain run \\u00e9\\n\\ud83d\\ude00 another run\"");
+	for (size_t cap = 0; cap <= 32; cap++) {
+		char *o = cap ? malloc(cap) : NULL;
+		int rc = json_get_string(&t.d, 0, o, cap, &n);
+
+		ck_assert_uint_eq(n, 29);
+		if (cap <= 29) {
+			ck_assert_int_eq(rc, JSON_E_NOSPACE);
+			ck_assert(cap == 0 || o[0] == '\0');
+		} else {
+			ck_assert_int_eq(rc, 0);
+			ck_assert_str_eq(o, "plain run \xc3\xa9\n"
+					    "\xf0\x9f\x98\x80 another run");
+		}
+		free(o);
+	}
+	tfree(&t);
+
 	tparse(&t, "[12]");
 	ck_assert_int_eq(json_get_string(&t.d, 1, out, sizeof(out), &n),
 			 JSON_E_TYPE);
@@ -260,7 +275,8 @@ START_TEST(test_obj_get_keys)
 	struct json_doc *d = &t.d;
 	int64_t v;
 
-	tparse(&t, "{\"a\\u0062\":1,\"dup\":2,\"dup\":3,\"\":4,\"n\":{\"ab\":5},"
+	tparse(&t, "{\"a\\u0063\":0,\"a\\u0062\":1,\"dup\":2,\"dup\":3,\"\":4,"
+		   "\"n\":{\"ab\":5},"
 		   "\"\\u00e9\":6,\"x\\u0000y\":7,\"ab\":8}");
 	/* Escaped key matches after unescaping; first of two "ab" wins. */
 	ck_assert_int_eq(json_get_int64(d, json_obj_get(d, 0, "ab"), &v), 0);
@@ -273,19 +289,20 @@ START_TEST(test_obj_get_keys)
 			 0);
 	ck_assert_int_eq(v, 6);
 	/* Nested keys are not top-level keys; prefixes do not match. */
-	ck_assert_int_eq(json_get_int64(d,
-					json_obj_get(d, json_obj_get(d, 0, "n"),
-						     "ab"),
-					&v),
-			 0);
+	ck_assert_int_eq(
+	    json_get_int64(d, json_obj_get(d, json_obj_get(d, 0, "n"), "ab"),
+			   &v),
+	    0);
 	ck_assert_int_eq(v, 5);
 	ck_assert_int_eq(json_obj_get(d, 0, "a"), -1);
 	ck_assert_int_eq(json_obj_get(d, 0, "abc"), -1);
 	ck_assert_int_eq(json_obj_get(d, 0, "x"), -1);
 	ck_assert_int_eq(json_obj_get(d, 0, "\xc3"), -1);
-	ck_assert(json_str_eq(d, 1, "ab"));
-	ck_assert(!json_str_eq(d, 1, "a"));
-	ck_assert(!json_str_eq(d, 1, "abc"));
+	ck_assert(json_str_eq(d, 1, "ac"));
+	ck_assert(!json_str_eq(d, 1, "ab"));
+	ck_assert(json_str_eq(d, 3, "ab"));
+	ck_assert(!json_str_eq(d, 3, "a"));
+	ck_assert(!json_str_eq(d, 3, "abc"));
 	ck_assert(!json_str_eq(d, 0, "ab"));
 	tfree(&t);
 }
@@ -405,129 +422,130 @@ static const struct bad {
 	size_t n; /* 0: strlen(s) */
 	int err;
 } bad[] = {
-	/* numbers */
-	{"01", 0, JSON_E_NUMBER},
-	{"[01]", 0, JSON_E_NUMBER},
-	{"[-01]", 0, JSON_E_NUMBER},
-	{"[00]", 0, JSON_E_NUMBER},
-	{"-", 0, JSON_E_TRUNCATED},
-	{"[-]", 0, JSON_E_NUMBER},
-	{"[- 1]", 0, JSON_E_NUMBER},
-	{"1.", 0, JSON_E_TRUNCATED},
-	{"[1.]", 0, JSON_E_NUMBER},
-	{"[1.e5]", 0, JSON_E_NUMBER},
-	{".5", 0, JSON_E_NUMBER},
-	{"[.5]", 0, JSON_E_NUMBER},
-	{"1e", 0, JSON_E_TRUNCATED},
-	{"[1e]", 0, JSON_E_NUMBER},
-	{"[1e+]", 0, JSON_E_NUMBER},
-	{"[1E-x]", 0, JSON_E_NUMBER},
-	{"+1", 0, JSON_E_NUMBER},
-	{"[1.2.3]", 0, JSON_E_NUMBER},
-	{"[0x10]", 0, JSON_E_NUMBER},
-	{"[1-2]", 0, JSON_E_NUMBER},
-	{"[1a]", 0, JSON_E_NUMBER},
-	{"NaN", 0, JSON_E_SYNTAX},
-	{"[NaN]", 0, JSON_E_SYNTAX},
-	{"Infinity", 0, JSON_E_SYNTAX},
-	{"[-Infinity]", 0, JSON_E_NUMBER},
-	/* literals */
-	{"tru", 0, JSON_E_TRUNCATED},
-	{"[tru]", 0, JSON_E_LITERAL},
-	{"[truex]", 0, JSON_E_LITERAL},
-	{"[nul]", 0, JSON_E_LITERAL},
-	{"[nulL]", 0, JSON_E_LITERAL},
-	{"[fals]", 0, JSON_E_LITERAL},
-	{"[True]", 0, JSON_E_SYNTAX},
-	{"[undefined]", 0, JSON_E_SYNTAX},
-	/* strings */
-	{"\"\\x\"", 0, JSON_E_ESCAPE},
-	{"\"\\'\"", 0, JSON_E_ESCAPE},
-	{"\"\\U0041\"", 0, JSON_E_ESCAPE},
-	{"\"\\u12G4\"", 0, JSON_E_ESCAPE},
-	{"\"\\u12\"", 0, JSON_E_ESCAPE},
-	{"\"\\ud800\"", 0, JSON_E_SURROGATE},
-	{"\"\\udc00\"", 0, JSON_E_SURROGATE},
-	{"\"\\udfff\\udfff\"", 0, JSON_E_SURROGATE},
-	{"\"\\ud800\\u0041\"", 0, JSON_E_SURROGATE},
-	{"\"\\ud800\\ud800\"", 0, JSON_E_SURROGATE},
-	{"\"\\ud800\\n\"", 0, JSON_E_SURROGATE},
-	{"\"\\ud800x\"", 0, JSON_E_SURROGATE},
-	{"[\"\\ud83d\"]", 0, JSON_E_SURROGATE},
-	{"\"a\tb\"", 0, JSON_E_CTRL},
-	{"\"a\nb\"", 0, JSON_E_CTRL},
-	{"\"\x1f\"", 0, JSON_E_CTRL},
-	{"\"a\0b\"", 5, JSON_E_CTRL},
-	{"'a'", 0, JSON_E_SYNTAX},
-	{"\"abc", 0, JSON_E_TRUNCATED},
-	{"[\"a", 0, JSON_E_TRUNCATED},
-	{"\"\\", 0, JSON_E_TRUNCATED},
-	{"\"\\u00", 0, JSON_E_TRUNCATED},
-	{"\"\\ud800", 0, JSON_E_TRUNCATED},
-	{"\"\\ud800\\", 0, JSON_E_TRUNCATED},
-	{"\"\\ud800\\udc", 0, JSON_E_TRUNCATED},
-	/* structure */
-	{"[1,]", 0, JSON_E_SYNTAX},
-	{"{\"a\":1,}", 0, JSON_E_SYNTAX},
-	{"[,1]", 0, JSON_E_SYNTAX},
-	{"[1,,2]", 0, JSON_E_SYNTAX},
-	{"[1 2]", 0, JSON_E_SYNTAX},
-	{"{\"a\" 1}", 0, JSON_E_SYNTAX},
-	{"{\"a\":1 \"b\":2}", 0, JSON_E_SYNTAX},
-	{"{'a':1}", 0, JSON_E_SYNTAX},
-	{"['a']", 0, JSON_E_SYNTAX},
-	{"{a:1}", 0, JSON_E_SYNTAX},
-	{"{\"a\"}", 0, JSON_E_SYNTAX},
-	{"{:1}", 0, JSON_E_SYNTAX},
-	{"{\"a\":}", 0, JSON_E_SYNTAX},
-	{"{\"a\"::1}", 0, JSON_E_SYNTAX},
-	{"{1:2}", 0, JSON_E_SYNTAX},
-	{"{null:2}", 0, JSON_E_SYNTAX},
-	{"[1:2]", 0, JSON_E_SYNTAX},
-	{"{\"a\":1:2}", 0, JSON_E_SYNTAX},
-	{"[}", 0, JSON_E_SYNTAX},
-	{"{]", 0, JSON_E_SYNTAX},
-	{"[[]}", 0, JSON_E_SYNTAX},
-	{"]", 0, JSON_E_SYNTAX},
-	{"}", 0, JSON_E_SYNTAX},
-	{",", 0, JSON_E_SYNTAX},
-	{":", 0, JSON_E_SYNTAX},
-	{"/*c*/{}", 0, JSON_E_SYNTAX},
-	{"[1,/*c*/2]", 0, JSON_E_SYNTAX},
-	{"{\"a\":{\"b\":[}}", 0, JSON_E_SYNTAX},
-	{"[\v1]", 0, JSON_E_SYNTAX},
-	{"[\f1]", 0, JSON_E_SYNTAX},
-	{"\xef\xbb\xbf{}", 0, JSON_E_SYNTAX}, /* BOM */
-	{"[\"a\"\xc3\xa9]", 0, JSON_E_SYNTAX},
-	{"", 0, JSON_E_TRUNCATED},
-	{" \n\t\r ", 0, JSON_E_TRUNCATED},
-	{"[", 0, JSON_E_TRUNCATED},
-	{"{", 0, JSON_E_TRUNCATED},
-	{"{\"a\"", 0, JSON_E_TRUNCATED},
-	{"{\"a\":", 0, JSON_E_TRUNCATED},
-	{"[1", 0, JSON_E_TRUNCATED},
-	{"[[1]", 0, JSON_E_TRUNCATED},
-	/* trailing garbage */
-	{"{\"a\":1}//c", 0, JSON_E_TRAILING},
-	{"{\"a\":1} x", 0, JSON_E_TRAILING},
-	{"{} {}", 0, JSON_E_TRAILING},
-	{"[]]", 0, JSON_E_TRAILING},
-	{"{\"a\":1}}", 0, JSON_E_TRAILING},
-	{"1 2", 0, JSON_E_TRAILING},
-	{"\"a\"\"b\"", 0, JSON_E_TRAILING},
-	{"{\"a\":1}\0", 8, JSON_E_TRAILING},
-	{"[1]\xc2\xa0", 0, JSON_E_TRAILING}, /* NBSP is not whitespace */
-	/* UTF-8 */
-	{"\"\xff\"", 0, JSON_E_UTF8},
-	{"\"\xc3\"", 0, JSON_E_UTF8},
-	{"\"\xc0\xaf\"", 0, JSON_E_UTF8},
-	{"\"\xe0\x80\xaf\"", 0, JSON_E_UTF8},
-	{"\"\xed\xa0\x80\"", 0, JSON_E_UTF8},
-	{"\"\xf4\x90\x80\x80\"", 0, JSON_E_UTF8},
-	{"\"\xf0\x9f\x98\"", 0, JSON_E_UTF8},
-	{"[1]\xff", 0, JSON_E_UTF8},
-	{"{\"\xe9\":1}", 0, JSON_E_UTF8},
-	{"\x80", 0, JSON_E_UTF8},
+    /* numbers */
+    {"01", 0, JSON_E_NUMBER},
+    {"[01]", 0, JSON_E_NUMBER},
+    {"[-01]", 0, JSON_E_NUMBER},
+    {"[00]", 0, JSON_E_NUMBER},
+    {"-", 0, JSON_E_TRUNCATED},
+    {"[-]", 0, JSON_E_NUMBER},
+    {"[- 1]", 0, JSON_E_NUMBER},
+    {"1.", 0, JSON_E_TRUNCATED},
+    {"[1.]", 0, JSON_E_NUMBER},
+    {"[1.e5]", 0, JSON_E_NUMBER},
+    {".5", 0, JSON_E_NUMBER},
+    {"[.5]", 0, JSON_E_NUMBER},
+    {"1e", 0, JSON_E_TRUNCATED},
+    {"[1e]", 0, JSON_E_NUMBER},
+    {"[1e+]", 0, JSON_E_NUMBER},
+    {"[1E-x]", 0, JSON_E_NUMBER},
+    {"+1", 0, JSON_E_NUMBER},
+    {"[1.2.3]", 0, JSON_E_NUMBER},
+    {"[0x10]", 0, JSON_E_NUMBER},
+    {"[1-2]", 0, JSON_E_NUMBER},
+    {"[1a]", 0, JSON_E_NUMBER},
+    {"NaN", 0, JSON_E_SYNTAX},
+    {"[NaN]", 0, JSON_E_SYNTAX},
+    {"Infinity", 0, JSON_E_SYNTAX},
+    {"[-Infinity]", 0, JSON_E_NUMBER},
+    /* literals */
+    {"tru", 0, JSON_E_TRUNCATED},
+    {"[tru]", 0, JSON_E_LITERAL},
+    {"[truex]", 0, JSON_E_LITERAL},
+    {"[nul]", 0, JSON_E_LITERAL},
+    {"[nulL]", 0, JSON_E_LITERAL},
+    {"[fals]", 0, JSON_E_LITERAL},
+    {"[True]", 0, JSON_E_SYNTAX},
+    {"[undefined]", 0, JSON_E_SYNTAX},
+    /* strings */
+    {"\"\\x\"", 0, JSON_E_ESCAPE},
+    {"\"\\'\"", 0, JSON_E_ESCAPE},
+    {"\"\\U0041\"", 0, JSON_E_ESCAPE},
+    {"\"\\u12G4\"", 0, JSON_E_ESCAPE},
+    {"\"\\u12\"", 0, JSON_E_ESCAPE},
+    {"\"\\ud800\"", 0, JSON_E_SURROGATE},
+    {"\"\\udc00\"", 0, JSON_E_SURROGATE},
+    {"\"\\udfff\\udfff\"", 0, JSON_E_SURROGATE},
+    {"\"\\ud800\\u0041\"", 0, JSON_E_SURROGATE},
+    {"\"\\ud800\\ud800\"", 0, JSON_E_SURROGATE},
+    {"\"\\ud800\\ue000\"", 0, JSON_E_SURROGATE},
+    {"\"\\ud800\\n\"", 0, JSON_E_SURROGATE},
+    {"\"\\ud800x\"", 0, JSON_E_SURROGATE},
+    {"[\"\\ud83d\"]", 0, JSON_E_SURROGATE},
+    {"\"a\tb\"", 0, JSON_E_CTRL},
+    {"\"a\nb\"", 0, JSON_E_CTRL},
+    {"\"\x1f\"", 0, JSON_E_CTRL},
+    {"\"a\0b\"", 5, JSON_E_CTRL},
+    {"'a'", 0, JSON_E_SYNTAX},
+    {"\"abc", 0, JSON_E_TRUNCATED},
+    {"[\"a", 0, JSON_E_TRUNCATED},
+    {"\"\\", 0, JSON_E_TRUNCATED},
+    {"\"\\u00", 0, JSON_E_TRUNCATED},
+    {"\"\\ud800", 0, JSON_E_TRUNCATED},
+    {"\"\\ud800\\", 0, JSON_E_TRUNCATED},
+    {"\"\\ud800\\udc", 0, JSON_E_TRUNCATED},
+    /* structure */
+    {"[1,]", 0, JSON_E_SYNTAX},
+    {"{\"a\":1,}", 0, JSON_E_SYNTAX},
+    {"[,1]", 0, JSON_E_SYNTAX},
+    {"[1,,2]", 0, JSON_E_SYNTAX},
+    {"[1 2]", 0, JSON_E_SYNTAX},
+    {"{\"a\" 1}", 0, JSON_E_SYNTAX},
+    {"{\"a\":1 \"b\":2}", 0, JSON_E_SYNTAX},
+    {"{'a':1}", 0, JSON_E_SYNTAX},
+    {"['a']", 0, JSON_E_SYNTAX},
+    {"{a:1}", 0, JSON_E_SYNTAX},
+    {"{\"a\"}", 0, JSON_E_SYNTAX},
+    {"{:1}", 0, JSON_E_SYNTAX},
+    {"{\"a\":}", 0, JSON_E_SYNTAX},
+    {"{\"a\"::1}", 0, JSON_E_SYNTAX},
+    {"{1:2}", 0, JSON_E_SYNTAX},
+    {"{null:2}", 0, JSON_E_SYNTAX},
+    {"[1:2]", 0, JSON_E_SYNTAX},
+    {"{\"a\":1:2}", 0, JSON_E_SYNTAX},
+    {"[}", 0, JSON_E_SYNTAX},
+    {"{]", 0, JSON_E_SYNTAX},
+    {"[[]}", 0, JSON_E_SYNTAX},
+    {"]", 0, JSON_E_SYNTAX},
+    {"}", 0, JSON_E_SYNTAX},
+    {",", 0, JSON_E_SYNTAX},
+    {":", 0, JSON_E_SYNTAX},
+    {"/*c*/{}", 0, JSON_E_SYNTAX},
+    {"[1,/*c*/2]", 0, JSON_E_SYNTAX},
+    {"{\"a\":{\"b\":[}}", 0, JSON_E_SYNTAX},
+    {"[\v1]", 0, JSON_E_SYNTAX},
+    {"[\f1]", 0, JSON_E_SYNTAX},
+    {"\xef\xbb\xbf{}", 0, JSON_E_SYNTAX}, /* BOM */
+    {"[\"a\"\xc3\xa9]", 0, JSON_E_SYNTAX},
+    {"", 0, JSON_E_TRUNCATED},
+    {" \n\t\r ", 0, JSON_E_TRUNCATED},
+    {"[", 0, JSON_E_TRUNCATED},
+    {"{", 0, JSON_E_TRUNCATED},
+    {"{\"a\"", 0, JSON_E_TRUNCATED},
+    {"{\"a\":", 0, JSON_E_TRUNCATED},
+    {"[1", 0, JSON_E_TRUNCATED},
+    {"[[1]", 0, JSON_E_TRUNCATED},
+    /* trailing garbage */
+    {"{\"a\":1}//c", 0, JSON_E_TRAILING},
+    {"{\"a\":1} x", 0, JSON_E_TRAILING},
+    {"{} {}", 0, JSON_E_TRAILING},
+    {"[]]", 0, JSON_E_TRAILING},
+    {"{\"a\":1}}", 0, JSON_E_TRAILING},
+    {"1 2", 0, JSON_E_TRAILING},
+    {"\"a\"\"b\"", 0, JSON_E_TRAILING},
+    {"{\"a\":1}\0", 8, JSON_E_TRAILING},
+    {"[1]\xc2\xa0", 0, JSON_E_TRAILING}, /* NBSP is not whitespace */
+    /* UTF-8 */
+    {"\"\xff\"", 0, JSON_E_UTF8},
+    {"\"\xc3\"", 0, JSON_E_UTF8},
+    {"\"\xc0\xaf\"", 0, JSON_E_UTF8},
+    {"\"\xe0\x80\xaf\"", 0, JSON_E_UTF8},
+    {"\"\xed\xa0\x80\"", 0, JSON_E_UTF8},
+    {"\"\xf4\x90\x80\x80\"", 0, JSON_E_UTF8},
+    {"\"\xf0\x9f\x98\"", 0, JSON_E_UTF8},
+    {"[1]\xff", 0, JSON_E_UTF8},
+    {"{\"\xe9\":1}", 0, JSON_E_UTF8},
+    {"\x80", 0, JSON_E_UTF8},
 };
 
 START_TEST(test_malformed)
@@ -545,13 +563,27 @@ END_TEST
 START_TEST(test_valid_edge_cases)
 {
 	static const char *ok[] = {
-		"0", "-0", "0.0", "-0.0e-0", "1E+2", "1e-02", "[0,1,-1]",
-		"123456789", "\"\x7f\"", "\"\\u0000\"", "\"/\"",
-		"{\"\":\"\"}", "[[[[[]]]]]", "{\"a\":{\"a\":{\"a\":{}}}}",
-		"[true,false,null]", "{\"a\":null}",
-		" \t\r\n[ \t\r\n1 \t\r\n, \t\r\n2 \t\r\n] \t\r\n",
-		"{ \"a\" : 1 , \"b\" : [ ] }", "\"\xf4\x8f\xbf\xbf\"",
-		"\"\xe2\x80\xa8\"", "\"\\ud7ff\\ue000\\uffff\"",
+	    "0",
+	    "-0",
+	    "0.0",
+	    "-0.0e-0",
+	    "1E+2",
+	    "1e-02",
+	    "[0,1,-1]",
+	    "123456789",
+	    "\"\x7f\"",
+	    "\"\\u0000\"",
+	    "\"/\"",
+	    "{\"\":\"\"}",
+	    "[[[[[]]]]]",
+	    "{\"a\":{\"a\":{\"a\":{}}}}",
+	    "[true,false,null]",
+	    "{\"a\":null}",
+	    " \t\r\n[ \t\r\n1 \t\r\n, \t\r\n2 \t\r\n] \t\r\n",
+	    "{ \"a\" : 1 , \"b\" : [ ] }",
+	    "\"\xf4\x8f\xbf\xbf\"",
+	    "\"\xe2\x80\xa8\"",
+	    "\"\\ud7ff\\ue000\\uffff\"",
 	};
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
@@ -565,10 +597,10 @@ START_TEST(test_error_offsets)
 		const char *s;
 		size_t off;
 	} c[] = {
-		{"[1, 01]", 5},	    {"{\"a\":1,}", 7},	 {"\"ab\\x\"", 3},
-		{"[1]\xff", 3},	    {"[\"\xc3(\"]", 3}, {"[1 2]", 3},
-		{"{} x", 3},	    {"[\"a\tb\"]", 3},	 {"[truex]", 5},
-		{"[\"\\ud800x\"]", 2},
+	    {"[1, 01]", 5},        {"{\"a\":1,}", 7},  {"\"ab\\x\"", 3},
+	    {"[1]\xff", 3},        {"[\"\xc3(\"]", 3}, {"[1 2]", 3},
+	    {"{} x", 3},           {"[\"a\tb\"]", 3},  {"[truex]", 5},
+	    {"[\"\\ud800x\"]", 2},
 	};
 
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
@@ -584,10 +616,10 @@ END_TEST
 
 /* A document using every construct; no proper prefix of it is JSON. */
 static const char full_doc[] =
-	"{\"type\":\"event\",\"id\":\"0b9e\\u00e9\\ud83d\\ude00\","
-	"\"n\":[0,-1,2.5e-3,1E+10,true,false,null,[],{}],"
-	"\"s\":\"caf\xc3\xa9 \xf0\x9f\x98\x80 \\\"q\\\" \\\\ \\/ \\n\","
-	"\"payload\":{\"a\":{\"b\":[1,[2,[3]]]}}}";
+    "{\"type\":\"event\",\"id\":\"0b9e\\u00e9\\ud83d\\ude00\","
+    "\"n\":[0,-1,2.5e-3,1E+10,true,false,null,[],{}],"
+    "\"s\":\"caf\xc3\xa9 \xf0\x9f\x98\x80 \\\"q\\\" \\\\ \\/ \\n\","
+    "\"payload\":{\"a\":{\"b\":[1,[2,[3]]]}}}";
 
 START_TEST(test_truncated_prefixes)
 {
@@ -641,8 +673,7 @@ START_TEST(test_depth)
 	free(s);
 
 	ck_assert_int_eq(parse_n("[{}]", 4, &lim, NULL), 0);
-	ck_assert_int_eq(parse_n("[{\"a\":[]}]", 10, &lim, NULL),
-			 JSON_E_DEPTH);
+	ck_assert_int_eq(parse_n("[{\"a\":[]}]", 10, &lim, NULL), JSON_E_DEPTH);
 	ck_assert_int_eq(parse_n("[1,[2],3]", 9, &lim, NULL), 0);
 
 	/* max_depth is clamped to JSON_MAX_DEPTH_CAP. */
@@ -661,12 +692,17 @@ START_TEST(test_tokens)
 {
 	struct json_limits lim = {.max_tokens = 5};
 	char *s = malloc(4 * 1024 + 8), *p;
+	size_t off;
 
 	/* {"a":[1,2]}: object, key, array, 1, 2. */
 	ck_assert_int_eq(parse_n("{\"a\":[1,2]}", 11, &lim, NULL), 0);
 	lim.max_tokens = 4;
 	ck_assert_int_eq(parse_n("{\"a\":[1,2]}", 11, &lim, NULL),
 			 JSON_E_TOKENS);
+	/* The key is the token over the limit: the error points at it. */
+	lim.max_tokens = 1;
+	ck_assert_int_eq(parse_n("{\"a\":1}", 7, &lim, &off), JSON_E_TOKENS);
+	ck_assert_uint_eq(off, 1);
 
 	/* Default 1024: an array of 1023 elements fits, 1024 does not. */
 	ck_assert_ptr_nonnull(s);
@@ -694,6 +730,12 @@ START_TEST(test_size_and_object)
 	ck_assert_int_eq(parse_n("[1,2,3]  ", 9, &lim, &off), JSON_E_SIZE);
 	ck_assert_uint_eq(off, 8);
 	ck_assert_int_eq(parse_n("\"", 1, &lim, NULL), JSON_E_TRUNCATED);
+	{
+		struct json_doc d;
+
+		ck_assert_int_eq(json_parse(&d, NULL, 5, NULL),
+				 JSON_E_TRUNCATED);
+	}
 
 	lim.max_size = 0;
 	lim.flags = JSON_REQUIRE_OBJECT;
@@ -722,13 +764,11 @@ START_TEST(test_tok_raw)
 	ck_assert_int_eq(json_tok_raw(&t.d, pl, &p, &n), 0);
 	ck_assert_uint_eq(n, strlen("{\"a\": [1, \"\\n\"], \"b\":{}}"));
 	ck_assert_mem_eq(p, "{\"a\": [1, \"\\n\"], \"b\":{}}", n);
-	ck_assert_int_eq(json_tok_raw(&t.d, json_obj_get(&t.d, 0, "type"), &p,
-				      &n),
-			 0);
+	ck_assert_int_eq(
+	    json_tok_raw(&t.d, json_obj_get(&t.d, 0, "type"), &p, &n), 0);
 	ck_assert_uint_eq(n, 3);
 	ck_assert_mem_eq(p, "\"x\"", 3);
-	ck_assert_int_eq(json_tok_raw(&t.d, json_obj_get(&t.d, 0, "n"), &p,
-				      &n),
+	ck_assert_int_eq(json_tok_raw(&t.d, json_obj_get(&t.d, 0, "n"), &p, &n),
 			 0);
 	ck_assert_uint_eq(n, 4);
 	ck_assert_mem_eq(p, "-1.5", 4);
@@ -853,16 +893,20 @@ START_TEST(test_writer_utf8)
 	static const struct {
 		const char *in, *out;
 	} c[] = {
-		{"caf\xc3\xa9", "\"caf\xc3\xa9\""},
-		{"\xf0\x9f\x98\x80\xe2\x82\xac", "\"\xf0\x9f\x98\x80\xe2\x82\xac\""},
-		{"\xff", "\"\xef\xbf\xbd\""},
-		{"a\xc3" "A", "\"a\xef\xbf\xbd" "A\""},
-		{"\xe2\x82", "\"\xef\xbf\xbd\""},
-		{"\xf0\x9f\x98x", "\"\xef\xbf\xbdx\""},
-		{"\xc0\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\""},
-		{"\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},
-		{"\xc3\xc3\xa9", "\"\xef\xbf\xbd\xc3\xa9\""},
-		{"\x80\"", "\"\xef\xbf\xbd\\\"\""},
+	    {"caf\xc3\xa9", "\"caf\xc3\xa9\""},
+	    {"\xf0\x9f\x98\x80\xe2\x82\xac",
+	     "\"\xf0\x9f\x98\x80\xe2\x82\xac\""},
+	    {"\xff", "\"\xef\xbf\xbd\""},
+	    {"a\xc3"
+	     "A",
+	     "\"a\xef\xbf\xbd"
+	     "A\""},
+	    {"\xe2\x82", "\"\xef\xbf\xbd\""},
+	    {"\xf0\x9f\x98x", "\"\xef\xbf\xbdx\""},
+	    {"\xc0\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\""},
+	    {"\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},
+	    {"\xc3\xc3\xa9", "\"\xef\xbf\xbd\xc3\xa9\""},
+	    {"\x80\"", "\"\xef\xbf\xbd\\\"\""},
 	};
 	struct json_writer w;
 	char buf[64];
@@ -880,9 +924,9 @@ END_TEST
 
 START_TEST(test_writer_numbers)
 {
-	static const double dv[] = {0.1,      1.0 / 3,	1e300,	 -1e-300,
-				    DBL_MAX,  DBL_MIN,	5e-324,	 -0.0,
-				    123456.0, 2.5e-3,	1e21,	 -17.0};
+	static const double dv[] = {0.1,      1.0 / 3, 1e300,  -1e-300,
+				    DBL_MAX,  DBL_MIN, 5e-324, -0.0,
+				    123456.0, 2.5e-3,  1e21,   -17.0};
 	struct json_writer w;
 	char buf[64];
 	size_t n;
@@ -1005,8 +1049,9 @@ build_doc(struct json_writer *w)
 	json_w_key(w, "payload");
 	json_w_obj_begin(w);
 	json_w_key(w, "esc\"\\\n");
-	json_w_strn(w, "\x01\x1f\"\\/\b\f\n\r\t\0caf\xc3\xa9\xf0\x9f\x98\x80"
-		       "\xff\xc3",
+	json_w_strn(w,
+		    "\x01\x1f\"\\/\b\f\n\r\t\0caf\xc3\xa9\xf0\x9f\x98\x80"
+		    "\xff\xc3",
 		    22);
 	json_w_keyn(w, "list", 4);
 	json_w_arr_begin(w);
@@ -1051,14 +1096,14 @@ START_TEST(test_writer_roundtrip)
 	k = json_first(&d, pl);
 	assert_str(&d, k, "esc\"\\\n", 6);
 	/* The \0 makes it unreadable as a C string; check the raw text. */
-	ck_assert_int_eq(json_get_string(&d, json_obj_value(&d, k), s,
-					 sizeof(s), &sl),
-			 JSON_E_NUL);
+	ck_assert_int_eq(
+	    json_get_string(&d, json_obj_value(&d, k), s, sizeof(s), &sl),
+	    JSON_E_NUL);
 	ck_assert_int_eq(json_tok_raw(&d, json_obj_value(&d, k), &raw, &sl), 0);
 	{
 		static const char want[] =
-			"\"\\u0001\\u001f\\\"\\\\/\\b\\f\\n\\r\\t\\u0000"
-			"caf\xc3\xa9\xf0\x9f\x98\x80\xef\xbf\xbd\xef\xbf\xbd\"";
+		    "\"\\u0001\\u001f\\\"\\\\/\\b\\f\\n\\r\\t\\u0000"
+		    "caf\xc3\xa9\xf0\x9f\x98\x80\xef\xbf\xbd\xef\xbf\xbd\"";
 
 		ck_assert_uint_eq(sl, sizeof(want) - 1);
 		ck_assert_mem_eq(raw, want, sl);
@@ -1067,11 +1112,9 @@ START_TEST(test_writer_roundtrip)
 	ck_assert_int_eq(json_array_len(&d, li), 9);
 	ck_assert_int_eq(json_get_int64(&d, json_array_get(&d, li, 0), &i), 0);
 	ck_assert(i == INT64_MIN);
-	ck_assert_int_eq(json_get_uint64(&d, json_array_get(&d, li, 1), &u),
-			 0);
+	ck_assert_int_eq(json_get_uint64(&d, json_array_get(&d, li, 1), &u), 0);
 	ck_assert(u == UINT64_MAX);
-	ck_assert_int_eq(json_get_double(&d, json_array_get(&d, li, 2), &x),
-			 0);
+	ck_assert_int_eq(json_get_double(&d, json_array_get(&d, li, 2), &x), 0);
 	ck_assert(x == 1.0 / 3);
 	ck_assert_int_eq(json_get_bool(&d, json_array_get(&d, li, 3), &b), 0);
 	ck_assert(b);
@@ -1147,7 +1190,7 @@ cmp_uuid(const void *a, const void *b)
 START_TEST(test_uuid)
 {
 	enum { N = 10000 };
-	char (*u)[37] = malloc(N * sizeof(*u));
+	char(*u)[37] = malloc(N * sizeof(*u));
 	unsigned seen[36][16];
 
 	ck_assert_ptr_nonnull(u);
@@ -1163,7 +1206,7 @@ START_TEST(test_uuid)
 				continue;
 			}
 			ck_assert_msg((c >= '0' && c <= '9') ||
-					      (c >= 'a' && c <= 'f'),
+					  (c >= 'a' && c <= 'f'),
 				      "%s", u[i]);
 			seen[j][c <= '9' ? c - '0' : c - 'a' + 10]++;
 		}
@@ -1193,36 +1236,51 @@ START_TEST(test_iso8601)
 		const char *s;
 		uint64_t ms;
 	} ok[] = {
-		{"1970-01-01T00:00:00Z", 0},
-		{"1970-01-01T00:00:00.001Z", 1},
-		{"2026-11-26T12:34:56.789Z", 1795696496789ULL},
-		{"2026-11-26t12:34:56.789z", 1795696496789ULL},
-		{"2026-11-26T14:34:56.789+02:00", 1795696496789ULL},
-		{"2026-11-26T14:34:56.789 02:00", 1795696496789ULL},
-		{"2026-11-26T07:04:56.789-05:30", 1795696496789ULL},
-		{"2026-11-26T12:34:56.7Z", 1795696496700ULL},
-		{"2026-11-26T12:34:56.78999999Z", 1795696496789ULL},
-		{"2026-11-26T12:34:56Z", 1795696496000ULL},
-		{"2024-02-29T00:00:00Z", 1709164800000ULL},
-		{"2000-02-29T00:00:00Z", 951782400000ULL},
-		{"1999-12-31T23:59:59.999Z", 946684799999ULL},
-		{"9999-12-31T23:59:59.999Z", 253402300799999ULL},
-		{"1970-01-01T01:00:00+01:00", 0},
+	    {"1970-01-01T00:00:00Z", 0},
+	    {"1970-01-01T00:00:00.001Z", 1},
+	    {"2026-11-26T12:34:56.789Z", 1795696496789ULL},
+	    {"2026-11-26t12:34:56.789z", 1795696496789ULL},
+	    {"2026-11-26T14:34:56.789+02:00", 1795696496789ULL},
+	    {"2026-11-26T14:34:56.789 02:00", 1795696496789ULL},
+	    {"2026-11-26T07:04:56.789-05:30", 1795696496789ULL},
+	    {"2026-11-26T12:34:56.7Z", 1795696496700ULL},
+	    {"2026-11-26T12:34:56.78999999Z", 1795696496789ULL},
+	    {"2026-11-26T12:34:56Z", 1795696496000ULL},
+	    {"2024-02-29T00:00:00Z", 1709164800000ULL},
+	    {"2000-02-29T00:00:00Z", 951782400000ULL},
+	    {"1999-12-31T23:59:59.999Z", 946684799999ULL},
+	    {"9999-12-31T23:59:59.999Z", 253402300799999ULL},
+	    {"1970-01-01T01:00:00+01:00", 0},
 	};
 	static const char *bad_ts[] = {
-		"", "2026", "2026-11-26", "2026-11-26T12:34:56",
-		"2026-11-26T12:34:56.Z", "2026-11-26T12:34:56.789",
-		"2026-11-26T12:34:56+0200", "2026-11-26T12:34:56+02",
-		"2026-11-26T12:34:56Zx", "2026-11-26 12:34:56Z",
-		"2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z",
-		"2026-11-31T00:00:00Z", "2026-11-00T00:00:00Z",
-		"2023-02-29T00:00:00Z", "1900-02-29T00:00:00Z",
-		"2026-11-26T24:00:00Z", "2026-11-26T12:60:00Z",
-		"2026-11-26T12:34:60Z", "2026-11-26T12:34:56+24:00",
-		"2026-11-26T12:34:56+02:60", "1969-12-31T23:59:59.999Z",
-		"1970-01-01T00:30:00+01:00", "+02026-11-26T12:34:56Z",
-		"2026-1-26T12:34:56Z", "2026-11-26T12:34:5Z",
-		"2026-11-26T12:34:56,789Z", " 2026-11-26T12:34:56Z",
+	    "",
+	    "2026",
+	    "2026-11-26",
+	    "2026-11-26T12:34:56",
+	    "2026-11-26T12:34:56.Z",
+	    "2026-11-26T12:34:56.789",
+	    "2026-11-26T12:34:56+0200",
+	    "2026-11-26T12:34:56+02",
+	    "2026-11-26T12:34:56Zx",
+	    "2026-11-26 12:34:56Z",
+	    "2026-13-01T00:00:00Z",
+	    "2026-00-01T00:00:00Z",
+	    "2026-11-31T00:00:00Z",
+	    "2026-11-00T00:00:00Z",
+	    "2023-02-29T00:00:00Z",
+	    "1900-02-29T00:00:00Z",
+	    "2026-11-26T24:00:00Z",
+	    "2026-11-26T12:60:00Z",
+	    "2026-11-26T12:34:60Z",
+	    "2026-11-26T12:34:56+24:00",
+	    "2026-11-26T12:34:56+02:60",
+	    "1969-12-31T23:59:59.999Z",
+	    "1970-01-01T00:30:00+01:00",
+	    "+02026-11-26T12:34:56Z",
+	    "2026-1-26T12:34:56Z",
+	    "2026-11-26T12:34:5Z",
+	    "2026-11-26T12:34:56,789Z",
+	    " 2026-11-26T12:34:56Z",
 	};
 	uint64_t v;
 	char tmp[40], ts[40];
@@ -1252,8 +1310,7 @@ START_TEST(test_iso8601)
 		}
 	}
 	/* Round trip with the writer's timestamps, over a range of times. */
-	for (uint64_t ms = 0; ms < 253402300799999ULL;
-	     ms = ms * 3 + 12345677) {
+	for (uint64_t ms = 0; ms < 253402300799999ULL; ms = ms * 3 + 12345677) {
 		struct json_writer w;
 		struct json_doc d;
 		size_t n;
@@ -1393,12 +1450,12 @@ START_TEST(test_fuzz)
 	static const char alphabet[] = "{}[]\",:\\ \t\n0123456789-+.eEtrufalsn"
 				       "ud8c0Ab/\x01\x7f\xc3\xa9\xf0\x9f\xff";
 	static const char *corpus[] = {
-		full_doc,
-		"{\"type\":\"auth\",\"payload\":{\"accessToken\":\"x.y.z\","
-		"\"daemonId\":\"d1\",\"orchestratorId\":\"o1\",\"resumeFrom\":"
-		"42}}",
-		"[1,-2.5e+3,true,false,null,\"\\u00e9\\ud83d\\ude00\",{},[]]",
-		"{\"a\":{\"b\":{\"c\":[[[\"deep\"]]]}}}",
+	    full_doc,
+	    "{\"type\":\"auth\",\"payload\":{\"accessToken\":\"x.y.z\","
+	    "\"daemonId\":\"d1\",\"orchestratorId\":\"o1\",\"resumeFrom\":"
+	    "42}}",
+	    "[1,-2.5e+3,true,false,null,\"\\u00e9\\ud83d\\ude00\",{},[]]",
+	    "{\"a\":{\"b\":{\"c\":[[[\"deep\"]]]}}}",
 	};
 	const char *seed_env = getenv("ORCHD_FUZZ_SEED");
 	uint64_t seed = seed_env ? strtoull(seed_env, NULL, 0) : 0x5eed1234;
@@ -1411,24 +1468,24 @@ START_TEST(test_fuzz)
 		size_t len = rng() % 48;
 
 		for (size_t i = 0; i < len; i++)
-			buf[i] = it % 4 == 0 ? (char)rng()
-					     : alphabet[rng() %
-							(sizeof(alphabet) - 1)];
+			buf[i] = it % 4 == 0
+				     ? (char)rng()
+				     : alphabet[rng() % (sizeof(alphabet) - 1)];
 		valid += fuzz_one(buf, len) == 0;
 	}
 	/* Mutations of valid documents: replace, insert, delete bytes. */
 	for (int it = 0; it < iters; it++) {
-		const char *src = corpus[rng() % (sizeof(corpus) /
-						  sizeof(corpus[0]))];
+		const char *src =
+		    corpus[rng() % (sizeof(corpus) / sizeof(corpus[0]))];
 		size_t len = strlen(src);
 		int nmut = 1 + (int)(rng() % 3);
 
 		memcpy(buf, src, len);
 		for (int m = 0; m < nmut && len > 0; m++) {
 			size_t pos = rng() % len;
-			char c = rng() % 2 ? alphabet[rng() %
-						      (sizeof(alphabet) - 1)]
-					   : (char)rng();
+			char c = rng() % 2
+				     ? alphabet[rng() % (sizeof(alphabet) - 1)]
+				     : (char)rng();
 
 			switch (rng() % 3) {
 			case 0:

@@ -47,9 +47,9 @@ pem_of(EVP_PKEY *k, int priv)
 
 	ck_assert_ptr_nonnull(bio);
 	if (priv)
-		ck_assert_int_eq(PEM_write_bio_PrivateKey(bio, k, NULL, NULL,
-							  0, NULL, NULL),
-				 1);
+		ck_assert_int_eq(
+		    PEM_write_bio_PrivateKey(bio, k, NULL, NULL, 0, NULL, NULL),
+		    1);
 	else
 		ck_assert_int_eq(PEM_write_bio_PUBKEY(bio, k), 1);
 	n = BIO_get_mem_data(bio, &data);
@@ -97,14 +97,11 @@ static void
 ring_setup(void)
 {
 	kr = jwt_keyring_new();
-	ck_assert_int_eq(jwt_keyring_set_secret(kr, secret, strlen(secret)),
-			 0);
-	ck_assert_int_eq(jwt_keyring_add_pem(kr, rsa1_pub, strlen(rsa1_pub),
-					     NULL),
-			 0);
-	ck_assert_int_eq(jwt_keyring_add_pem(kr, ec1_pub, strlen(ec1_pub),
-					     NULL),
-			 0);
+	ck_assert_int_eq(jwt_keyring_set_secret(kr, secret, strlen(secret)), 0);
+	ck_assert_int_eq(
+	    jwt_keyring_add_pem(kr, rsa1_pub, strlen(rsa1_pub), NULL), 0);
+	ck_assert_int_eq(
+	    jwt_keyring_add_pem(kr, ec1_pub, strlen(ec1_pub), NULL), 0);
 	jwt_policy_init(&pol);
 	pol.now = NOW;
 	memset(&cl, 0xa5, sizeof(cl)); /* so "left zeroed" means something */
@@ -119,8 +116,7 @@ ring_teardown(void)
 }
 
 /* printf into one of a few rotating static buffers. */
-static const char *__attribute__((format(printf, 1, 2)))
-fmt(const char *f, ...)
+static const char *__attribute__((format(printf, 1, 2))) fmt(const char *f, ...)
 {
 	static char bufs[4][16384];
 	static unsigned i;
@@ -144,15 +140,15 @@ fmt(const char *f, ...)
 static const char *
 claims(const char *extra)
 {
-	return fmt("{" STD_IDS ",\"exp\":%lld,\"iat\":%lld%s}", NOW + 600,
-		   NOW, extra);
+	return fmt("{" STD_IDS ",\"exp\":%lld,\"iat\":%lld%s}", NOW + 600, NOW,
+		   extra);
 }
 
 /* The signing key for alg in the default keyring's set. */
 static const char *
 key_for(const char *alg, size_t *len)
 {
-	const char *k = strncmp(alg, "HS", 2) == 0 ? secret
+	const char *k = strncmp(alg, "HS", 2) == 0  ? secret
 			: strcmp(alg, "RS256") == 0 ? rsa1_priv
 						    : ec1_priv;
 
@@ -185,9 +181,9 @@ mk_raw(const char *alg, const void *key, size_t klen, const char *header,
 	static unsigned i;
 	char *b = bufs[i++ % 4];
 
-	ck_assert_int_gt(jwt_sign_raw(alg, key, klen, header, payload, b,
-				      sizeof(bufs[0])),
-			 0);
+	ck_assert_int_gt(
+	    jwt_sign_raw(alg, key, klen, header, payload, b, sizeof(bufs[0])),
+	    0);
 	return b;
 }
 
@@ -213,9 +209,10 @@ ver(const char *t)
 #define CK_VERIFY(t, want)                                                     \
 	do {                                                                   \
 		int rc_ = ver(t);                                              \
-		ck_assert_msg(rc_ == (want), "%s:%d: got %d (%s: %s), want %d", \
-			      __FILE__, __LINE__, rc_, jwt_strerror(rc_),      \
-			      errbuf, (want));                                 \
+		ck_assert_msg(rc_ == (want),                                   \
+			      "%s:%d: got %d (%s: %s), want %d", __FILE__,     \
+			      __LINE__, rc_, jwt_strerror(rc_), errbuf,        \
+			      (want));                                         \
 		if (rc_ != JWT_OK) {                                           \
 			ck_assert_str_ne(errbuf, "");                          \
 			ck_assert_str_eq(cl.orchestrator, "");                 \
@@ -254,8 +251,7 @@ flip(const char *tok, int seg, size_t byte, unsigned bit)
 				      sizeof(raw));
 		ck_assert_int_gt(n, (int)byte);
 		raw[byte] ^= (unsigned char)(1u << bit);
-		n = jwt_b64url_encode(raw, (size_t)n, out + o,
-				      sizeof(out) - o);
+		n = jwt_b64url_encode(raw, (size_t)n, out + o, sizeof(out) - o);
 		ck_assert_int_ge(n, 0);
 		o += (size_t)n;
 	}
@@ -271,9 +267,8 @@ with_sig(const char *tok, const void *sig, size_t n)
 	size_t keep = (size_t)(strrchr(tok, '.') - tok) + 1;
 
 	memcpy(out, tok, keep);
-	ck_assert_int_ge(jwt_b64url_encode(sig, n, out + keep,
-					   sizeof(out) - keep),
-			 0);
+	ck_assert_int_ge(
+	    jwt_b64url_encode(sig, n, out + keep, sizeof(out) - keep), 0);
 	return out;
 }
 
@@ -283,9 +278,13 @@ START_TEST(test_b64url_vectors)
 {
 	/* RFC 4648 section 10, without padding. */
 	static const char *const vec[][2] = {
-		{"", ""},	  {"f", "Zg"},	       {"fo", "Zm8"},
-		{"foo", "Zm9v"}, {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"},
-		{"foobar", "Zm9vYmFy"},
+	    {"", ""},
+	    {"f", "Zg"},
+	    {"fo", "Zm8"},
+	    {"foo", "Zm9v"},
+	    {"foob", "Zm9vYg"},
+	    {"fooba", "Zm9vYmE"},
+	    {"foobar", "Zm9vYmFy"},
 	};
 	unsigned char raw[16];
 	char enc[16];
@@ -320,10 +319,10 @@ END_TEST
 START_TEST(test_b64url_strict)
 {
 	static const char *const bad[] = {
-		"Zg==", "Zm8=", "Zm+v", "Zm/v", "Zm 9v", "Zm9v\n",
-		"Z",	"Zm9vY", /* length 1 mod 4: not an encoding */
-		"Zh",	"Zm9",   /* unused low bits set: non-canonical */
-		"Zm9\x80",
+	    "Zg==",    "Zm8=", "Zm+v",  "Zm/v", "Zm 9v",
+	    "Zm9v\n",  "Z",    "Zm9vY", /* length 1 mod 4: not an encoding */
+	    "Zh",      "Zm9",           /* unused low bits set: non-canonical */
+	    "Zm9\x80",
 	};
 	unsigned char raw[16];
 	size_t i;
@@ -394,12 +393,11 @@ START_TEST(test_valid_sign_hs256_helper)
 	CK_VERIFY(t, JWT_OK);
 	check_std_claims("HS256");
 	/* The header is the canonical {"alg":"HS256","typ":"JWT"}. */
-	ck_assert(strncmp(t, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.", 37) ==
-		  0);
+	ck_assert(strncmp(t, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.", 37) == 0);
 	/* Too small a buffer is an error, not a truncated token. */
-	ck_assert_int_eq(jwt_sign_hs256(secret, strlen(secret), claims(""), t,
-					(size_t)n),
-			 -1);
+	ck_assert_int_eq(
+	    jwt_sign_hs256(secret, strlen(secret), claims(""), t, (size_t)n),
+	    -1);
 	ck_assert_int_eq(jwt_sign_hs256(secret, strlen(secret), claims(""), t,
 					(size_t)n + 1),
 			 n);
@@ -458,9 +456,9 @@ START_TEST(test_tamper_each_segment)
 		t = mk(alg[i], NULL, claims(""));
 		CK_VERIFY(t, JWT_OK);
 		/* "typ":"JWT" -> "JWU": the header still parses. */
-		CK_VERIFY(flip(t, 0, strlen("{\"alg\":\"HS256\",\"typ\":\"JW"),
-			       0),
-			  JWT_ESIG);
+		CK_VERIFY(
+		    flip(t, 0, strlen("{\"alg\":\"HS256\",\"typ\":\"JW"), 0),
+		    JWT_ESIG);
 		/* "orch-1" -> "orch-0". */
 		CK_VERIFY(flip(t, 1, strlen("{\"sub\":\"orch-"), 0), JWT_ESIG);
 		/* exp's last digit: 1800000600 -> 1800000602. */
@@ -501,16 +499,15 @@ START_TEST(test_signature_checked_before_claims)
 	 * signature: the answer is "bad signature", proof that nothing in
 	 * the payload was looked at first.
 	 */
-	const char *junk = mk_raw("HS256", "other", 5,
-				  "{\"alg\":\"HS256\"}", "not json");
+	const char *junk =
+	    mk_raw("HS256", "other", 5, "{\"alg\":\"HS256\"}", "not json");
 	const char *old = mk_raw("HS256", "other", 5, "{\"alg\":\"HS256\"}",
 				 fmt("{\"sub\":\"o\",\"exp\":1}"));
 
 	CK_VERIFY(junk, JWT_ESIG);
 	CK_VERIFY(old, JWT_ESIG);
 	/* With the right key they fail on their content. */
-	CK_VERIFY(hs256_raw("{\"alg\":\"HS256\"}", "not json"),
-		  JWT_EMALFORMED);
+	CK_VERIFY(hs256_raw("{\"alg\":\"HS256\"}", "not json"), JWT_EMALFORMED);
 	CK_VERIFY(hs256_raw("{\"alg\":\"HS256\"}", "[1,2]"), JWT_EMALFORMED);
 	CK_VERIFY(hs256_raw("{\"alg\":\"HS256\"}", "null"), JWT_EMALFORMED);
 	CK_VERIFY(hs256_raw("{\"alg\":\"HS256\"}", "{\"sub\":\"o\",\"exp\":1}"),
@@ -527,13 +524,13 @@ START_TEST(test_alg_none)
 	/* The unsecured JWS form: empty signature segment. */
 	CK_VERIFY(mk_raw("none", "", 0, "{\"alg\":\"none\"}", p), JWT_EALG);
 	ck_assert_str_eq(errbuf, "alg none refused");
-	CK_VERIFY(mk_raw("none", "", 0, "{\"alg\":\"none\",\"typ\":\"JWT\"}",
-			 p),
-		  JWT_EALG);
+	CK_VERIFY(
+	    mk_raw("none", "", 0, "{\"alg\":\"none\",\"typ\":\"JWT\"}", p),
+	    JWT_EALG);
 	/* With a signature (an HMAC made with the real secret). */
-	CK_VERIFY(mk_raw("HS256", secret, strlen(secret), "{\"alg\":\"none\"}",
-			 p),
-		  JWT_EALG);
+	CK_VERIFY(
+	    mk_raw("HS256", secret, strlen(secret), "{\"alg\":\"none\"}", p),
+	    JWT_EALG);
 	/* Other spellings are merely unknown, and refused too. */
 	CK_VERIFY(hs256_raw("{\"alg\":\"None\"}", p), JWT_EALG);
 	CK_VERIFY(hs256_raw("{\"alg\":\"NONE\"}", p), JWT_EALG);
@@ -600,9 +597,9 @@ START_TEST(test_alg_confusion)
 	 */
 	const char *t = mk_raw("HS256", rsa1_pub, strlen(rsa1_pub),
 			       "{\"alg\":\"HS256\"}", claims(""));
-	const char *tk = mk_raw("HS256", rsa1_pub, strlen(rsa1_pub),
-				"{\"alg\":\"HS256\",\"kid\":\"r1\"}",
-				claims(""));
+	const char *tk =
+	    mk_raw("HS256", rsa1_pub, strlen(rsa1_pub),
+		   "{\"alg\":\"HS256\",\"kid\":\"r1\"}", claims(""));
 	struct jwt_keyring *k = kr;
 
 	/* With a secret configured, the HMAC uses it and fails. */
@@ -631,9 +628,9 @@ START_TEST(test_wrong_key)
 {
 	size_t n = strlen(rsa2_priv);
 
-	CK_VERIFY(mk_raw("RS256", rsa2_priv, n, "{\"alg\":\"RS256\"}",
-			 claims("")),
-		  JWT_ESIG);
+	CK_VERIFY(
+	    mk_raw("RS256", rsa2_priv, n, "{\"alg\":\"RS256\"}", claims("")),
+	    JWT_ESIG);
 	CK_VERIFY(mk_raw("ES256", ec2_priv, strlen(ec2_priv),
 			 "{\"alg\":\"ES256\"}", claims("")),
 		  JWT_ESIG);
@@ -658,9 +655,8 @@ START_TEST(test_kid_selection)
 
 	ring_teardown();
 	kr = jwt_keyring_new();
-	ck_assert_int_eq(jwt_keyring_add_pem(kr, rsa1_pub, strlen(rsa1_pub),
-					     "a"),
-			 0);
+	ck_assert_int_eq(
+	    jwt_keyring_add_pem(kr, rsa1_pub, strlen(rsa1_pub), "a"), 0);
 	/* A lone key is used for a token without kid ... */
 	CK_VERIFY(mk("RS256", NULL, p), JWT_OK);
 	ck_assert_str_eq(cl.kid, "");
@@ -672,9 +668,8 @@ START_TEST(test_kid_selection)
 	CK_VERIFY(mk("RS256", "", p), JWT_EKEY);
 
 	/* Two keys: chosen by kid; a token without kid is ambiguous. */
-	ck_assert_int_eq(jwt_keyring_add_pem(kr, rsa2_pub, strlen(rsa2_pub),
-					     "b"),
-			 0);
+	ck_assert_int_eq(
+	    jwt_keyring_add_pem(kr, rsa2_pub, strlen(rsa2_pub), "b"), 0);
 	CK_VERIFY(mk_raw("RS256", rsa2_priv, n2,
 			 "{\"alg\":\"RS256\",\"kid\":\"b\"}", p),
 		  JWT_OK);
@@ -696,9 +691,8 @@ START_TEST(test_kid_selection)
 		  JWT_EKEY);
 
 	/* A kid-less third key becomes the default for unknown kids. */
-	ck_assert_int_eq(jwt_keyring_add_pem(kr, ec1_pub, strlen(ec1_pub),
-					     NULL),
-			 0);
+	ck_assert_int_eq(
+	    jwt_keyring_add_pem(kr, ec1_pub, strlen(ec1_pub), NULL), 0);
 	CK_VERIFY(mk("ES256", NULL, p), JWT_OK);
 	CK_VERIFY(mk("ES256", "whatever", p), JWT_OK);
 	CK_VERIFY(mk("RS256", NULL, p), JWT_EKEY); /* still ambiguous */
@@ -734,8 +728,7 @@ START_TEST(test_es256_signature_length)
 
 	/* A genuine signature in DER form (a common issuer bug) is refused. */
 	ctx = EVP_MD_CTX_new();
-	ck_assert_int_eq(EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL,
-					    ec1),
+	ck_assert_int_eq(EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, ec1),
 			 1);
 	ck_assert_int_eq(EVP_DigestSign(ctx, der, &derlen,
 					(const unsigned char *)t,
@@ -815,20 +808,18 @@ START_TEST(test_nbf_iat)
 
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"nbf\":%lld", e, NOW + 3600)),
 		  JWT_ENOTYET);
-	CK_VERIFY(timed(fmt("\"exp\":%lld,\"nbf\":%lld", e, NOW + 30)),
-		  JWT_OK);
+	CK_VERIFY(timed(fmt("\"exp\":%lld,\"nbf\":%lld", e, NOW + 30)), JWT_OK);
 	ck_assert(cl.has_nbf);
 	ck_assert_int_eq(cl.nbf, NOW + 30);
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"nbf\":%lld", e, NOW + 31)),
 		  JWT_ENOTYET);
-	CK_VERIFY(timed(fmt("\"exp\":%lld,\"iat\":%lld", e, NOW + 30)),
-		  JWT_OK);
+	CK_VERIFY(timed(fmt("\"exp\":%lld,\"iat\":%lld", e, NOW + 30)), JWT_OK);
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"iat\":%lld", e, NOW + 31)),
 		  JWT_ENOTYET);
 	pol.leeway = 0;
-	CK_VERIFY(timed(fmt("\"exp\":%lld,\"nbf\":%lld,\"iat\":%lld", e, NOW,
-			    NOW)),
-		  JWT_OK);
+	CK_VERIFY(
+	    timed(fmt("\"exp\":%lld,\"nbf\":%lld,\"iat\":%lld", e, NOW, NOW)),
+	    JWT_OK);
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"nbf\":%lld", e, NOW + 1)),
 		  JWT_ENOTYET);
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"iat\":%lld", e, NOW + 1)),
@@ -856,16 +847,19 @@ END_TEST
 START_TEST(test_iss_aud)
 {
 	pol.iss = "https://auth.example";
-	CK_VERIFY(mk("HS256", NULL, claims(",\"iss\":\"https://auth.example\"")),
-		  JWT_OK);
+	CK_VERIFY(
+	    mk("HS256", NULL, claims(",\"iss\":\"https://auth.example\"")),
+	    JWT_OK);
 	ck_assert_str_eq(cl.iss, "https://auth.example");
-	CK_VERIFY(mk("HS256", NULL, claims(",\"iss\":\"https://evil.example\"")),
-		  JWT_ECLAIMS);
+	CK_VERIFY(
+	    mk("HS256", NULL, claims(",\"iss\":\"https://evil.example\"")),
+	    JWT_ECLAIMS);
 	CK_VERIFY(mk("HS256", NULL, claims(",\"iss\":\"https://auth.exampl\"")),
 		  JWT_ECLAIMS);
 	CK_VERIFY(mk("HS256", NULL, claims("")), JWT_ECLAIMS); /* missing */
-	CK_VERIFY(mk("HS256", NULL, claims(",\"iss\":[\"https://auth.example"
-					   "\"]")),
+	CK_VERIFY(mk("HS256", NULL,
+		     claims(",\"iss\":[\"https://auth.example"
+			    "\"]")),
 		  JWT_ECLAIMS);
 	pol.iss = NULL;
 	CK_VERIFY(mk("HS256", NULL, claims(",\"iss\":\"anyone\"")), JWT_OK);
@@ -932,27 +926,27 @@ START_TEST(test_orchestrator)
 	CK_VERIFY(mk("HS256", NULL, fmt("{\"exp\":%lld}", e)), JWT_ECLAIMS);
 	CK_VERIFY(mk("HS256", NULL, fmt("{\"sub\":\"\",\"exp\":%lld}", e)),
 		  JWT_ECLAIMS);
-	CK_VERIFY(mk("HS256", NULL,
-		     fmt("{\"sub\":\"a\",\"orchestratorId\":\"b\",\"exp\":%lld}",
-			 e)),
-		  JWT_ECLAIMS);
-	CK_VERIFY(mk("HS256", NULL,
-		     fmt("{\"sub\":\"\",\"orchestratorId\":\"b\",\"exp\":%lld}",
-			 e)),
-		  JWT_OK);
+	CK_VERIFY(
+	    mk("HS256", NULL,
+	       fmt("{\"sub\":\"a\",\"orchestratorId\":\"b\",\"exp\":%lld}", e)),
+	    JWT_ECLAIMS);
+	CK_VERIFY(
+	    mk("HS256", NULL,
+	       fmt("{\"sub\":\"\",\"orchestratorId\":\"b\",\"exp\":%lld}", e)),
+	    JWT_OK);
 	ck_assert_str_eq(cl.orchestrator, "b");
 	CK_VERIFY(mk("HS256", NULL, fmt("{\"sub\":5,\"exp\":%lld}", e)),
 		  JWT_ECLAIMS);
-	CK_VERIFY(mk("HS256", NULL,
-		     fmt("{\"orchestratorId\":null,\"sub\":\"a\",\"exp\":%lld}",
-			 e)),
-		  JWT_ECLAIMS);
+	CK_VERIFY(
+	    mk("HS256", NULL,
+	       fmt("{\"orchestratorId\":null,\"sub\":\"a\",\"exp\":%lld}", e)),
+	    JWT_ECLAIMS);
 	CK_VERIFY(mk("HS256", NULL,
 		     fmt("{\"sub\":\"a\",\"sub\":\"b\",\"exp\":%lld}", e)),
 		  JWT_ECLAIMS);
-	CK_VERIFY(mk("HS256", NULL,
-		     fmt("{\"sub\":\"a\\u0000b\",\"exp\":%lld}", e)),
-		  JWT_ECLAIMS);
+	CK_VERIFY(
+	    mk("HS256", NULL, fmt("{\"sub\":\"a\\u0000b\",\"exp\":%lld}", e)),
+	    JWT_ECLAIMS);
 }
 END_TEST
 
@@ -985,21 +979,21 @@ START_TEST(test_scopes)
 	size_t o;
 	int i;
 
-	CK_VERIFY(timed(fmt("\"exp\":%lld,\"scopes\":\"messages:read\"",
-			    NOW + 60)),
-		  JWT_ECLAIMS);
+	CK_VERIFY(
+	    timed(fmt("\"exp\":%lld,\"scopes\":\"messages:read\"", NOW + 60)),
+	    JWT_ECLAIMS);
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"scopes\":{}", NOW + 60)),
 		  JWT_ECLAIMS);
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"scopes\":[\"a\",1]", NOW + 60)),
 		  JWT_ECLAIMS);
-	CK_VERIFY(timed(fmt("\"exp\":%lld,\"scopes\":[\"a\",[\"b\"]]",
-			    NOW + 60)),
-		  JWT_ECLAIMS);
+	CK_VERIFY(
+	    timed(fmt("\"exp\":%lld,\"scopes\":[\"a\",[\"b\"]]", NOW + 60)),
+	    JWT_ECLAIMS);
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"scopes\":[null]", NOW + 60)),
 		  JWT_ECLAIMS);
-	CK_VERIFY(timed(fmt("\"exp\":%lld,\"scopes\":[\"a\\u0000\"]",
-			    NOW + 60)),
-		  JWT_ECLAIMS);
+	CK_VERIFY(
+	    timed(fmt("\"exp\":%lld,\"scopes\":[\"a\\u0000\"]", NOW + 60)),
+	    JWT_ECLAIMS);
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"scopes\":[]", NOW + 60)), JWT_OK);
 	ck_assert_uint_eq(cl.nscopes, 0);
 
@@ -1019,13 +1013,13 @@ START_TEST(test_scopes)
 	ck_assert_str_eq(cl.scopes[31], "s31");
 
 	/* A scope of 64 bytes passes, 65 does not. */
-	CK_VERIFY(timed(fmt("\"exp\":%lld,\"scopes\":[\"%064d\"]", NOW + 60,
-			    0)),
-		  JWT_OK);
+	CK_VERIFY(
+	    timed(fmt("\"exp\":%lld,\"scopes\":[\"%064d\"]", NOW + 60, 0)),
+	    JWT_OK);
 	ck_assert_uint_eq(strlen(cl.scopes[0]), 64);
-	CK_VERIFY(timed(fmt("\"exp\":%lld,\"scopes\":[\"%065d\"]", NOW + 60,
-			    0)),
-		  JWT_ECLAIMS);
+	CK_VERIFY(
+	    timed(fmt("\"exp\":%lld,\"scopes\":[\"%065d\"]", NOW + 60, 0)),
+	    JWT_ECLAIMS);
 }
 END_TEST
 
@@ -1038,17 +1032,17 @@ START_TEST(test_huge_strings)
 	ck_assert_uint_eq(strlen(cl.jti), 127);
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"jti\":\"%0128d\"", e, 0)),
 		  JWT_ECLAIMS);
-	ck_assert_ptr_nonnull(strstr(errbuf, "jti"));
-	CK_VERIFY(mk("HS256", NULL, fmt("{\"sub\":\"%0127d\",\"exp\":%lld}", 0,
-					e)),
-		  JWT_OK);
-	CK_VERIFY(mk("HS256", NULL, fmt("{\"sub\":\"%0128d\",\"exp\":%lld}", 0,
-					e)),
-		  JWT_ECLAIMS);
-	CK_VERIFY(mk("HS256", NULL,
-		     fmt("{\"orchestratorId\":\"%05000d\",\"exp\":%lld}", 0,
-			 e)),
-		  JWT_ECLAIMS);
+	ck_assert_ptr_nonnull(strstr(errbuf, "jti of 128 bytes (max 127)"));
+	CK_VERIFY(
+	    mk("HS256", NULL, fmt("{\"sub\":\"%0127d\",\"exp\":%lld}", 0, e)),
+	    JWT_OK);
+	CK_VERIFY(
+	    mk("HS256", NULL, fmt("{\"sub\":\"%0128d\",\"exp\":%lld}", 0, e)),
+	    JWT_ECLAIMS);
+	CK_VERIFY(
+	    mk("HS256", NULL,
+	       fmt("{\"orchestratorId\":\"%05000d\",\"exp\":%lld}", 0, e)),
+	    JWT_ECLAIMS);
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"daemonId\":\"%0200d\"", e, 0)),
 		  JWT_ECLAIMS);
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"iss\":\"%0255d\"", e, 0)), JWT_OK);
@@ -1062,8 +1056,7 @@ START_TEST(test_huge_strings)
 	CK_VERIFY(timed(fmt("\"exp\":%lld,\"jti\":\"%0126d\\u00e9\"", e, 0)),
 		  JWT_ECLAIMS);
 	/* An unknown claim may be large; the token limit bounds it. */
-	CK_VERIFY(timed(fmt("\"exp\":%lld,\"pad\":\"%05000d\"", e, 0)),
-		  JWT_OK);
+	CK_VERIFY(timed(fmt("\"exp\":%lld,\"pad\":\"%05000d\"", e, 0)), JWT_OK);
 }
 END_TEST
 
@@ -1075,9 +1068,12 @@ START_TEST(test_garbage)
 	const char *v = mk("HS256", NULL, claims(""));
 	const char *d1 = strchr(v, '.'), *d2 = strrchr(v, '.');
 	static const char *const junk[] = {
-		"",	".",	     "..",	"...",	     "a",
-		"a.b",	"abc.def",   "a.b.c.d", "eyJ.eyJ.",  ".eyJhIjoxfQ.",
-		" ",	"\xff.\xff.\xff",
+	    "",         ".",
+	    "..",       "...",
+	    "a",        "a.b",
+	    "abc.def",  "a.b.c.d",
+	    "eyJ.eyJ.", ".eyJhIjoxfQ.",
+	    " ",        "\xff.\xff.\xff",
 	};
 	size_t i;
 
@@ -1089,7 +1085,7 @@ START_TEST(test_garbage)
 	for (i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
 		CK_VERIFY(junk[i], JWT_EMALFORMED);
 
-	/* Padding, the other alphabet, whitespace: in each segment. */
+		/* Padding, the other alphabet, whitespace: in each segment. */
 #define BAD(...)                                                               \
 	do {                                                                   \
 		snprintf(t, sizeof(t), __VA_ARGS__);                           \
@@ -1105,14 +1101,14 @@ START_TEST(test_garbage)
 	BAD(" %s.%s.%s", h, p, s);
 	BAD("%s. %s.%s", h, p, s);
 	BAD("%s.%s.%s\n", h, p, s);
-	BAD("%s..%s", h, s);	     /* empty payload */
-	BAD(".%s.%s", p, s);	     /* empty header */
-	BAD("%s.%s", h, p);	     /* two segments */
+	BAD("%s..%s", h, s);            /* empty payload */
+	BAD(".%s.%s", p, s);            /* empty header */
+	BAD("%s.%s", h, p);             /* two segments */
 	BAD("%s.%s.%s.%s", h, p, s, s); /* four */
 	BAD("%s.%s.%s.", h, p, s);
-	BAD("%s.%s.%sAA", h, p, s); /* 43 + 2 chars: 1 mod 4 */
+	BAD("%s.%s.%sAA", h, p, s);          /* 43 + 2 chars: 1 mod 4 */
 	BAD("%s.%s.%s", "bm90anNvbg", p, s); /* header "notjson" */
-	BAD("%s.%s.%s", "W10", p, s);	     /* header [] */
+	BAD("%s.%s.%s", "W10", p, s);        /* header [] */
 	BAD("%s.%s.%s", "IkhTMjU2Ig", p, s); /* header "HS256" */
 #undef BAD
 	/* The empty signature of an HS256 token is a bad signature. */
@@ -1126,12 +1122,12 @@ START_TEST(test_garbage)
 	CK_VERIFY(hs256_raw("{\"alg\":\"HS256\"", claims("")), JWT_EMALFORMED);
 	CK_VERIFY(hs256_raw("{\"alg\":\"HS256\"} x", claims("")),
 		  JWT_EMALFORMED);
-	CK_VERIFY(hs256_raw("{\"alg\":\"HS256\",\"alg\":\"HS256\"}",
-			    claims("")),
-		  JWT_EMALFORMED);
-	CK_VERIFY(hs256_raw("{\"alg\":\"HS256\",\"crit\":[\"exp\"]}",
-			    claims("")),
-		  JWT_EMALFORMED);
+	CK_VERIFY(
+	    hs256_raw("{\"alg\":\"HS256\",\"alg\":\"HS256\"}", claims("")),
+	    JWT_EMALFORMED);
+	CK_VERIFY(
+	    hs256_raw("{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", claims("")),
+	    JWT_EMALFORMED);
 	CK_VERIFY(hs256_raw("{\"alg\":\"HS256\",\"b64\":false,\"crit\":"
 			    "[\"b64\"]}",
 			    claims("")),
@@ -1139,9 +1135,9 @@ START_TEST(test_garbage)
 	CK_VERIFY(hs256_raw("{\"alg\":\"HS256\"}", "{\"a\":\"\xff\"}"),
 		  JWT_EMALFORMED); /* not UTF-8 */
 	/* NULL and empty inputs. */
-	ck_assert_int_eq(jwt_verify(kr, &pol, NULL, 0, &cl, errbuf,
-				    sizeof(errbuf)),
-			 JWT_EMALFORMED);
+	ck_assert_int_eq(
+	    jwt_verify(kr, &pol, NULL, 0, &cl, errbuf, sizeof(errbuf)),
+	    JWT_EMALFORMED);
 	ck_assert_int_eq(jwt_verify(kr, &pol, v, 0, &cl, NULL, 0),
 			 JWT_EMALFORMED);
 }
@@ -1183,13 +1179,13 @@ END_TEST
 START_TEST(test_null_policy)
 {
 	/* NULL policy: the defaults and the real clock. */
-	const char *t = mk("HS256", NULL,
-			   fmt("{\"sub\":\"o\",\"exp\":%lld}",
-			       (long long)time(NULL) + 60));
+	const char *t =
+	    mk("HS256", NULL,
+	       fmt("{\"sub\":\"o\",\"exp\":%lld}", (long long)time(NULL) + 60));
 
-	ck_assert_int_eq(jwt_verify(kr, NULL, t, strlen(t), &cl, errbuf,
-				    sizeof(errbuf)),
-			 JWT_OK);
+	ck_assert_int_eq(
+	    jwt_verify(kr, NULL, t, strlen(t), &cl, errbuf, sizeof(errbuf)),
+	    JWT_OK);
 	ck_assert_str_eq(cl.orchestrator, "o");
 }
 END_TEST
@@ -1294,8 +1290,9 @@ START_TEST(test_keyring_refusals)
 	/* A private key is not silently turned into its public half. */
 	ck_assert_int_eq(add(k, rsa1_priv, NULL), -1);
 	ck_assert_int_eq(add(k, "garbage", NULL), -1);
-	ck_assert_int_eq(add(k, "-----BEGIN PUBLIC KEY-----\nAAAA\n"
-				"-----END PUBLIC KEY-----\n",
+	ck_assert_int_eq(add(k,
+			     "-----BEGIN PUBLIC KEY-----\nAAAA\n"
+			     "-----END PUBLIC KEY-----\n",
 			     NULL),
 			 -1);
 	ck_assert_int_eq(jwt_keyring_add_pem(k, rsa1_pub, 100, NULL), -1);
@@ -1372,44 +1369,34 @@ START_TEST(test_sign_refusals)
 	char t[4096];
 	size_t n = strlen(ec1_priv);
 
-	ck_assert_int_eq(jwt_sign("none", "", 0, NULL, "{}", t, sizeof(t)),
-			 -1);
-	ck_assert_int_eq(jwt_sign("HS999", secret, 3, NULL, "{}", t,
-				  sizeof(t)),
+	ck_assert_int_eq(jwt_sign("none", "", 0, NULL, "{}", t, sizeof(t)), -1);
+	ck_assert_int_eq(jwt_sign("HS999", secret, 3, NULL, "{}", t, sizeof(t)),
 			 -1);
 	ck_assert_int_eq(jwt_sign("HS256", "", 0, NULL, "{}", t, sizeof(t)),
 			 -1);
-	ck_assert_int_eq(jwt_sign("HS256", secret, 3, "a\"b", "{}", t,
-				  sizeof(t)),
-			 -1);
-	ck_assert_int_eq(jwt_sign("HS256", secret, 3, "a\\b", "{}", t,
-				  sizeof(t)),
-			 -1);
-	ck_assert_int_eq(jwt_sign("HS256", secret, 3, "a\nb", "{}", t,
-				  sizeof(t)),
-			 -1);
+	ck_assert_int_eq(
+	    jwt_sign("HS256", secret, 3, "a\"b", "{}", t, sizeof(t)), -1);
+	ck_assert_int_eq(
+	    jwt_sign("HS256", secret, 3, "a\\b", "{}", t, sizeof(t)), -1);
+	ck_assert_int_eq(
+	    jwt_sign("HS256", secret, 3, "a\nb", "{}", t, sizeof(t)), -1);
 	/* Key of the wrong kind, public instead of private, garbage. */
-	ck_assert_int_eq(jwt_sign("RS256", ec1_priv, n, NULL, "{}", t,
-				  sizeof(t)),
-			 -1);
+	ck_assert_int_eq(
+	    jwt_sign("RS256", ec1_priv, n, NULL, "{}", t, sizeof(t)), -1);
 	ck_assert_int_eq(jwt_sign("ES256", rsa1_priv, strlen(rsa1_priv), NULL,
 				  "{}", t, sizeof(t)),
 			 -1);
-	ck_assert_int_eq(jwt_sign("ES256", ec1_pub, strlen(ec1_pub), NULL,
-				  "{}", t, sizeof(t)),
+	ck_assert_int_eq(jwt_sign("ES256", ec1_pub, strlen(ec1_pub), NULL, "{}",
+				  t, sizeof(t)),
 			 -1);
 	ck_assert_int_eq(jwt_sign("ES256", "x", 1, NULL, "{}", t, sizeof(t)),
 			 -1);
 	/* Short buffers at every stage. */
-	ck_assert_int_eq(jwt_sign("ES256", ec1_priv, n, NULL, "{}", t, 10),
-			 -1);
-	ck_assert_int_eq(jwt_sign("ES256", ec1_priv, n, NULL, "{}", t, 40),
-			 -1);
-	ck_assert_int_eq(jwt_sign("ES256", ec1_priv, n, NULL, "{}", t, 60),
-			 -1);
-	ck_assert_int_gt(jwt_sign("ES256", ec1_priv, n, NULL, "{}", t,
-				  sizeof(t)),
-			 0);
+	ck_assert_int_eq(jwt_sign("ES256", ec1_priv, n, NULL, "{}", t, 10), -1);
+	ck_assert_int_eq(jwt_sign("ES256", ec1_priv, n, NULL, "{}", t, 40), -1);
+	ck_assert_int_eq(jwt_sign("ES256", ec1_priv, n, NULL, "{}", t, 60), -1);
+	ck_assert_int_gt(
+	    jwt_sign("ES256", ec1_priv, n, NULL, "{}", t, sizeof(t)), 0);
 }
 END_TEST
 

@@ -37,7 +37,7 @@
 #define REQUIRE_EQ(a, b)                                                       \
 	do {                                                                   \
 		unsigned long long a_ = (a), b_ = (b);                         \
-		REQUIRE(a_ == b_, "%s:%d: %s == %llu, expected %s == %llu",   \
+		REQUIRE(a_ == b_, "%s:%d: %s == %llu, expected %s == %llu",    \
 			__FILE__, __LINE__, #a, a_, #b, b_);                   \
 	} while (0)
 
@@ -402,6 +402,34 @@ START_TEST(test_masks)
 END_TEST
 
 /*
+ * A long chain's stale bit goes away within `count` releases, even if
+ * the chain never gets short: the bound that makes the superset harmless.
+ */
+START_TEST(test_mask_stale_bound)
+{
+	struct registry *r = reg_new(64);
+	uint32_t gone, s;
+	uint64_t mask;
+	int i;
+
+	for (i = 0; i < 29; i++)
+		take(r, "o", "big", 0, i, 100, REGISTRY_OK);
+	gone = take(r, "o", "big", 5, 99, 100, REGISTRY_OK);
+	ck_assert_int_eq(registry_release(r, gone, 99), REGISTRY_OK);
+	for (i = 0; i < 29; i++) {
+		s = take(r, "o", "big", 0, 100 + i, 100, REGISTRY_OK);
+		ck_assert_int_eq(registry_release(r, s, 100 + i), REGISTRY_OK);
+	}
+	ck_assert_uint_eq(registry_workers_for(r, "o", &mask), 29);
+	ck_assert_uint_eq(mask, 1);
+	ck_assert_uint_eq(registry_workers_for_org(r, "big", &mask), 29);
+	ck_assert_uint_eq(mask, 1);
+	assert_consistent(r);
+	reg_free(r);
+}
+END_TEST
+
+/*
  * Hash collisions and wrap-around: every key hashes to one or two values
  * at the end of the table, so clusters wrap past bucket 0; keys are then
  * deleted in a random order (head, middle, tail of the cluster) and the
@@ -472,8 +500,8 @@ race_child(struct registry *r, struct race *c, unsigned worker)
 		snprintf(name, sizeof(name), "race-%d", round);
 		e = entry(name, "race-org", worker, getpid(),
 			  (uint64_t)round * 100 + worker);
-		c->rc[round - 1][worker] = registry_acquire(r, &e, RACE_QUOTA,
-							    &slot);
+		c->rc[round - 1][worker] =
+		    registry_acquire(r, &e, RACE_QUOTA, &slot);
 		atomic_fetch_add(&c->done, 1);
 	}
 	_exit(0);
@@ -639,8 +667,8 @@ END_TEST
 
 /* Fork a child that runs fn, reports readiness on a pipe, then pauses. */
 static pid_t
-spawn_holder(struct registry *r, unsigned worker, int nslots,
-	     const char *orch, int hang_with_lock)
+spawn_holder(struct registry *r, unsigned worker, int nslots, const char *orch,
+	     int hang_with_lock)
 {
 	int fds[2];
 	char c = 0;
@@ -746,7 +774,10 @@ END_TEST
 START_TEST(test_killed_holding_lock_waiter)
 {
 	struct registry *r = reg_new(64);
-	struct { _Atomic int started; _Atomic int rc; } *c;
+	struct {
+		_Atomic int started;
+		_Atomic int rc;
+	} * c;
 	struct registry_stats st;
 	pid_t holder, waiter;
 
@@ -845,14 +876,14 @@ START_TEST(test_crash_points)
 		pid = fork();
 		ck_assert_int_ge(pid, 0);
 		if (pid == 0) {
-			struct registry_entry a = entry("A", "O1", 1, getpid(),
-							10);
-			struct registry_entry d = entry("D", "O2", 1, getpid(),
-							11);
-			struct registry_entry e2 = entry("E", "O2", 1,
-							 getpid(), 12);
-			struct registry_entry a2 = entry("A", "O1", 1,
-							 getpid(), 13);
+			struct registry_entry a =
+			    entry("A", "O1", 1, getpid(), 10);
+			struct registry_entry d =
+			    entry("D", "O2", 1, getpid(), 11);
+			struct registry_entry e2 =
+			    entry("E", "O2", 1, getpid(), 12);
+			struct registry_entry a2 =
+			    entry("A", "O1", 1, getpid(), 13);
 			uint32_t sa, sd, s;
 
 			if (registry_acquire(r, &a, 5, &sa) != REGISTRY_OK ||
@@ -873,10 +904,9 @@ START_TEST(test_crash_points)
 			ck_assert(WIFEXITED(status) &&
 				  WEXITSTATUS(status) == 0);
 		} else {
-			ck_assert_msg(WIFSIGNALED(status) &&
-					  WTERMSIG(status) == SIGKILL,
-				      "crash point %d not reached (%#x)", p,
-				      status);
+			ck_assert_msg(
+			    WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+			    "crash point %d not reached (%#x)", p, status);
 		}
 		/* A lock-free read first: it must not hang, whatever state. */
 		ck_assert_uint_le(registry_workers_for(r, "A", &mask), 5);
@@ -1004,7 +1034,7 @@ m_verify_key(struct registry *r, struct model *m, int orch, int org)
 				exact |= 1ull << m->c[i].worker;
 		m_name(name, sizeof(name), orch);
 		REQUIRE_EQ(registry_workers_for(r, name, &mask),
-				  m->orch_count[orch]);
+			   m->orch_count[orch]);
 		/* Quotas here are <= 5: orchestrator masks are exact. */
 		REQUIRE_EQ(mask, exact);
 	}
@@ -1015,7 +1045,7 @@ m_verify_key(struct registry *r, struct model *m, int orch, int org)
 				exact |= 1ull << m->c[i].worker;
 		o_name(name, sizeof(name), org);
 		REQUIRE_EQ(registry_workers_for_org(r, name, &mask),
-				  m->org_count[org]);
+			   m->org_count[org]);
 		REQUIRE_EQ(mask & exact, exact);
 		if (m->org_count[org] <= 8)
 			REQUIRE_EQ(mask, exact);
@@ -1039,12 +1069,13 @@ m_verify_all(struct registry *r, struct model *m)
 		orgs += m->org_count[k] != 0;
 	}
 	for (int i = 0; i < m->n; i++) {
-		REQUIRE_EQ(registry_get(r, m->c[i].slot, &e),
-				 REGISTRY_OK);
+		REQUIRE_EQ(registry_get(r, m->c[i].slot, &e), REGISTRY_OK);
 		m_name(name, sizeof(name), m->c[i].orch);
-		REQUIRE(strcmp(e.orchestrator, name) == 0, "orch %s", e.orchestrator);
+		REQUIRE(strcmp(e.orchestrator, name) == 0, "orch %s",
+			e.orchestrator);
 		o_name(name, sizeof(name), m->c[i].org);
-		REQUIRE(strcmp(e.organization, name) == 0, "org %s", e.organization);
+		REQUIRE(strcmp(e.organization, name) == 0, "org %s",
+			e.organization);
 		REQUIRE_EQ(e.conn_id, m->c[i].conn_id);
 		REQUIRE_EQ(e.worker, m->c[i].worker);
 		REQUIRE_EQ(e.pid, m_pid(m->c[i].worker));
@@ -1056,7 +1087,7 @@ m_verify_all(struct registry *r, struct model *m)
 	REQUIRE_EQ(st.orchestrators, orchs);
 	REQUIRE_EQ(st.organizations, orgs);
 	REQUIRE_EQ(registry_foreach(r, collect, &(struct seen){0}),
-			  (unsigned)m->n);
+		   (unsigned)m->n);
 	assert_consistent(r);
 }
 
@@ -1082,14 +1113,19 @@ m_acquire(struct registry *r, struct model *m, unsigned *seed, uint64_t id)
 	else
 		want = REGISTRY_OK;
 	rc = registry_acquire(r, &e, quota, &slot);
-	REQUIRE(rc == want, "acquire: %s, model says %s",
-		      registry_strerror(rc), registry_strerror(want));
+	REQUIRE(rc == want, "acquire: %s, model says %s", registry_strerror(rc),
+		registry_strerror(want));
 	if (rc == REGISTRY_OK) {
 		for (int i = 0; i < m->n; i++)
-			REQUIRE(m->c[i].slot != slot, "slot %u handed out twice", slot);
+			REQUIRE(m->c[i].slot != slot,
+				"slot %u handed out twice", slot);
 		m->c[m->n++] = (struct m_conn){
-		    .slot = slot, .conn_id = id, .orch = orch, .org = org,
-		    .worker = worker, .last_seen = e.last_seen_ms,
+		    .slot = slot,
+		    .conn_id = id,
+		    .orch = orch,
+		    .org = org,
+		    .worker = worker,
+		    .last_seen = e.last_seen_ms,
 		    .state = e.state ? e.state : REGISTRY_ACTIVE};
 		m->orch_count[orch]++;
 		m->org_count[org]++;
@@ -1125,31 +1161,30 @@ START_TEST(test_random_model)
 		if (dice < 80) {
 			struct m_conn c = m->c[i];
 
-			REQUIRE_EQ(registry_release(r, c.slot,
-							  c.conn_id + 1000000),
-					 REGISTRY_ESTALE);
+			REQUIRE_EQ(
+			    registry_release(r, c.slot, c.conn_id + 1000000),
+			    REGISTRY_ESTALE);
 			REQUIRE_EQ(registry_release(r, c.slot, c.conn_id),
-					 REGISTRY_OK);
+				   REGISTRY_OK);
 			m_remove(m, i);
 			REQUIRE_EQ(registry_release(r, c.slot, c.conn_id),
-					 REGISTRY_ESTALE);
+				   REGISTRY_ESTALE);
 			m_verify_key(r, m, c.orch, c.org);
 		} else if (dice < 90) {
-			enum registry_state s = m->c[i].state ==
-							REGISTRY_ACTIVE
+			enum registry_state s = m->c[i].state == REGISTRY_ACTIVE
 						    ? REGISTRY_DRAINING
 						    : REGISTRY_ACTIVE;
 
 			REQUIRE_EQ(registry_update(r, m->c[i].slot,
-							 m->c[i].conn_id, s),
-					 REGISTRY_OK);
+						   m->c[i].conn_id, s),
+				   REGISTRY_OK);
 			m->c[i].state = s;
 		} else if (dice < 98) {
 			m->c[i].last_seen = 1000000 + op;
 			REQUIRE_EQ(registry_touch(r, m->c[i].slot,
-							m->c[i].conn_id,
-							m->c[i].last_seen),
-					 REGISTRY_OK);
+						  m->c[i].conn_id,
+						  m->c[i].last_seen),
+				   REGISTRY_OK);
 		} else {
 			unsigned w = m->c[i].worker, want = 0;
 
@@ -1159,17 +1194,15 @@ START_TEST(test_random_model)
 					want++;
 				}
 			}
-			REQUIRE_EQ(registry_reap_worker(r, w, m_pid(w)),
-					  want);
+			REQUIRE_EQ(registry_reap_worker(r, w, m_pid(w)), want);
 		}
 		if (op % 1000 == 0)
 			m_verify_all(r, m);
 	}
 	m_verify_all(r, m);
 	while (m->n > 0) {
-		REQUIRE_EQ(registry_release(r, m->c[0].slot,
-						  m->c[0].conn_id),
-				 REGISTRY_OK);
+		REQUIRE_EQ(registry_release(r, m->c[0].slot, m->c[0].conn_id),
+			   REGISTRY_OK);
 		m_remove(m, 0);
 	}
 	m_verify_all(r, m);
@@ -1194,6 +1227,7 @@ main(void)
 	tcase_add_test(tc, test_touch_update);
 	tcase_add_test(tc, test_foreach);
 	tcase_add_test(tc, test_masks);
+	tcase_add_test(tc, test_mask_stale_bound);
 	tcase_add_loop_test(tc, test_collisions, 0, 6);
 	tcase_add_loop_test(tc, test_random_model, 0, 3);
 	tcase_set_timeout(tc, 120);

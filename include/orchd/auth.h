@@ -13,6 +13,8 @@
 
 struct worker;
 
+/* Is any verification key (secret or public key) configured? */
+int auth_keyring_usable(const struct worker *w);
 /* The keyring for cfg's secret and public keys; -1 (logged) on error. */
 int auth_keyring_load(const struct config *cfg, struct jwt_keyring **out);
 

@@ -21,7 +21,7 @@
 #define CONFIG_ORIGIN_MAX 320  /* bytes of a normalized origin, NUL included */
 #define CONFIG_MAX_JWT_KEYS 32 /* jwt_public_key directives */
 #define CONFIG_KID_MAX 127     /* bytes of a jwt_public_key key id */
-#define CONFIG_MAX_SCOPES 32   /* required_scopes in all (a token has <= 32) */
+#define CONFIG_MAX_SCOPES 32   /* required_scopes in all (as in a token) */
 #define CONFIG_SCOPE_MAX 64    /* bytes of a scope */
 #define CONFIG_CLAIM_MAX 255   /* bytes of jwt_issuer, jwt_audience */
 
@@ -110,8 +110,8 @@ struct config {
 	 * Access tokens (PROTOCOL.md section 8).  No secret and no public key
 	 * is a valid config: every auth then fails with UNAVAILABLE.
 	 */
-	char **jwt_public_keys;     /* absolute paths of PEM public keys, */
-	char **jwt_public_key_kids; /* and their kids (NULL: none; one at most) */
+	char **jwt_public_keys;     /* absolute paths of PEM public keys */
+	char **jwt_public_key_kids; /* kid of each; NULL: none (one at most) */
 	size_t njwt_public_keys;    /* 0..CONFIG_MAX_JWT_KEYS */
 	char *jwt_issuer;           /* expected iss; NULL: not checked */
 	char *jwt_audience;         /* expected aud; NULL: not checked */

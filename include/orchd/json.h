@@ -34,20 +34,20 @@
 enum json_err {
 	JSON_OK = 0,
 	/* json_parse() */
-	JSON_E_SYNTAX = -1,	/* unexpected character */
-	JSON_E_TRUNCATED = -2,	/* input ends inside a value (or is empty) */
-	JSON_E_TOKENS = -3,	/* more than max_tokens values and keys */
-	JSON_E_DEPTH = -4,	/* nesting deeper than max_depth */
-	JSON_E_SIZE = -5,	/* input longer than max_size */
-	JSON_E_TRAILING = -6,	/* data after the top-level value */
-	JSON_E_UTF8 = -7,	/* input is not valid UTF-8 */
+	JSON_E_SYNTAX = -1,     /* unexpected character */
+	JSON_E_TRUNCATED = -2,  /* input ends inside a value (or is empty) */
+	JSON_E_TOKENS = -3,     /* more than max_tokens values and keys */
+	JSON_E_DEPTH = -4,      /* nesting deeper than max_depth */
+	JSON_E_SIZE = -5,       /* input longer than max_size */
+	JSON_E_TRAILING = -6,   /* data after the top-level value */
+	JSON_E_UTF8 = -7,       /* input is not valid UTF-8 */
 	JSON_E_NOT_OBJECT = -8, /* JSON_REQUIRE_OBJECT and the top is not {} */
-	JSON_E_NUMBER = -9,	/* malformed number (01, -, 1., .5, 1e) */
-	JSON_E_LITERAL = -10,	/* not exactly true, false or null */
-	JSON_E_CTRL = -11,	/* raw control character inside a string */
-	JSON_E_ESCAPE = -12,	/* backslash escape not allowed by RFC 8259 */
+	JSON_E_NUMBER = -9,     /* malformed number (01, -, 1., .5, 1e) */
+	JSON_E_LITERAL = -10,   /* not exactly true, false or null */
+	JSON_E_CTRL = -11,      /* raw control character inside a string */
+	JSON_E_ESCAPE = -12,    /* backslash escape not allowed by RFC 8259 */
 	JSON_E_SURROGATE = -13, /* \uD800-\uDFFF escape not in a valid pair */
-	JSON_E_INTERNAL = -14,	/* tokenizer disagrees with validator (bug) */
+	JSON_E_INTERNAL = -14,  /* tokenizer disagrees with validator (bug) */
 	/* getters */
 	JSON_E_NOTFOUND = -15, /* token -1: missing key, index out of range */
 	JSON_E_TYPE = -16,     /* value has another type */
@@ -87,7 +87,7 @@ struct json_limits {
 	size_t max_size;     /* bytes; default 1 MiB, never above INT_MAX */
 	unsigned max_tokens; /* default 1024 */
 	unsigned max_depth;  /* default 32, clamped to JSON_MAX_DEPTH_CAP */
-	unsigned flags;	     /* JSON_REQUIRE_OBJECT */
+	unsigned flags;      /* JSON_REQUIRE_OBJECT */
 };
 
 /* A parsed document.  Fields are read-only for callers. */

@@ -42,16 +42,16 @@
 #define JWT_LEEWAY_DEFAULT 30
 
 /* Field sizes of struct jwt_claims, including the terminating NUL. */
-#define JWT_ID_SIZE 128      /* ids, jti, kid: up to 127 bytes */
+#define JWT_ID_SIZE 128 /* ids, jti, kid: up to 127 bytes */
 #define JWT_ISS_SIZE 256
 #define JWT_TYPE_SIZE 32
 #define JWT_ALG_SIZE 8
 #define JWT_SCOPES_MAX 32
-#define JWT_SCOPE_SIZE 65    /* a scope is up to 64 bytes */
+#define JWT_SCOPE_SIZE 65 /* a scope is up to 64 bytes */
 
 enum jwt_result {
 	JWT_OK = 0,
-	JWT_EMALFORMED, /* not a compact JWS, bad base64url, not JSON, too long */
+	JWT_EMALFORMED, /* not compact JWS, bad base64url, not JSON, too long */
 	JWT_EALG,       /* alg none, unknown, not configured, or not a string */
 	JWT_EKEY,       /* no key for the token's kid (or kid needed) */
 	JWT_ESIG,       /* signature does not verify */
@@ -123,8 +123,8 @@ unsigned jwt_keyring_nkeys(const struct jwt_keyring *kr);
  * though it may quote a claim value) and *out is left zeroed.
  */
 int jwt_verify(const struct jwt_keyring *kr, const struct jwt_policy *pol,
-	       const char *token, size_t len, struct jwt_claims *out,
-	       char *err, size_t errlen);
+	       const char *token, size_t len, struct jwt_claims *out, char *err,
+	       size_t errlen);
 /* Short name of a jwt_result ("expired"). */
 const char *jwt_strerror(int rc);
 

@@ -45,6 +45,7 @@ enum proto_state {
 
 struct proto_conn {
 	enum proto_state state;
+	int ended; /* close handshake started: no deadlines, no messages */
 	unsigned scope_mask;
 	uint64_t conn_id; /* registry connection id */
 	uint64_t auth_deadline_ms;
@@ -70,6 +71,11 @@ struct proto_conn {
 
 void proto_attach(struct conn *c);
 void proto_detach(struct conn *c);
+/*
+ * The WebSocket is closing: give back the quota slot and remove the session
+ * keys now, not when TCP finally closes.  The state stays until detach.
+ */
+void proto_end(struct conn *c);
 /* One whole text message from the client. */
 void proto_message(struct conn *c, const uint8_t *data, size_t len);
 /* Earliest protocol deadline (monotonic ms), 0 if none. */

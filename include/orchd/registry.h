@@ -39,9 +39,9 @@
 #define REGISTRY_ESTALE (-4) /* slot not in use by that connection id */
 
 enum registry_state {
-	REGISTRY_FREE = 0,  /* zero pages are free slots */
-	REGISTRY_ACTIVE,    /* authenticated, receiving events */
-	REGISTRY_DRAINING,  /* being closed (reload, stop); still counted */
+	REGISTRY_FREE = 0, /* zero pages are free slots */
+	REGISTRY_ACTIVE,   /* authenticated, receiving events */
+	REGISTRY_DRAINING, /* being closed (reload, stop); still counted */
 	REGISTRY_NSTATES
 };
 
@@ -60,7 +60,7 @@ struct registry_entry {
 	uint64_t connected_ms;
 	uint64_t last_seen_ms;
 	pid_t pid;
-	unsigned worker; /* 0..REGISTRY_MAX_WORKERS-1 */
+	unsigned worker;           /* 0..REGISTRY_MAX_WORKERS-1 */
 	enum registry_state state; /* acquire: FREE means ACTIVE */
 	char orchestrator[REGISTRY_ID_MAX];
 	char daemon[REGISTRY_ID_MAX];
@@ -111,8 +111,7 @@ int registry_update(struct registry *r, uint32_t slot, uint64_t conn_id,
  * died holding the lock, this call's own locking repairs the index.
  * Cost: one pass over the used slots (high-water mark), under the lock.
  */
-unsigned registry_reap_worker(struct registry *r, unsigned worker,
-			      pid_t pid);
+unsigned registry_reap_worker(struct registry *r, unsigned worker, pid_t pid);
 
 /*
  * Readers.  The two index look-ups are O(1) expected (one hash, a short
@@ -127,8 +126,7 @@ unsigned registry_reap_worker(struct registry *r, unsigned worker,
 unsigned registry_count(struct registry *r, const char *orchestrator);
 unsigned registry_workers_for(struct registry *r, const char *orchestrator,
 			      uint64_t *worker_mask);
-unsigned registry_workers_for_org(struct registry *r,
-				  const char *organization,
+unsigned registry_workers_for_org(struct registry *r, const char *organization,
 				  uint64_t *worker_mask);
 /* Workers with any slot (global events); O(REGISTRY_MAX_WORKERS). */
 unsigned registry_workers_all(struct registry *r, uint64_t *worker_mask);

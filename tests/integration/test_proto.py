@@ -166,6 +166,21 @@ class ProtoClient:
         self.send("heartbeat", p)
         return self.expect("heartbeat_ack")
 
+    def close_handshake(self, timeout=3.0):
+        """Client close 1000, wait for the server's close and its TCP close,
+        then close our socket as a real client does.  Returns the server's
+        close code."""
+        code, _, _ = self.ws.close_handshake(timeout=timeout)
+        self.ws.close()
+        return code
+
+    def finish(self, timeout=3.0):
+        """After a server close: wait for the server's TCP close, then close
+        our socket as a real client does.  Returns 'eof', 'reset' or None."""
+        how = self.ws.wait_tcp_close(timeout=timeout)
+        self.ws.close()
+        return how
+
     def expect_close(self, timeout=5.0):
         """(code, reason) of the server's close; data before it is kept in
         self.ws.discarded."""
@@ -318,7 +333,7 @@ class AuthTest(ProtoTestCase):
     def test_auth_accepted_forms(self):
         """vpId alias, orchestratorId claim instead of sub, HS384/HS512, no
         daemonId claim, a message without id/timestamp, resumeFrom 0."""
-        self.start_stack()
+        self.start_stack(max_connections_per_orchestrator=20)
         cases = [
             ("vpId alias", dict(), dict(orch_key="vpId")),
             ("orchestratorId claim", dict(sub=False), {}),
@@ -333,7 +348,7 @@ class AuthTest(ProtoTestCase):
                 c = self.client()
                 msg = c.auth(self.token(**tkw), self.daemon, self.orch, **akw)
                 self.assertEqual(msg["type"], "auth_success", json.dumps(msg))
-                c.ws.close_handshake(timeout=3)
+                self.assertEqual(c.close_handshake(), 1000)
         with self.subTest("no id/timestamp"):
             c = self.client()
             c.send("auth", {"accessToken": self.token(), "daemonId": self.daemon,
@@ -469,8 +484,9 @@ class AuthTest(ProtoTestCase):
                           ("HS256 secret beside public keys", self.token())]:
             with self.subTest(name):
                 c, p = self.authed(tok)
-                c.ws.close_handshake(timeout=3)
-        pem = open(rsa1.public_pem, "rb").read()
+                self.assertEqual(c.close_handshake(), 1000)
+        with open(rsa1.public_pem, "rb") as f:
+            pem = f.read()
         for name, tok in [
                 ("RS256 signed by rsa1, kid k-rsa2", rsa1.token(cl(), kid="k-rsa2")),
                 ("RS256 unknown kid", rsa1.token(cl(), kid="k-nope")),
@@ -855,7 +871,7 @@ class MessageTest(ProtoTestCase):
                                     daemon="d-" + scope.replace(":", "-"))
                 c2.send("subscribe", {"eventTypes": [family]})
                 self.assertEqual(c2.expect("subscribed")["eventTypes"], [family])
-                c2.ws.close_handshake(timeout=3)
+                self.assertEqual(c2.close_handshake(), 1000)
 
 
 # --------------------------------------------------------------------------
@@ -946,7 +962,11 @@ class HeartbeatTest(ProtoTestCase):
         self.start_stack()
         tok = self.token(daemon=self.daemon)
         body = json.dumps({"status": "active"}).encode()
+        revoked = str(uuid.uuid4())
+        self.redis.command("SADD", REVOKED_SET, revoked)
         for name, auth in [("no Authorization", None),
+                           ("revoked jti", "Bearer " + self.token(jti=revoked)),
+                           ("empty Bearer", "Bearer "),
                            ("not Bearer", "Basic " + tokens.b64url("a:b")),
                            ("garbage token", "Bearer garbage"),
                            ("bad signature", "Bearer " + tokens.tamper(tok)),
@@ -1028,8 +1048,7 @@ class SessionTest(ProtoTestCase):
         self.assertNotEqual(p["connectionId"], p2["connectionId"])
         self.assertNotEqual(p["sessionId"], p2["sessionId"])
         self.assert_session(p, 12000)
-        code, _, _ = c.ws.close_handshake(timeout=3)
-        self.assertEqual(code, 1000)
+        self.assertEqual(c.close_handshake(), 1000)
         self.assert_gone(p["connectionId"])
         # The other connection's session is untouched.
         _, skey = self.conn_keys(p2["connectionId"])
@@ -1039,7 +1058,7 @@ class SessionTest(ProtoTestCase):
         self.assert_gone(p2["connectionId"])
 
     def test_session_ttl_directive(self):
-        self.start_stack(heartbeat_interval="30s", session_ttl="7s")
+        self.start_stack(heartbeat_interval="2s", session_ttl="7s")
         c, p = self.authed()
         self.assert_session(p, 7000)
 
@@ -1065,6 +1084,7 @@ class SessionTest(ProtoTestCase):
         self.assert_session(p, 30000)
         code, _ = c.expect_close(timeout=6)
         self.assertEqual(code, 4007)
+        self.assertIn(c.finish(), ("eof", "reset"))
         self.assert_gone(p["connectionId"])
 
     def test_session_expires_after_worker_kill(self):
@@ -1166,14 +1186,14 @@ class QuotaTest(ProtoTestCase):
         other = "orch-other-" + uuid.uuid4().hex[:6]
         self.authed(self.token(orch=other), daemon="d1", orch=other)
         # Closing one frees its slot.
-        c2.ws.close_handshake(timeout=3)
+        self.assertEqual(c2.close_handshake(), 1000)
 
         def retry():
             c = ProtoClient(self, self.o.port)
             self.addCleanup(c.close)
             m = c.auth(self.token(), "d4", self.orch)
             return m["type"] == "auth_success"
-        self.assertTrue(wait_for(retry, 3.0, 0.1), "slot not freed by a close")
+        self.assertTrue(wait_for(retry, 1.0, 0.1), "slot not freed by a close")
 
 
 # --------------------------------------------------------------------------
