@@ -406,9 +406,9 @@ json_parse(struct json_doc *d, const char *buf, size_t len,
 		d->err_off = max_size;
 		return JSON_E_SIZE;
 	}
-	if (buf == NULL) {
-		buf = "";
-		len = 0;
+	if (buf == NULL || len == 0) {
+		d->err_off = 0;
+		return JSON_E_TRUNCATED; /* nothing is not a JSON text */
 	}
 	sc.s = sc.p = (const uint8_t *)buf;
 	sc.end = sc.s + len;
