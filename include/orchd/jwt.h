@@ -13,23 +13,34 @@
  * Algorithms: HS256/HS384/HS512 with the shared secret, RS256 with RSA public
  * keys (>= 2048 bits), ES256 with EC P-256 public keys.  An algorithm is
  * accepted only when a key for it is configured; "none" and anything else
- * are always refused.
+ * are always refused, and so is a header with crit (no JWS extension, such
+ * as b64:false, is implemented).
+ *
+ * Keys: HMAC tokens use the one secret (a header kid is ignored).  RS256 and
+ * ES256 tokens pick a key of the matching type: by kid when the token has
+ * one; without kid, the only key of that type.  A key configured without kid
+ * is the default of its type: it also serves tokens whose kid matches no
+ * key.  Otherwise a kid miss, or no kid with several keys, is JWT_EKEY.
  *
  * Claim rules (PROTOCOL.md section 8):
- *  - exp is required; exp, nbf and iat must be integers (NumericDate
- *    without a fraction); each is checked with pol->leeway seconds of slack.
- *    A token is accepted up to and including now == exp + leeway, and from
- *    now == nbf - leeway (and iat - leeway) on.
- *  - The orchestrator comes from orchestratorId or sub; one is required, and
- *    when both are present they must be equal.
+ *  - exp is required; exp, nbf and iat must be numbers.  Fractions (PyJWT
+ *    with time.time()) are rounded to the stricter side: exp down, nbf and
+ *    iat up.  A token is accepted up to and including now == exp + leeway,
+ *    and from now == nbf - leeway (likewise iat) on.
+ *  - The orchestrator comes from orchestratorId or sub; one is required
+ *    (non-empty), and when both are present they must be equal.
  *  - type must equal the expected type (pol->type, "access" when NULL).  A
- *    token without type is accepted as an access token (tokens of the
- *    service orchd replaces carried none) but never as any other type.
+ *    token without type is accepted as an access token, but never as any
+ *    other type; an empty type is a wrong type.
  *  - iss and aud are compared only when the policy names them; aud may be a
  *    string or an array of strings.  Every known claim must have its type
- *    even when it is not compared.
+ *    even when it is not compared; unknown claims are ignored.
  *  - Strings never get truncated: a claim longer than its field, or holding
  *    a NUL byte, makes the token invalid.
+ *  - A known member present twice (in the header or the payload) makes the
+ *    token invalid (RFC 7515 5.2): another parser must not read it otherwise.
+ *  - Shape and value checks come before the clock, so JWT_EEXPIRED and
+ *    JWT_ENOTYET mean "valid but for the time": the client may refresh.
  */
 #ifndef ORCHD_JWT_H
 #define ORCHD_JWT_H
