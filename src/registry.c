@@ -174,7 +174,10 @@ _Static_assert(sizeof(struct reg_bucket) == 24, "bucket size");
 
 static int crash_at; /* test hook; per process */
 
-/* Points where a test child kills itself; numbered in code order. */
+/*
+ * Points where a test child kills itself: acquire 1-7 (4 and 5 in
+ * idx_link), release 8-11 (9 in the backward shift), update 12, rebuild 13.
+ */
 #define REG_NCRASH 13
 #define CRASH(n)                                                               \
 	do {                                                                   \
@@ -612,20 +615,27 @@ registry_init(void *mem, size_t size, unsigned max_slots)
 		r->seed =
 		    util_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)mem;
 
-	if ((rc = pthread_mutexattr_init(&attr)) != 0 ||
-	    (rc = pthread_mutexattr_setpshared(&attr,
-					       PTHREAD_PROCESS_SHARED)) != 0 ||
-	    (rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) !=
-		0 ||
-	    (rc = pthread_mutex_init(&r->lock, &attr)) != 0) {
-		errno = rc;
-		log_warn("%s: robust process-shared mutex", __func__);
-		return NULL;
-	}
+	/*
+	 * Robust: if a holder dies, the kernel hands the next locker
+	 * EOWNERDEAD instead of a lock that never opens.
+	 */
+	if ((rc = pthread_mutexattr_init(&attr)) != 0)
+		goto fail;
+	rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+	if (rc == 0)
+		rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	if (rc == 0)
+		rc = pthread_mutex_init(&r->lock, &attr);
 	pthread_mutexattr_destroy(&attr);
+	if (rc != 0)
+		goto fail;
 	r->version = REG_VERSION;
 	r->magic = REG_MAGIC;
 	return r;
+fail:
+	errno = rc;
+	log_warn("%s: robust process-shared mutex", __func__);
+	return NULL;
 }
 
 struct registry *
@@ -633,8 +643,8 @@ registry_attach(void *mem)
 {
 	struct registry *r = mem;
 
-	if (r == NULL || r->magic != REG_MAGIC || r->version != REG_VERSION ||
-	    r->size != registry_size(r->max_slots))
+	if (r == NULL || ((uintptr_t)mem & 63) != 0 || r->magic != REG_MAGIC ||
+	    r->version != REG_VERSION || r->size != registry_size(r->max_slots))
 		return NULL;
 	return r;
 }
@@ -787,10 +797,7 @@ registry_reap_worker(struct registry *r, unsigned worker, pid_t pid)
 		n++;
 	}
 	reg_unlock(r);
-	if (n > 0)
-		log_info("%s: freed %u slots of worker %u pid %ld", __func__, n,
-			 worker, (long)pid);
-	return n;
+	return n; /* the caller logs it, with the exit status */
 }
 
 /* Count and mask of key kw in index k; 0 and no mask if absent. */

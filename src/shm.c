@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "orchd/log.h"
@@ -35,6 +36,22 @@ shm_map(size_t len, const char *tag)
 		return NULL;
 	}
 	shm_unlink(name);
+	/*
+	 * Pages are allocated on first touch: if /dev/shm cannot hold the
+	 * whole mapping, a worker would get SIGBUS under load.  Say so now.
+	 */
+	{
+		struct statvfs vfs;
+
+		if (fstatvfs(fd, &vfs) == 0 &&
+		    (uint64_t)vfs.f_bavail * vfs.f_frsize < len)
+			log_warnx("%s: %s needs %zu bytes but only %llu are "
+				  "free in /dev/shm: raise its size or lower "
+				  "max_connections",
+				  __func__, tag, len,
+				  (unsigned long long)vfs.f_bavail *
+					  vfs.f_frsize);
+	}
 	/* ftruncate of a fresh object: zero-filled, pages cost nothing yet. */
 	if (ftruncate(fd, (off_t)len) == -1) {
 		log_warn("%s: ftruncate %zu", __func__, len);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -115,6 +116,22 @@ take(struct registry *r, const char *orch, const char *org, unsigned worker,
 	return slot;
 }
 
+/*
+ * fork() for a test child: it dies with the test process, so a failed
+ * assertion never leaves racers spinning behind it.
+ */
+static pid_t
+fork_child(void)
+{
+	pid_t parent = getpid(), pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0 &&
+	    (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent))
+		_exit(5);
+	return pid;
+}
+
 static int
 wait_child(pid_t pid)
 {
@@ -137,7 +154,7 @@ START_TEST(test_size_init_attach)
 {
 	struct registry_stats st;
 	struct registry *r;
-	char junk[4096];
+	_Alignas(64) char junk[4096];
 	void *mem;
 
 	ck_assert_uint_eq(registry_size(0), 0);
@@ -157,6 +174,8 @@ START_TEST(test_size_init_attach)
 	ck_assert_ptr_eq(registry_attach(mem), r);
 	memset(junk, 0x5a, sizeof(junk));
 	ck_assert_ptr_null(registry_attach(junk));
+	ck_assert_ptr_null(registry_attach(junk + 8));
+	ck_assert_ptr_null(registry_attach((char *)mem + 8));
 	registry_stats(r, &st);
 	ck_assert_uint_eq(st.max_slots, 100);
 	ck_assert_uint_eq(st.active, 0);
@@ -518,8 +537,7 @@ START_TEST(test_quota_race)
 	char name[32];
 
 	for (int i = 0; i < RACERS; i++) {
-		pids[i] = fork();
-		ck_assert_int_ge(pids[i], 0);
+		pids[i] = fork_child();
 		if (pids[i] == 0)
 			race_child(r, c, i);
 	}
@@ -628,8 +646,7 @@ START_TEST(test_concurrent_churn)
 	char name[32];
 
 	for (int i = 0; i < STRESS_KIDS; i++) {
-		pids[i] = fork();
-		ck_assert_int_ge(pids[i], 0);
+		pids[i] = fork_child();
 		if (pids[i] == 0)
 			stress_child(r, c, i);
 	}
@@ -675,8 +692,7 @@ spawn_holder(struct registry *r, unsigned worker, int nslots, const char *orch,
 	pid_t pid;
 
 	ck_assert_int_eq(pipe(fds), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
+	pid = fork_child();
 	if (pid == 0) {
 		close(fds[0]);
 		for (int i = 0; i < nslots; i++) {
@@ -785,8 +801,7 @@ START_TEST(test_killed_holding_lock_waiter)
 	atomic_store(&c->rc, 99);
 	take(r, "X", "", 0, 1, 5, REGISTRY_OK);
 	holder = spawn_holder(r, 1, 2, "X", 1);
-	waiter = fork();
-	ck_assert_int_ge(waiter, 0);
+	waiter = fork_child();
 	if (waiter == 0) {
 		struct registry_entry e = entry("X", "", 2, getpid(), 77);
 		uint32_t slot;
@@ -873,8 +888,7 @@ START_TEST(test_crash_points)
 		take(r, "A", "O1", 0, 2, 5, REGISTRY_OK);
 		take(r, "B", "O1", 0, 3, 5, REGISTRY_OK);
 		take(r, "C", "", 0, 4, 5, REGISTRY_OK);
-		pid = fork();
-		ck_assert_int_ge(pid, 0);
+		pid = fork_child();
 		if (pid == 0) {
 			struct registry_entry a =
 			    entry("A", "O1", 1, getpid(), 10);
@@ -950,8 +964,7 @@ START_TEST(test_crash_in_rebuild)
 	take(r, "A", "", 0, 2, 5, REGISTRY_OK);
 	holder = spawn_holder(r, 1, 1, "A", 1);
 	kill_and_wait(holder);
-	repairer = fork();
-	ck_assert_int_ge(repairer, 0);
+	repairer = fork_child();
 	if (repairer == 0) {
 		registry_test_crash_at(registry_test_ncrash());
 		(void)registry_count(r, "A");

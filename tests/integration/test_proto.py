@@ -17,6 +17,7 @@ temp dir.
 
 import asyncio
 import datetime
+import hmac
 import json
 import os
 import re
@@ -107,7 +108,7 @@ class ProtoClient:
     def send_text(self, text):
         self.ws.send_text(text if isinstance(text, (bytes, str)) else json.dumps(text))
 
-    def send(self, type_, payload=None, with_id=True, **extra):
+    def send(self, type_, payload=None, with_id=True, extra_top=None):
         msg = {"type": type_}
         if with_id:
             msg["id"] = str(uuid.uuid4())
@@ -115,7 +116,7 @@ class ProtoClient:
                 .strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         if payload is not None:
             msg["payload"] = payload
-        msg.update(extra)
+        msg.update(extra_top or {})
         self.ws.send_text(json.dumps(msg))
         return msg
 
@@ -217,7 +218,7 @@ class ProtoTestCase(OrchdTestCase):
             "drain_timeout": "1s",
             "redis": self.redis.url if self.redis else "unix:" + os.path.join(self.tmp,
                                                                              "no-redis.sock"),
-            "redis_timeout": "1s",
+            "redis_timeout": "2s",
             "jwt_secret_file": self.secret_path,
         }
         cfg.update(overrides)
@@ -436,6 +437,33 @@ class AuthTest(ProtoTestCase):
         self.assertLess(time.monotonic() - t0, 2.5, "auth not answered at redis_timeout")
         self.assert_auth_error(c, msg, "UNAVAILABLE")
 
+    def test_redis_restart_recovers(self):
+        """After a Redis restart (same socket) workers reconnect: strict
+        auth works again and heartbeats are recorded again; a connection
+        authenticated before the outage survives it."""
+        self.start_stack(revocation_check="strict", heartbeat_interval="10s")
+        c, _ = self.authed()
+        self.redis.restart()
+        c.heartbeat()
+
+        def auth_ok():
+            c2 = ProtoClient(self, self.o.port)
+            self.addCleanup(c2.close)
+            m = c2.auth(self.token(), self.daemon + "-2", self.orch)
+            c2.close()
+            return m["type"] == "auth_success"
+        self.assertTrue(wait_for(auth_ok, 8.0, 0.3),
+                        "strict auth still failing after Redis came back%s" % self.diag())
+        key = "daemon:heartbeat:%s" % self.orch
+
+        def recorded():
+            c.heartbeat()
+            return self.redis.command("EXISTS", key)
+        self.assertTrue(wait_for(recorded, 5.0, 0.3), "heartbeats not recorded after restart")
+        jti = str(uuid.uuid4())
+        self.redis.command("SADD", REVOKED_SET, jti)
+        self.auth_fails(self.token(jti=jti), "TOKEN_REVOKED")
+
     def test_redis_down_strict_without_jti_succeeds(self):
         self.start_stack(revocation_check="strict")
         self.redis.stop()
@@ -501,6 +529,76 @@ class AuthTest(ProtoTestCase):
                      tokens.signing_input({"alg": "ES256", "kid": "k-ec1"}, cl())))]:
             with self.subTest(name):
                 self.auth_fails(tok, "AUTH_FAILED")
+
+    def test_malformed_tokens(self):
+        """Tokens that are well signed but malformed inside, and shapes that
+        are not a JWS compact token: AUTH_FAILED, and nothing breaks."""
+        self.start_stack()
+        sec = self.secret.encode()
+        good = tokens.claims(self.orch, org=self.org, scopes=ALL_SCOPES)
+
+        def signed(header_text, claims_text, alg="HS256"):
+            si = tokens.b64url(header_text) + "." + tokens.b64url(claims_text)
+            sig = hmac.new(sec, si.encode(), tokens.HS_HASHES[alg]).digest()
+            return si + "." + tokens.b64url(sig)
+        hdr = '{"alg":"HS256","typ":"JWT"}'
+        cases = [
+            ("header not JSON", signed("{", json.dumps(good))),
+            ("header an array", signed('["HS256"]', json.dumps(good))),
+            ("header without alg", signed('{"typ":"JWT"}', json.dumps(good))),
+            ("alg lower case", signed('{"alg":"hs256"}', json.dumps(good))),
+            ("alg not a string", signed('{"alg":256}', json.dumps(good))),
+            ("claims not JSON", signed(hdr, '{"sub":')),
+            ("claims an array", signed(hdr, "[1]")),
+            ("exp a string", signed(hdr, json.dumps(dict(good, exp=str(good["exp"]))))),
+            ("exp a boolean", signed(hdr, json.dumps(dict(good, exp=True)))),
+            ("sub a number", signed(hdr, json.dumps(dict(good, sub=12345)))),
+            ("four segments", tokens.hs_token(good, self.secret) + ".x"),
+            ("two segments", tokens.hs_token(good, self.secret).rsplit(".", 1)[0]),
+            ("signature truncated", tokens.hs_token(good, self.secret)[:-4]),
+            ("signature empty", tokens.hs_token(good, self.secret).rsplit(".", 1)[0] + "."),
+            ("non-base64 characters", "e$y.e$y.s$ig"),
+        ]
+        for name, tok in cases:
+            with self.subTest(name):
+                self.auth_fails(tok, "AUTH_FAILED")
+        with self.subTest("NUL inside"):
+            # Refused either as a bad token or as an invalid accessToken.
+            c = self.client()
+            msg = c.auth(tokens.hs_token(good, self.secret).replace(".", "\u0000.", 1),
+                         self.daemon, self.orch)
+            if msg["type"] == "error":
+                self.assert_error(msg, "INVALID_MESSAGE", "payload.accessToken")
+            else:
+                self.assert_auth_error(c, msg, "AUTH_FAILED")
+        with self.subTest("huge token"):
+            c = self.client()
+            msg = c.auth("x" * 200000, self.daemon, self.orch)
+            self.assertIn(msg["type"], ("auth_error", "error"), json.dumps(msg)[:300])
+        workers = sorted(self.o.worker_pids())
+        self.authed()
+        self.assertEqual(sorted(self.o.worker_pids()), workers, "a worker was replaced")
+
+    def test_id_lengths(self):
+        """Ids of 63 bytes work; longer ones are refused without harm."""
+        self.start_stack()
+        orch63 = "o" * 63
+        c, _ = self.authed(self.token(orch=orch63), daemon="d" * 63, orch=orch63)
+        c.heartbeat()
+        for name, orch, daemon in [("orchestratorId 200 bytes", "o" * 200, self.daemon),
+                                   ("daemonId 200 bytes", self.orch, "d" * 200)]:
+            with self.subTest(name):
+                c = self.client()
+                msg = c.auth(self.token(orch=orch), daemon, orch)
+                self.assertIn(msg["type"], ("auth_error", "error"), json.dumps(msg))
+        with self.subTest("organizationId claim 200 bytes"):
+            c = self.client()
+            msg = c.auth(self.token(org="g" * 200), self.daemon, self.orch)
+            if msg["type"] == "auth_success":
+                c.heartbeat()
+            else:
+                self.assertEqual(msg["type"], "auth_error", json.dumps(msg))
+        self.authed()
 
     def test_hs_token_refused_without_secret(self):
         rsa1 = tokens.RsaKey(self.tmp, "rsa1")
@@ -801,6 +899,72 @@ class MessageTest(ProtoTestCase):
         # Nothing closed the connection.
         c.heartbeat()
 
+    def test_unknown_fields_are_ignored(self):
+        """Extensions are additive: unknown envelope and payload fields are
+        accepted."""
+        self.start_stack(rate_limit_messages=1000)
+        c = self.client()
+        c.send("auth", {"accessToken": self.token(), "daemonId": self.daemon,
+                        "orchestratorId": self.orch, "clientVersion": "9.9", "x": {"y": [1]}},
+               extra_top={"a": 1})
+        c.expect("auth_success")
+        c.send("heartbeat", {"status": "idle", "future": True,
+                             "metrics": {"uptimeSeconds": 3, "custom": {"s": "v", "n": 1.5}}})
+        c.expect("heartbeat_ack")
+        c.send("subscribe", {"eventTypes": ["system.*"], "filter": "later"})
+        c.expect("subscribed")
+
+    def test_deeply_nested_json(self):
+        """A very deep message neither crashes a worker nor passes."""
+        self.start_stack(rate_limit_messages=1000)
+        c, _ = self.authed()
+        workers = sorted(self.o.worker_pids())
+        depth = 100000
+        c.send_text('{"type":"heartbeat","payload":{"status":"idle","metrics":{"custom":'
+                    + "[" * depth + "]" * depth + "}}}")
+        try:
+            msg = c.recv(timeout=5)
+            self.assert_error(msg, "INVALID_MESSAGE")
+            c.heartbeat()
+        except CloseReceived as e:
+            self.assertIn(e.code, (1008, 1009), "closed with %s" % e.code)
+        self.assertEqual(sorted(self.o.worker_pids()), workers, "a worker was replaced")
+        self.authed(daemon="after-deep")
+
+    def test_json_escaping_of_ids(self):
+        """Ids with quotes, backslashes, control characters and non-ASCII
+        come back intact from every place orchd writes them (JSON in Redis,
+        the notice on daemon:heartbeats, the session hash)."""
+        self.start_stack(heartbeat_interval="10s")
+        orch = 'orch "q" \\ \u00fc\t/</x>'
+        daemon = 'd\u00e6mon\n"1"'
+        org = 'org "\\"'
+        sub = self.redis.pubsub_listen("daemon:heartbeats:%s" % org)
+        c, p = self.authed(self.token(orch=orch, org=org), daemon=daemon, orch=orch)
+        c.heartbeat("busy", {"uptimeSeconds": 1, "custom": {"k\"ey": "v\\al\u00e9"}})
+        val = wait_for(lambda: self.redis.command("GET", "daemon:heartbeat:%s" % orch), 2.0)
+        self.assertIsNotNone(val, "no daemon:heartbeat:{orch} for an id with quotes")
+        doc = json.loads(val)
+        self.assertIn("busy", find_values(doc, "status"), doc)
+        for key, want in (("orchestratorId", orch), ("daemonId", daemon)):
+            vals = find_values(doc, key)
+            if vals:
+                self.assertIn(want, vals, doc)
+        entry = json.loads(wait_for(lambda: self.redis.command(
+            "LINDEX", "daemon:metrics:%s" % orch, 0), 2.0) or "null")
+        self.assertIsInstance(entry, dict)
+        msg = sub.wait_message(timeout=3)
+        self.assertIsNotNone(msg, "no notice published for org %r" % org)
+        notice = json.loads(msg[1])
+        for key, want in (("orchestratorId", orch), ("daemonId", daemon)):
+            vals = find_values(notice, key)
+            if vals:
+                self.assertIn(want, vals, notice)
+        h = wait_for(lambda: self.session(p["connectionId"]), 2.0) or {}
+        self.assertEqual(h.get("orchestratorId"), orch, h)
+        self.assertEqual(h.get("daemonId"), daemon, h)
+        self.assertEqual(h.get("organizationId"), org, h)
+
     def test_ack_is_not_answered(self):
         self.start_stack(rate_limit_messages=1000)
         c, _ = self.authed()
@@ -828,6 +992,24 @@ class MessageTest(ProtoTestCase):
         c.send("subscribe", {"eventTypes": ["*"]})
         p = c.expect("subscribed")
         self.assertIn("*", p["eventTypes"])
+
+    def test_subscribe_many_channel_ids(self):
+        """A daemon in 250 channels (uuid ids) subscribes with all of them:
+        the answer is `subscribed` with the whole set, and the subscription
+        can still be changed and reported afterwards."""
+        self.start_stack(rate_limit_messages=1000)
+        c, _ = self.authed()
+        chans = [str(uuid.uuid4()) for _ in range(250)]
+        c.send("subscribe", {"eventTypes": ["message.*"], "channelIds": chans})
+        msg = c.recv()
+        self.assertEqual(msg["type"], "subscribed",
+                         "subscribe with 250 channel ids: %s" % json.dumps(msg)[:400])
+        self.assertEqual(set(msg["payload"]["channelIds"]), set(chans))
+        c.send("unsubscribe", {"eventTypes": ["message.*"]})
+        msg = c.recv()
+        self.assertEqual(msg["type"], "subscribed",
+                         "unsubscribe afterwards: %s" % json.dumps(msg)[:400])
+        self.assertEqual(msg["payload"]["eventTypes"], [])
 
     def test_subscribe_limit_exceeded(self):
         self.start_stack(rate_limit_messages=1000)
@@ -902,6 +1084,8 @@ class HeartbeatTest(ProtoTestCase):
         self.assertGreater(pttl, 25000, "TTL of %s: %d ms (3 x 10 s expected)" % (key, pttl))
         self.assertLessEqual(pttl, 30000, "TTL of %s: %d ms" % (key, pttl))
         mkey = "daemon:metrics:%s" % self.orch
+        self.assertTrue(wait_for(lambda: self.redis.command("TTL", mkey) > 0, 2.0),
+                        "no %s with a TTL" % mkey)
         self.assertEqual(self.redis.command("TYPE", mkey), "list")
         self.assertEqual(self.redis.command("LLEN", mkey), 1)
         entry = json.loads(self.redis.command("LINDEX", mkey, 0))
@@ -917,6 +1101,49 @@ class HeartbeatTest(ProtoTestCase):
         # Each status is accepted.
         for status in ("active", "idle"):
             c.heartbeat(status)
+
+    def test_large_metrics_recorded_or_refused(self):
+        """A heartbeat whose metrics are big (700 custom entries, ~12 KiB,
+        far below ws_max_message_size) is either refused with an error or
+        recorded: never acknowledged and silently dropped, which would let
+        daemon:heartbeat:{orch} expire under a heartbeating daemon."""
+        self.start_stack(heartbeat_interval="10s")
+        sub = self.redis.pubsub_listen("daemon:heartbeats:%s" % self.org)
+        c, _ = self.authed()
+        custom = {"metric_%03d" % i: i for i in range(700)}
+        c.send("heartbeat", {"status": "busy", "metrics": {"uptimeSeconds": 4242,
+                                                           "custom": custom}})
+        msg = c.recv()
+        if msg["type"] == "error":
+            self.assert_error(msg, "INVALID_MESSAGE")
+            return
+        self.assertEqual(msg["type"], "heartbeat_ack", json.dumps(msg))
+        key = "daemon:heartbeat:%s" % self.orch
+        val = wait_for(lambda: self.redis.command("GET", key), 2.0)
+        self.assertIsNotNone(val, "heartbeat with ~12 KiB of metrics acknowledged but %s "
+                             "not written (nor refreshed)" % key)
+        self.assertIn(4242, find_values(json.loads(val), "uptimeSeconds"))
+        self.assertTrue(wait_for(lambda: self.redis.command(
+            "LLEN", "daemon:metrics:%s" % self.orch) == 1, 2.0))
+        self.assertIsNotNone(sub.wait_message(timeout=2), "no notice published")
+
+    def test_http_large_metrics_recorded_or_refused(self):
+        """The same through POST /api/daemon/heartbeat: 500 custom entries
+        (~15 KiB) are either refused (400/413) or recorded, not answered
+        200 and dropped."""
+        self.start_stack(heartbeat_interval="10s")
+        custom = {"metric_with_a_longer_name_%03d" % i: i for i in range(500)}
+        body = json.dumps({"status": "busy", "metrics": {"uptimeSeconds": 4242,
+                                                         "custom": custom}}).encode()
+        r = http_request(self.o.port, "POST", "/api/daemon/heartbeat", body=body,
+                         headers={"Authorization": "Bearer " + self.token(daemon=self.daemon),
+                                  "Content-Type": "application/json"})
+        if r.status in (400, 413):
+            return
+        self.assertEqual(r.status, 200, r)
+        key = "daemon:heartbeat:%s" % self.orch
+        self.assertIsNotNone(wait_for(lambda: self.redis.command("GET", key), 2.0),
+                             "200 success but %s not written" % key)
 
     def test_metrics_list_capped_at_100(self):
         self.start_stack(heartbeat_interval="30s", rate_limit_messages=100000,
@@ -954,6 +1181,8 @@ class HeartbeatTest(ProtoTestCase):
                                           "status"))
         self.assertGreater(self.redis.command("PTTL", key), 25000)
         mkey = "daemon:metrics:%s" % self.orch
+        self.assertTrue(wait_for(lambda: self.redis.command("TTL", mkey) > 0, 2.0),
+                        "no %s with a TTL" % mkey)
         self.assertEqual(self.redis.command("LLEN", mkey), 1)
         self.assertGreater(self.redis.command("TTL", mkey), 86000)
         self.assertIsNotNone(sub.wait_message(timeout=3), "no heartbeat notice published")
@@ -1015,8 +1244,10 @@ class SessionTest(ProtoTestCase):
     def assert_session(self, p, ttl_ms):
         cid = p["connectionId"]
         hkey, skey = self.conn_keys(cid)
-        self.assertTrue(wait_for(lambda: self.redis.command("EXISTS", hkey), 2.0),
-                        "no %s%s" % (hkey, self.diag()))
+        # Written right after auth_success (several commands, not atomic).
+        self.assertTrue(wait_for(lambda: self.redis.command("PTTL", hkey) > 0
+                                 and self.redis.command("SISMEMBER", skey, cid), 2.0),
+                        "no %s with a TTL, or %s not in %s%s" % (hkey, cid, skey, self.diag()))
         h = self.session(cid)
         for f in ("orchestratorId", "daemonId", "organizationId", "sessionId", "worker",
                   "remoteAddress", "connectedAt", "lastSeen"):
@@ -1072,8 +1303,10 @@ class SessionTest(ProtoTestCase):
             c.heartbeat()
             time.sleep(0.7)
         self.assertTrue(self.redis.command("EXISTS", hkey),
-                        "session expired under a heartbeating connection")
-        self.assertGreater(self.redis.command("PTTL", hkey), 1000)
+                        "session expired under a heartbeating connection%s" % self.diag())
+        # The last heartbeat was at most ~0.8 s ago: its EXPIRE 3 s holds.
+        self.assertGreater(self.redis.command("PTTL", hkey), 1500,
+                           "session TTL not refreshed by the last heartbeats%s" % self.diag())
         self.assertEqual(self.redis.command("SISMEMBER", skey, p["connectionId"]), 1)
         self.assertNotEqual(self.session(p["connectionId"])["lastSeen"], h0["lastSeen"],
                             "lastSeen not updated by heartbeats")
@@ -1148,8 +1381,10 @@ class QuotaTest(ProtoTestCase):
         # Which workers hold the 5?
         holders = {}
         for c, r in ok:
-            h = self.session(r["payload"]["connectionId"])
-            self.assertIn("worker", h, "session of %s: %s" % (r["payload"]["connectionId"], h))
+            cid = r["payload"]["connectionId"]
+            # Session keys are written right after auth_success, not before.
+            h = wait_for(lambda: self.session(cid), 3.0) or {}
+            self.assertIn("worker", h, "session of %s: %s" % (cid, h))
             holders.setdefault(self.worker_pid_of(h["worker"]), []).append(c)
         self.note("the 5 connections are on workers %s",
                   {p: len(cs) for p, cs in holders.items()})
