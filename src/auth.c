@@ -530,15 +530,16 @@ void
 auth_heartbeat_record(struct worker *w, const struct auth_hb *hb)
 {
 	const struct config *cfg = w->cfg;
-	char key[160], buf[8192];
+	char key[160], *buf;
 	struct json_writer jw;
-	size_t len;
+	size_t len, cap = 1024 + 6 * hb->metrics_len; /* escaping can grow */
 	unsigned long long ttl =
 		(unsigned long long)(3 * cfg->heartbeat_interval_ms / 1000);
 
 	if (!redis_connected(w->redis))
 		return;
-	json_w_init(&jw, buf, sizeof(buf));
+	buf = util_malloc(cap);
+	json_w_init(&jw, buf, cap);
 	json_w_obj_begin(&jw);
 	json_w_key(&jw, "orchestratorId");
 	json_w_str(&jw, hb->orch);
@@ -564,8 +565,12 @@ auth_heartbeat_record(struct worker *w, const struct auth_hb *hb)
 	json_w_key(&jw, "timestamp");
 	json_w_timestamp(&jw, util_wall_ms());
 	json_w_obj_end(&jw);
-	if (json_w_finish(&jw, &len) == -1)
+	if (json_w_finish(&jw, &len) == -1) {
+		log_warnx("%s: heartbeat record of %s too large", __func__,
+			  hb->orch);
+		free(buf);
 		return;
+	}
 	snprintf(key, sizeof(key), "daemon:heartbeat:%s", hb->orch);
 	redis_command(w->redis, NULL, NULL, "SET %s %b EX %llu", key, buf, len,
 		      ttl ? ttl : 1);
@@ -575,6 +580,7 @@ auth_heartbeat_record(struct worker *w, const struct auth_hb *hb)
 	redis_command(w->redis, NULL, NULL, "EXPIRE %s 86400", key);
 	snprintf(key, sizeof(key), "daemon:heartbeats:%s", hb->org);
 	redis_command(w->redis, NULL, NULL, "PUBLISH %s %b", key, buf, len);
+	free(buf);
 }
 
 void

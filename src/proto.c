@@ -267,10 +267,13 @@ static void
 send_subscribed(struct conn *c)
 {
 	struct proto_conn *p = c->proto;
-	char buf[8192];
+	/* Every string may need escaping (up to 6x) plus quotes and commas. */
+	size_t cap = 512 + 6 * (p->sub.types.len + p->sub.channels.len) +
+		     4 * (p->sub.types.n + p->sub.channels.n);
+	char *buf = util_malloc(cap);
 	struct json_writer jw;
 
-	proto_msg_begin(&jw, buf, sizeof(buf), "subscribed");
+	proto_msg_begin(&jw, buf, cap, "subscribed");
 	json_w_key(&jw, "eventTypes");
 	json_w_arr_begin(&jw);
 	for (const char *t = sub_list_next(&p->sub.types, NULL); t != NULL;
@@ -286,6 +289,7 @@ send_subscribed(struct conn *c)
 	if (proto_msg_send(c, &jw) == -1)
 		proto_send_error(c, "INTERNAL_ERROR",
 				 "subscription too large to report", NULL);
+	free(buf);
 }
 
 /*

@@ -134,6 +134,29 @@ def cpu_busy_ticks():
     return v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[6]
 
 
+def process_ticks(exclude):
+    """{pid: utime+stime+cutime+cstime} of every user process not in
+    exclude (kernel threads left out): the CPU the rest of the box used."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) in exclude:
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        rest = s[s.rindex(")") + 2:].split()
+        if int(d) == 2 or int(rest[1]) == 2:
+            continue  # kthreadd and kernel threads
+        out[int(d)] = sum(int(x) for x in rest[11:15])
+    return out
+
+
+def other_cpu_ticks(before, after):
+    return sum(max(0, t - before.get(pid, 0)) for pid, t in after.items())
+
+
 def wait_quiet(max_busy=0.25, hold=3, timeout=0):
     """Wait (at most timeout s) until the machine has been using less than
     max_busy cores for hold consecutive seconds: other people's builds
