@@ -87,7 +87,7 @@ heartbeat_finish(struct api_call *a)
 	struct conn *c = a->c;
 	struct worker *w = c->w;
 	const struct config *cfg = w->cfg;
-	struct json_limits lim = {.max_tokens = 1024,
+	struct json_limits lim = {.max_tokens = 4096,
 				  .max_depth = 8,
 				  .flags = JSON_REQUIRE_OBJECT};
 	struct json_doc d;
@@ -97,11 +97,15 @@ heartbeat_finish(struct api_call *a)
 	struct json_writer jw;
 	uint64_t now = util_wall_ms();
 	size_t len;
-	int m;
+	int m, rc;
 
-	if (json_parse(&d, (const char *)a->body, a->body_len, &lim) != 0) {
-		api_send_error(c, 400, "INVALID_MESSAGE",
-			       "the body must be a JSON object");
+	if ((rc = json_parse(&d, (const char *)a->body, a->body_len, &lim)) !=
+	    0) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "the body must be a JSON object: %s",
+			 json_strerror(rc));
+		api_send_error(c, 400, "INVALID_MESSAGE", msg);
 		return;
 	}
 	if (auth_heartbeat_validate(&d, json_root(&d), status, sizeof(status),

@@ -248,6 +248,7 @@ revocation_reply(struct redis *r, redisReply *rep, void *arg)
 			} else {
 				auth_complete(c, pp);
 			}
+			proto_replay_held(c);
 		}
 	}
 	free(pp);

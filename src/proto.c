@@ -21,6 +21,12 @@
 #include "orchd/wsconn.h"
 
 #define HB_MIN_INTERVAL_MS 10000 /* faster heartbeats count as messages */
+
+struct proto_held {
+	struct proto_held *next;
+	size_t len;
+	uint8_t data[];
+};
 #define ACK_MAX 1000
 
 uint64_t
@@ -111,7 +117,30 @@ proto_detach(struct conn *c)
 		return;
 	proto_auth_cleanup(c);
 	sub_free(&p->sub);
+	while (p->held != NULL) {
+		struct proto_held *h = p->held;
+
+		p->held = h->next;
+		free(h);
+	}
 	UTIL_FREE(c->proto);
+}
+
+void
+proto_replay_held(struct conn *c)
+{
+	struct proto_conn *p = c->proto;
+
+	while (p != NULL && p->held != NULL && p->state != PROTO_AUTHING &&
+	       c->state == CONN_WS_OPEN) {
+		struct proto_held *h = p->held;
+
+		p->held = h->next;
+		p->nheld--;
+		proto_message(c, h->data, h->len);
+		free(h);
+		p = c->proto; /* a message may end the connection */
+	}
 }
 
 void
@@ -442,6 +471,32 @@ proto_message(struct conn *c, const uint8_t *data, size_t len)
 	char type[32];
 	int root, t, payload, rc;
 
+	if (p->ended)
+		return;
+	/*
+	 * While auth waits for Redis, later messages wait too: a client that
+	 * pipelines subscribe behind auth must not get NOT_AUTHENTICATED.
+	 */
+	if (p->state == PROTO_AUTHING) {
+		struct proto_held *h;
+
+		if (p->nheld >= PROTO_HELD_MAX) {
+			proto_send_error(c, "RATE_LIMITED",
+					 "too many messages during authentication",
+					 NULL);
+			return;
+		}
+		h = util_malloc(sizeof(*h) + len);
+		h->next = NULL;
+		h->len = len;
+		memcpy(h->data, data, len);
+		if (p->held == NULL)
+			p->held_tail = &p->held;
+		*p->held_tail = h;
+		p->held_tail = &h->next;
+		p->nheld++;
+		return;
+	}
 	atomic_fetch_add(&c->w->stats->proto_messages_in, 1);
 	if ((rc = json_parse(&d, (const char *)data, len, &lim)) != 0) {
 		if (rate_check(c, 0))

@@ -67,7 +67,15 @@ struct proto_conn {
 	unsigned window_count;  /* messages in the current minute */
 	uint64_t window_start_ms;
 	struct proto_pending *pending; /* auth in flight */
+	/*
+	 * Messages that arrived while auth was in flight, replayed in order
+	 * once it is decided (bounded: PROTO_HELD_MAX messages).
+	 */
+	struct proto_held *held, **held_tail;
+	unsigned nheld;
 };
+
+#define PROTO_HELD_MAX 32
 
 void proto_attach(struct conn *c);
 void proto_detach(struct conn *c);

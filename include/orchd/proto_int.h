@@ -21,6 +21,8 @@ void proto_handle_auth(struct conn *c, const struct json_doc *d, int payload);
 void proto_handle_heartbeat(struct conn *c, const struct json_doc *d,
 			    int payload);
 void proto_ack_events(struct conn *c, const struct json_doc *d, int ids);
+/* Handle the messages held while auth was in flight. */
+void proto_replay_held(struct conn *c);
 /* Release the quota slot and the session keys; cancel auth in flight. */
 void proto_auth_cleanup(struct conn *c);
 

@@ -10,9 +10,14 @@ per-orchestrator quota across workers (50 concurrent auths, then kill -9),
 message validation (NOT_AUTHENTICATED, INVALID_MESSAGE with details.field,
 LIMIT_EXCEEDED, INSUFFICIENT_SCOPE), and a reference daemon written with
 python3-websockets the way the TypeScript service's clients behave.
+Beyond the issue's list: malformed tokens, id lengths, JSON escaping of ids
+in what orchd writes to Redis, deep JSON, unknown fields, a Redis restart,
+and big (but legal) heartbeats and subscriptions.
 
-Every wait is bounded; every test has its own orchd, redis-server and
-temp dir.
+Needs redis-server and openssl on PATH.  Every wait is bounded; every test
+has its own orchd, redis-server and temp dir.  Run:
+
+    cd tests/integration && ORCHD_BIN=.../orchd python3 -m unittest test_proto -v
 """
 
 import asyncio
@@ -1241,7 +1246,7 @@ class SessionTest(ProtoTestCase):
     def conn_keys(self, cid):
         return "ws:connection:%s" % cid, "ws:vp:%s:connections" % self.orch
 
-    def assert_session(self, p, ttl_ms):
+    def assert_session(self, p, ttl_ms, daemon=None):
         cid = p["connectionId"]
         hkey, skey = self.conn_keys(cid)
         # Written right after auth_success (several commands, not atomic).
@@ -1253,7 +1258,7 @@ class SessionTest(ProtoTestCase):
                   "remoteAddress", "connectedAt", "lastSeen"):
             self.assertIn(f, h, "field %s missing from %s: %s" % (f, hkey, h))
         self.assertEqual(h["orchestratorId"], self.orch)
-        self.assertEqual(h["daemonId"], self.daemon)
+        self.assertEqual(h["daemonId"], daemon or self.daemon)
         self.assertEqual(h["organizationId"], self.org)
         self.assertEqual(h["sessionId"], p["sessionId"])
         self.assertIn("127.0.0.1", h["remoteAddress"])
@@ -1279,6 +1284,7 @@ class SessionTest(ProtoTestCase):
         self.assertNotEqual(p["connectionId"], p2["connectionId"])
         self.assertNotEqual(p["sessionId"], p2["sessionId"])
         self.assert_session(p, 12000)
+        self.assert_session(p2, 12000, daemon=self.daemon + "-2")
         self.assertEqual(c.close_handshake(), 1000)
         self.assert_gone(p["connectionId"])
         # The other connection's session is untouched.
@@ -1513,7 +1519,7 @@ class ReferenceClientTest(ProtoTestCase):
         self.assertEqual(report["unexpected"], [], report)
         self.assertGreaterEqual(report["heartbeats"], 4, report)
         self.assertEqual(report["acks"], report["heartbeats"], report)
-        self.assertLess(max(report["ack_delays"]), 0.5, report)
+        self.assertLess(max(report["ack_delays"]), 0.8, report)
         self.assertEqual(report.get("final_close"), 1000, report)
 
 
