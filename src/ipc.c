@@ -351,9 +351,9 @@ ipc_event_decode(const struct ipc_frame *f, struct ipc_event *ev)
 	ev->message_len = get32(p + EV_MSGLEN);
 	/*
 	 * The lengths must add up to the payload exactly: a frame with bytes
-	 * left over is as wrong as one that is short.  Each part is at most
-	 * 4 GiB + 6 * 64 KiB, so the sum does not wrap in a 64-bit size_t;
-	 * on 32 bits the message length is checked against the payload first.
+	 * left over is as wrong as one that is short.  The message length is
+	 * held to the payload first, so the sum cannot wrap even in a 32-bit
+	 * size_t.
 	 */
 	if (ev->message_len > f->len)
 		return IPC_EMALFORMED;

@@ -47,7 +47,9 @@ passed=0
 failed=0
 skipped=0
 
-out=$(mktemp "${TMPDIR:-/tmp}/orchd-it-out.XXXXXX") || exit 99
+# The captured output lives in the build dir when there is one: nothing
+# that cleans up temp dirs behind other tests can take it away mid-run.
+out=$(mktemp "${ORCHD_BUILDDIR:-${TMPDIR:-/tmp}}/integration-out.XXXXXX") || exit 99
 trap 'rm -f "$out"' EXIT
 
 # ---- Python suites ----------------------------------------------------------
