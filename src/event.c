@@ -25,6 +25,7 @@ _Static_assert(EVENT_CHANNEL_MAX == SUB_MAX_LEN + 1, "channel is a sub id");
  */
 #define EVENT_FIXED_OVERHEAD 512
 
+/* clang-format off */
 static const char *const kind_names[EVENT_NKINDS] = {
 	[EVENT_OK] = "ok",
 	[EVENT_ETOOBIG] = "too_big",
@@ -35,6 +36,7 @@ static const char *const kind_names[EVENT_NKINDS] = {
 	[EVENT_EPAYLOAD] = "payload",
 	[EVENT_EFIELD] = "field",
 };
+/* clang-format on */
 
 const char *
 event_kind_name(int kind)
@@ -44,8 +46,7 @@ event_kind_name(int kind)
 	return kind_names[kind];
 }
 
-static int fail(char *err, size_t errlen, int kind, const char *fmt, ...)
-	ORCHD_PRINTF(4, 5);
+static int fail(char *, size_t, int, const char *, ...) ORCHD_PRINTF(4, 5);
 
 /* Write the message (if there is room for one) and return kind. */
 static int
@@ -63,7 +64,7 @@ fail(char *err, size_t errlen, int kind, const char *fmt, ...)
 
 /* Where a record is parsed: the limits and the channel it came from. */
 struct pctx {
-	size_t limit;	    /* whole record, bytes */
+	size_t limit;       /* whole record, bytes */
 	size_t max_payload; /* payload text, bytes */
 	const char *org;    /* daemon:events:{org}, or NULL */
 	char *err;
@@ -107,19 +108,17 @@ opt_string(const struct json_doc *d, int obj, const char *key, char *out,
 
 /* Report an opt_string() failure of field key as kind. */
 static int
-str_fail(const struct pctx *px, int kind, const char *key, int why,
-	 size_t cap)
+str_fail(const struct pctx *px, int kind, const char *key, int why, size_t cap)
 {
 	switch (why) {
 	case STR_TYPE:
-		return fail(px->err, px->errlen, kind, "%s: not a string",
-			    key);
+		return fail(px->err, px->errlen, kind, "%s: not a string", key);
 	case STR_LONG:
 		return fail(px->err, px->errlen, kind,
 			    "%s: longer than %zu bytes", key, cap - 1);
 	default:
-		return fail(px->err, px->errlen, kind,
-			    "%s: contains \\u0000", key);
+		return fail(px->err, px->errlen, kind, "%s: contains \\u0000",
+			    key);
 	}
 }
 
@@ -154,8 +153,7 @@ get_req(const struct json_doc *d, const struct pctx *px, int kind,
 }
 
 static int
-parse_id_type(struct event *ev, const struct json_doc *d,
-	      const struct pctx *px)
+parse_id_type(struct event *ev, const struct json_doc *d, const struct pctx *px)
 {
 	int rc;
 
@@ -180,8 +178,7 @@ parse_id_type(struct event *ev, const struct json_doc *d,
 
 /* orchestratorId, daemonId, organizationId: who receives the event. */
 static int
-parse_target(struct event *ev, const struct json_doc *d,
-	     const struct pctx *px)
+parse_target(struct event *ev, const struct json_doc *d, const struct pctx *px)
 {
 	int rc;
 
@@ -214,8 +211,7 @@ parse_target(struct event *ev, const struct json_doc *d,
 }
 
 static int
-parse_payload(struct event *ev, const struct json_doc *d,
-	      const struct pctx *px)
+parse_payload(struct event *ev, const struct json_doc *d, const struct pctx *px)
 {
 	int t = json_obj_get(d, json_root(d), "payload");
 	const char *raw;
@@ -232,8 +228,7 @@ parse_payload(struct event *ev, const struct json_doc *d,
 			    "payload: unreadable");
 	if (n > px->max_payload)
 		return fail(px->err, px->errlen, EVENT_EPAYLOAD,
-			    "payload: longer than %zu bytes",
-			    px->max_payload);
+			    "payload: longer than %zu bytes", px->max_payload);
 	ev->payload = util_malloc(n + 1);
 	memcpy(ev->payload, raw, n);
 	ev->payload[n] = '\0';
@@ -280,8 +275,8 @@ parse_rest(struct event *ev, const struct json_doc *d, const struct pctx *px)
 	if (json_type(d, t) == JSON_NONE || json_type(d, t) == JSON_NULL)
 		return EVENT_OK;
 	rc = json_get_int64(d, t, &prio);
-	if (rc == JSON_E_RANGE ||
-	    (rc == 0 && (prio < EVENT_PRIORITY_MIN || prio > EVENT_PRIORITY_MAX)))
+	if (rc == JSON_E_RANGE || (rc == 0 && (prio < EVENT_PRIORITY_MIN ||
+					       prio > EVENT_PRIORITY_MAX)))
 		return fail(px->err, px->errlen, EVENT_EFIELD,
 			    "priority: outside %d..%d", EVENT_PRIORITY_MIN,
 			    EVENT_PRIORITY_MAX);
@@ -346,16 +341,15 @@ record_limit(size_t max_size)
 }
 
 int
-event_parse_ctx(struct event *ev, const char *buf, size_t len,
-		size_t max_size, const char *channel_org, char *err,
-		size_t errlen)
+event_parse_ctx(struct event *ev, const char *buf, size_t len, size_t max_size,
+		const char *channel_org, char *err, size_t errlen)
 {
 	struct pctx px;
 
 	px.limit = record_limit(max_size);
 	px.max_payload = px.limit;
-	px.org = channel_org != NULL && channel_org[0] != '\0' ? channel_org
-							       : NULL;
+	px.org =
+	    channel_org != NULL && channel_org[0] != '\0' ? channel_org : NULL;
 	px.err = err;
 	px.errlen = errlen;
 	return parse_record(ev, buf, len, &px);

@@ -60,9 +60,9 @@
 #include <stdint.h>
 
 #define EVENT_DEFAULT_MAX_SIZE (64 * 1024) /* one record, bytes */
-#define EVENT_ID_MAX 129    /* id: <= 128 bytes + NUL */
-#define EVENT_TYPE_MAX 65   /* SUB_MAX_LEN + NUL */
-#define EVENT_REF_MAX 64    /* orchestrator, daemon, org, workspace + NUL */
+#define EVENT_ID_MAX 129                   /* id: <= 128 bytes + NUL */
+#define EVENT_TYPE_MAX 65                  /* SUB_MAX_LEN + NUL */
+#define EVENT_REF_MAX 64     /* orchestrator, daemon, org, workspace + NUL */
 #define EVENT_CHANNEL_MAX 65 /* SUB_MAX_LEN + NUL */
 #define EVENT_PRIORITY_MIN (-100)
 #define EVENT_PRIORITY_MAX 100
@@ -115,8 +115,8 @@ struct event {
  * initialisation and owns nothing on error; on success free it with
  * event_free().
  */
-int event_parse(struct event *ev, const char *buf, size_t len,
-		size_t max_size, char *err, size_t errlen);
+int event_parse(struct event *ev, const char *buf, size_t len, size_t max_size,
+		char *err, size_t errlen);
 /*
  * The same for a record read from daemon:events:{channel_org}: its
  * organizationId must equal channel_org when present, and is set to it when
