@@ -130,11 +130,18 @@ conn_events(const struct conn *c)
 	switch (c->state) {
 	case CONN_TLS_HANDSHAKE:
 		break; /* the transport says what it needs */
+	case CONN_WS_CLOSING:
+		/*
+		 * A slow consumer we closed (1008) does not read, so it will
+		 * not answer our close either: stop reading what it sends.
+		 */
+		if (!c->eof && !(c->ws != NULL && c->ws->slow))
+			ev |= EV_READ;
+		break;
 	case CONN_HTTP_READ:
 	case CONN_HTTP_BODY:
 	case CONN_LINGER:
 	case CONN_WS_OPEN:
-	case CONN_WS_CLOSING:
 		if (!c->eof)
 			ev |= EV_READ;
 		break;

@@ -529,7 +529,8 @@ ipc_outq_write(struct ipc_outq *q, int fd)
 	while (q->head != NULL) {
 		niov = 0;
 		want = 0;
-		for (fr = q->head; fr != NULL && niov < OUTQ_IOV; fr = fr->next) {
+		for (fr = q->head; fr != NULL && niov < OUTQ_IOV;
+		     fr = fr->next) {
 			size_t off = fr == q->head ? q->off : 0;
 
 			iov[niov].iov_base = fr->data + off;
@@ -547,7 +548,7 @@ ipc_outq_write(struct ipc_outq *q, int fd)
 		}
 		outq_consume(q, (size_t)n);
 		total += (size_t)n;
-		/* A short write means the pipe is full: another try is EAGAIN. */
+		/* A short write means a full pipe: a retry would be EAGAIN. */
 		if ((size_t)n < want)
 			break;
 	}

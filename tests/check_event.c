@@ -365,7 +365,7 @@ END_TEST
 
 START_TEST(test_bad_id)
 {
-	char rec[512];
+	char rec[1024];
 	struct event ev;
 
 	EXPECT_KIND("{\"type\":\"a.b\",\"payload\":{}}", EVENT_EID);
@@ -423,7 +423,7 @@ START_TEST(test_bad_type)
 	    "\"a\\tb\"",
 	    "\"caf\xc3\xa9\"",
 	};
-	char rec[512];
+	char rec[1024];
 	struct event ev;
 
 	EXPECT_KIND("{\"id\":\"x\",\"payload\":{}}", EVENT_ETYPE);
@@ -458,7 +458,7 @@ START_TEST(test_bad_target)
 	for (size_t i = 0; i < UTIL_NELEM(keys); i++) {
 		/* daemonId needs an orchestrator; the first key wins. */
 		const char *pre = i == 0 ? "" : "\"orchestratorId\":\"o\",";
-		char rec[512];
+		char rec[1024];
 
 		/* 63 bytes pass, 64 do not. */
 		snprintf(rec, sizeof(rec),

@@ -121,8 +121,8 @@ build_frame(uint16_t type, uint16_t flags, uint32_t reserved, uint32_t len,
 static size_t
 build_event_payload(uint8_t *p, const struct ipc_event *ev)
 {
-	const char *s[7] = {ev->event_id,     ev->event_type, ev->orchestrator,
-			    ev->daemon,       ev->organization, ev->channel,
+	const char *s[7] = {ev->event_id, ev->event_type,   ev->orchestrator,
+			    ev->daemon,   ev->organization, ev->channel,
 			    ev->message};
 	size_t l[7] = {ev->event_id_len,     ev->event_type_len,
 		       ev->orchestrator_len, ev->daemon_len,
@@ -229,8 +229,7 @@ ev_eq(const struct ipc_event *a, const struct ipc_event *b)
 	       str_eq(a->daemon, a->daemon_len, b->daemon, b->daemon_len) &&
 	       str_eq(a->organization, a->organization_len, b->organization,
 		      b->organization_len) &&
-	       str_eq(a->channel, a->channel_len, b->channel,
-		      b->channel_len) &&
+	       str_eq(a->channel, a->channel_len, b->channel, b->channel_len) &&
 	       str_eq(a->message, a->message_len, b->message, b->message_len);
 }
 
@@ -306,17 +305,16 @@ START_TEST(test_header_layout)
 {
 	uint8_t buf[64];
 	static const uint8_t want[] = {
-		'O', 'E', 1,    0,    3,    0,    0,    0,    8,    0,    0, 0,
-		0,   0,   0,    0,    0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22,
-		0x11};
+	    'O', 'E', 1, 0, 3,    0,    0,    0,    8,    0,    0,    0,
+	    0,   0,   0, 0, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11};
 	struct ipc_event ev;
 	uint8_t raw[256];
 	uint8_t *enc, *ref;
 	size_t n, rn, pl;
 
-	ck_assert_int_eq(ipc_ping_encode(0x1122334455667788ull, buf,
-					 sizeof(buf)),
-			 (int)sizeof(want));
+	ck_assert_int_eq(
+	    ipc_ping_encode(0x1122334455667788ull, buf, sizeof(buf)),
+	    (int)sizeof(want));
 	ck_assert_mem_eq(buf, want, sizeof(want));
 
 	/* The event encoder writes exactly the documented layout. */
@@ -327,7 +325,7 @@ START_TEST(test_header_layout)
 	ck_assert_uint_eq(n, rn);
 	ck_assert_mem_eq(enc, ref, n);
 	ck_assert_uint_eq(n, IPC_HDR_LEN + IPC_EVENT_FIXED_LEN + 5 + 16 + 6 +
-				     2 + 5 + 4 + 16);
+				 2 + 5 + 4 + 16);
 	free(enc);
 	free(ref);
 }
@@ -346,17 +344,18 @@ START_TEST(test_event_roundtrip_random)
 		n = ipc_event_frame_len(&ev);
 		REQUIRE(n > 0, "event %d refused", i);
 		buf = malloc(n);
-		REQUIRE(ipc_event_encode(&ev, buf, n) == (int)n, "encode %d", i);
+		REQUIRE(ipc_event_encode(&ev, buf, n) == (int)n, "encode %d",
+			i);
 		/* A buffer one byte short is refused, not overrun. */
 		errno = 0;
 		REQUIRE(ipc_event_encode(&ev, buf, n - 1) == -1 &&
-				errno == ENOBUFS,
+			    errno == ENOBUFS,
 			"short cap %d", i);
 		REQUIRE(decode_buf(buf, n, &out) == 0, "decode %d", i);
 		REQUIRE(ev_eq(&ev, &out), "round trip %d differs", i);
 		REQUIRE(inside(out.event_id, out.event_id_len, buf, n) &&
-				inside(out.message, out.message_len, buf, n) &&
-				inside(out.channel, out.channel_len, buf, n),
+			    inside(out.message, out.message_len, buf, n) &&
+			    inside(out.channel, out.channel_len, buf, n),
 			"event %d not zero copy", i);
 		free(buf);
 		free(st.msg);
@@ -399,9 +398,9 @@ START_TEST(test_event_max_size)
 					  2 * IPC_MAX_FRAME),
 			 -1);
 	ck_assert_int_eq(errno, EMSGSIZE);
-	ck_assert_int_eq(ipc_frame_encode(77, msg, IPC_MAX_PAYLOAD, buf,
-					  2 * IPC_MAX_FRAME),
-			 IPC_MAX_FRAME);
+	ck_assert_int_eq(
+	    ipc_frame_encode(77, msg, IPC_MAX_PAYLOAD, buf, 2 * IPC_MAX_FRAME),
+	    IPC_MAX_FRAME);
 	free(buf);
 	free(msg);
 }
@@ -418,33 +417,98 @@ bad_event(int c, struct ipc_event *ev, char *big)
 {
 	base_event(ev);
 	switch (c) {
-	case 0: ev->event_id_len = 0; break;
-	case 1: ev->event_id = big; ev->event_id_len = IPC_EVENT_ID_MAX + 1; break;
-	case 2: ev->event_type_len = 0; break;
-	case 3: ev->event_type = big; ev->event_type_len = IPC_EVENT_TYPE_MAX + 1; break;
-	case 4: ev->orchestrator = big; ev->orchestrator_len = IPC_EVENT_NAME_MAX + 1; break;
-	case 5: ev->daemon = big; ev->daemon_len = IPC_EVENT_NAME_MAX + 1; break;
-	case 6: ev->organization = big; ev->organization_len = IPC_EVENT_NAME_MAX + 1; break;
-	case 7: ev->channel = big; ev->channel_len = IPC_EVENT_CHANNEL_MAX + 1; break;
-	case 8: ev->message_len = 0; break;
-	case 9: ev->requires_ack = 2; break;
-	case 10: ev->target = 3; break;
-	case 11: ev->orchestrator_len = 0; break; /* ORCH without one */
-	case 12: ev->target = IPC_TARGET_ORG; ev->daemon_len = 0; break;
-	case 13: ev->target = IPC_TARGET_ORG; ev->orchestrator_len = 0; ev->organization_len = 0; break;
-	case 14: ev->target = IPC_TARGET_ORG; ev->orchestrator_len = 0; break;
-	case 15: ev->target = IPC_TARGET_ALL; ev->daemon_len = 0; break;
-	case 16: ev->target = IPC_TARGET_ALL; ev->orchestrator_len = 0; break;
-	case 17: ev->event_id = "ev\0t1"; break;
-	case 18: ev->event_type = "message.\0eceived"; break;
-	case 19: ev->orchestrator = "orch-\0"; break;
-	case 20: ev->daemon = "\0d"; break;
-	case 21: ev->organization = "o\0g-x"; break;
-	case 22: ev->channel = "ch\0n"; break;
-	case 23: ev->message = "{\"type\":\"ev\0nt\"}"; break;
-	case 24: ev->target = 255; break;
+	case 0:
+		ev->event_id_len = 0;
+		break;
+	case 1:
+		ev->event_id = big;
+		ev->event_id_len = IPC_EVENT_ID_MAX + 1;
+		break;
+	case 2:
+		ev->event_type_len = 0;
+		break;
+	case 3:
+		ev->event_type = big;
+		ev->event_type_len = IPC_EVENT_TYPE_MAX + 1;
+		break;
+	case 4:
+		ev->orchestrator = big;
+		ev->orchestrator_len = IPC_EVENT_NAME_MAX + 1;
+		break;
+	case 5:
+		ev->daemon = big;
+		ev->daemon_len = IPC_EVENT_NAME_MAX + 1;
+		break;
+	case 6:
+		ev->organization = big;
+		ev->organization_len = IPC_EVENT_NAME_MAX + 1;
+		break;
+	case 7:
+		ev->channel = big;
+		ev->channel_len = IPC_EVENT_CHANNEL_MAX + 1;
+		break;
+	case 8:
+		ev->message_len = 0;
+		break;
+	case 9:
+		ev->requires_ack = 2;
+		break;
+	case 10:
+		ev->target = 3;
+		break;
+	case 11: /* an orchestrator event without one */
+		ev->orchestrator_len = 0;
+		break;
+	case 12:
+		ev->target = IPC_TARGET_ORG;
+		ev->daemon_len = 0;
+		break;
+	case 13:
+		ev->target = IPC_TARGET_ORG;
+		ev->orchestrator_len = 0;
+		ev->daemon_len = 0;
+		ev->organization_len = 0;
+		break;
+	case 14:
+		ev->target = IPC_TARGET_ORG;
+		ev->orchestrator_len = 0;
+		break;
+	case 15:
+		ev->target = IPC_TARGET_ALL;
+		ev->daemon_len = 0;
+		break;
+	case 16:
+		ev->target = IPC_TARGET_ALL;
+		ev->orchestrator_len = 0;
+		break;
+	case 17:
+		ev->event_id = "ev\0t1";
+		break;
+	case 18:
+		ev->event_type = "message.\0eceived";
+		break;
+	case 19:
+		ev->orchestrator = "orch-\0";
+		break;
+	case 20:
+		ev->daemon = "\0d";
+		break;
+	case 21:
+		ev->organization = "o\0g-x";
+		break;
+	case 22:
+		ev->channel = "ch\0n";
+		break;
+	case 23:
+		ev->message = "{\"type\":\"ev\0nt\"}";
+		break;
+	case 24:
+		ev->target = 255;
+		break;
 	/* Encoder only: a NULL string with a length. */
-	case 25: ev->daemon = NULL; return 0;
+	case 25:
+		ev->daemon = NULL;
+		return 0;
 	}
 	return 1;
 }
@@ -463,7 +527,7 @@ START_TEST(test_event_invalid)
 
 		errno = 0;
 		REQUIRE(ipc_event_encode(&ev, buf, sizeof(buf)) == -1 &&
-				errno == EINVAL,
+			    errno == EINVAL,
 			"case %d encoded", c);
 		REQUIRE(ipc_event_frame_len(&ev) == 0, "case %d sized", c);
 		if (!raw_too)
@@ -738,13 +802,13 @@ START_TEST(test_hello_ping_malformed)
 		buf = build_frame(IPC_HELLO, 0, 0, len, pl, len, &n);
 		ck_assert_int_eq(ipc_frame_parse(buf, n, &f), (int)n);
 		REQUIRE(ipc_hello_decode(&f, &h) ==
-				(len == 12 ? 0 : IPC_EMALFORMED),
+			    (len == 12 ? 0 : IPC_EMALFORMED),
 			"hello of %u", len);
 		free(buf);
 		buf = build_frame(IPC_PING, 0, 0, len, pl, len, &n);
 		ck_assert_int_eq(ipc_frame_parse(buf, n, &f), (int)n);
 		REQUIRE(ipc_ping_decode(&f, &ms) ==
-				(len == 8 ? 0 : IPC_EMALFORMED),
+			    (len == 8 ? 0 : IPC_EMALFORMED),
 			"ping of %u", len);
 		free(buf);
 	}
@@ -836,8 +900,8 @@ drain_odd(int fd, uint8_t *out, size_t cap, size_t *got, unsigned *ci)
 
 /* The stream holds exactly frames[first..count), whole and in order. */
 static void
-check_stream(const uint8_t *s, size_t len, uint8_t **frames,
-	     const size_t *lens, int first, int count)
+check_stream(const uint8_t *s, size_t len, uint8_t **frames, const size_t *lens,
+	     int first, int count)
 {
 	struct ipc_frame f;
 	struct ipc_event ev;
@@ -849,8 +913,7 @@ check_stream(const uint8_t *s, size_t len, uint8_t **frames,
 		REQUIRE(n == (int)lens[i], "frame %d: parse %d", i, n);
 		REQUIRE(memcmp(s + off, frames[i], lens[i]) == 0,
 			"frame %d differs", i);
-		REQUIRE(ipc_event_decode(&f, &ev) == 0 &&
-				ev.seq == (uint64_t)i,
+		REQUIRE(ipc_event_decode(&f, &ev) == 0 && ev.seq == (uint64_t)i,
 			"frame %d out of order", i);
 		off += lens[i];
 	}
@@ -1064,8 +1127,8 @@ read_all_frames(int rfd, struct ipc_outq *q, int wfd, uint8_t **frames,
 		while ((rc = ipc_reader_next(&r, &f)) > 0) {
 			REQUIRE(next < count, "extra frame");
 			REQUIRE((size_t)rc == lens[next] &&
-					memcmp(f.payload - IPC_HDR_LEN,
-					       frames[next], lens[next]) == 0,
+				    memcmp(f.payload - IPC_HDR_LEN,
+					   frames[next], lens[next]) == 0,
 				"frame %d differs", next);
 			next++;
 		}
@@ -1191,9 +1254,9 @@ START_TEST(test_outq_many_small)
 	for (int i = 0; i < N; i++) {
 		uint64_t ms;
 
-		ck_assert_int_eq(ipc_frame_parse(out + i * lens[0], lens[0],
-						 &f),
-				 (int)lens[0]);
+		ck_assert_int_eq(
+		    ipc_frame_parse(out + i * lens[0], lens[0], &f),
+		    (int)lens[0]);
 		ck_assert_int_eq(ipc_ping_decode(&f, &ms), 0);
 		REQUIRE(ms == (uint64_t)i, "ping %d out of order", i);
 	}
@@ -1241,8 +1304,8 @@ make_stream(struct stream *s)
 	free(f);
 	stream_add(s, tmp, (size_t)ipc_hello_encode(&h, tmp, sizeof(tmp)));
 	stream_add(s, tmp, (size_t)ipc_ping_encode(5, tmp, sizeof(tmp)));
-	stream_add(s, tmp, (size_t)ipc_frame_encode(77, NULL, 0, tmp,
-						    sizeof(tmp)));
+	stream_add(s, tmp,
+		   (size_t)ipc_frame_encode(77, NULL, 0, tmp, sizeof(tmp)));
 	rng_seed(99);
 	random_event(&ev, &st, 10);
 	memset(bigmsg, 'z', sizeof(bigmsg));
@@ -1252,8 +1315,8 @@ make_stream(struct stream *s)
 	stream_add(s, f, n);
 	free(f);
 	free(st.msg);
-	stream_add(s, tmp, (size_t)ipc_frame_encode(9, "hello", 5, tmp,
-						    sizeof(tmp)));
+	stream_add(s, tmp,
+		   (size_t)ipc_frame_encode(9, "hello", 5, tmp, sizeof(tmp)));
 }
 
 /* Hand out every frame available; each must be the next one expected. */
@@ -1268,10 +1331,9 @@ drain_reader(struct ipc_reader *r, const struct stream *s, int *next)
 
 		REQUIRE(*next < s->n, "extra frame");
 		REQUIRE((size_t)rc == s->flen[*next] &&
-				f.len == s->flen[*next] - IPC_HDR_LEN &&
-				f.type == get_le(want + 4, 2) &&
-				memcmp(f.payload, want + IPC_HDR_LEN, f.len) ==
-					0,
+			    f.len == s->flen[*next] - IPC_HDR_LEN &&
+			    f.type == get_le(want + 4, 2) &&
+			    memcmp(f.payload, want + IPC_HDR_LEN, f.len) == 0,
 			"frame %d differs", *next);
 		(*next)++;
 	}
