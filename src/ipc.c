@@ -163,7 +163,8 @@ str_ok(const char *s, size_t len, size_t min, size_t max)
  * relay hands it and by the decoder to what came down the pipe, so both
  * ends agree on what an event may look like.  The target rules keep the
  * worker's routing simple: it never has to guess what an orchestrator on an
- * org-wide event means.
+ * org-wide event means.  The message is JSON, which cannot hold a raw NUL
+ * (RFC 8259 escapes control characters), so one there is corruption too.
  */
 static int
 event_ok(const struct ipc_event *ev)
