@@ -1,6 +1,8 @@
 /* Unit tests for the bounded, reference-counted output queue. */
 #include "config.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <string.h>
 
@@ -142,8 +144,6 @@ main(void)
 {
 	Suite *s = suite_create("outq");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_fifo_and_consume);
 	tcase_add_test(tc, test_priority_jumps_unstarted_only);
@@ -151,9 +151,5 @@ main(void)
 	tcase_add_test(tc, test_drop_unstarted);
 	tcase_add_test(tc, test_iov_limit);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <ev.h>
 #include <signal.h>
@@ -235,8 +237,6 @@ main(void)
 {
 	Suite *s = suite_create("redis");
 	TCase *tc = tcase_create("client");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
@@ -245,9 +245,5 @@ main(void)
 	tcase_add_test(tc, test_server_restart);
 	tcase_add_test(tc, test_free_answers_pending);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

@@ -1,6 +1,8 @@
 /* Unit tests for subscriptions and the token bucket. */
 #include "config.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <string.h>
 
@@ -159,8 +161,6 @@ main(void)
 {
 	Suite *s = suite_create("sub");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_patterns);
 	tcase_add_test(tc, test_match);
@@ -169,9 +169,5 @@ main(void)
 	tcase_add_test(tc, test_ratelimit);
 	tcase_add_test(tc, test_addrlimit);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }

@@ -1,6 +1,8 @@
 /* Unit tests for util.c and log.c. */
 #include "config.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -148,11 +150,5 @@ util_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(util_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(util_suite());
 }

@@ -5,6 +5,8 @@
  */
 #include "config.h"
 
+#include "check_run.h"
+
 #include <check.h>
 #include <ev.h>
 #include <fcntl.h>
@@ -286,17 +288,11 @@ main(void)
 {
 	Suite *s = suite_create("wsconn");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_broadcast_compresses_once);
 	tcase_add_test(tc, test_slow_consumer_gets_1008);
 	tcase_add_test(tc, test_upgrade_refusals);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s);
 }
