@@ -164,7 +164,7 @@ LOG_FN(log_warn, LOG_WARNING, 1)
 LOG_FN(log_warnx, LOG_WARNING, 0)
 LOG_FN(log_notice, LOG_NOTICE, 0)
 LOG_FN(log_info, LOG_INFO, 0)
-LOG_FN(log_debug, LOG_DEBUG, 0)
+LOG_FN(log_debug_impl, LOG_DEBUG, 0)
 
 void
 fatal(const char *fmt, ...)

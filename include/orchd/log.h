@@ -36,7 +36,16 @@ void log_warn(const char *fmt, ...) ORCHD_PRINTF(1, 2);
 void log_warnx(const char *fmt, ...) ORCHD_PRINTF(1, 2);
 void log_info(const char *fmt, ...) ORCHD_PRINTF(1, 2);
 void log_notice(const char *fmt, ...) ORCHD_PRINTF(1, 2);
-void log_debug(const char *fmt, ...) ORCHD_PRINTF(1, 2);
+void log_debug_impl(const char *fmt, ...) ORCHD_PRINTF(1, 2);
+/*
+ * Debug lines are the ones on hot paths (per connection, per message):
+ * their arguments are not even evaluated unless debug logging is on.
+ */
+#define log_debug(...)                                                         \
+	do {                                                                   \
+		if (log_get_level() >= LOG_DEBUG)                              \
+			log_debug_impl(__VA_ARGS__);                           \
+	} while (0)
 void log_vmsg(int pri, int with_errno, const char *fmt, va_list ap)
 	ORCHD_PRINTF(3, 0);
 __attribute__((noreturn)) void fatal(const char *fmt, ...) ORCHD_PRINTF(1, 2);
