@@ -10,6 +10,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,7 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void conn_input(struct conn *c, uint8_t *buf, size_t len);
 static void conn_after_flush(struct conn *c);
+static void conn_resume_input(struct conn *c);
 
 const char *
 conn_state_name(enum conn_state st)
@@ -100,7 +103,10 @@ conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer,
 	 int tls)
 {
 	struct conn *c = util_calloc(1, sizeof(*c));
+	int one = 1;
 
+	/* We batch with writev ourselves; Nagle would only delay pushes. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->w = w;
 	c->fd = fd;
 	c->peer = *peer;
@@ -150,7 +156,7 @@ conn_events(const struct conn *c)
 	case CONN_CLOSED:
 		break;
 	}
-	if (c->q.head != NULL)
+	if (c->q.head != NULL && c->wblocked)
 		ev |= EV_WRITE;
 	return ev;
 }
@@ -260,7 +266,7 @@ conn_reap(struct worker *w)
 
 	for (c = w->dead; c != NULL; c = next) {
 		next = c->next;
-		if (c->refs > 0)
+		if (c->refs > 0 || c->in_flush_list)
 			continue;
 		list_remove(&w->dead, c);
 		if (c->ws != NULL)
@@ -289,8 +295,31 @@ size_t
 conn_queue(struct conn *c, struct outbuf *b, int prio)
 {
 	outq_push(&c->q, b, prio);
-	conn_update_io(c);
+	if (!c->in_flush_list && !c->wblocked) {
+		c->in_flush_list = 1;
+		c->flush_next = c->w->flush_list;
+		c->w->flush_list = c;
+	}
 	return c->q.bytes;
+}
+
+void
+conn_flush_pending(struct worker *w)
+{
+	struct conn *c;
+
+	/* Closed connections stay on the dead list until reaped after this. */
+	while ((c = w->flush_list) != NULL) {
+		w->flush_list = c->flush_next;
+		c->flush_next = NULL;
+		c->in_flush_list = 0;
+		if (c->state == CONN_CLOSED || c->q.head == NULL || c->wblocked)
+			continue;
+		if (conn_flush(c) == 1) {
+			conn_after_flush(c);
+			conn_resume_input(c);
+		}
+	}
 }
 
 int
@@ -307,6 +336,7 @@ conn_flush(struct conn *c)
 			continue;
 		}
 		if (w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			c->wblocked = 1; /* now EV_WRITE says when to go on */
 			conn_update_io(c);
 			return 0;
 		}
@@ -315,6 +345,7 @@ conn_flush(struct conn *c)
 		conn_close(c, "write failed");
 		return -1;
 	}
+	c->wblocked = 0;
 	conn_update_io(c);
 	return 1;
 }

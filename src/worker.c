@@ -248,6 +248,7 @@ reaper_cb(struct ev_loop *loop, ev_prepare *chk, int revents)
 {
 	struct worker *w = chk->data;
 
+	conn_flush_pending(w);
 	conn_reap(w);
 	if (w->draining)
 		worker_maybe_exit(w);

@@ -70,6 +70,14 @@ struct conn {
 	struct wsconn *ws;         /* after the upgrade */
 	struct proto_conn *proto; /* on ws_path */
 	int refs; /* asynchronous operations that still point here */
+	/*
+	 * Output is written once per loop iteration, before the loop blocks
+	 * (conn_flush_pending()): many frames queued in one iteration go out
+	 * in one writev, and EV_WRITE is armed only when the socket is full.
+	 */
+	int wblocked;             /* the last write hit EAGAIN */
+	int in_flush_list;
+	struct conn *flush_next;
 
 	struct sockaddr_storage peer;
 	struct conn *prev, *next; /* the worker's live or dead list */
@@ -100,6 +108,8 @@ int conn_flush(struct conn *c);
 void conn_response_ready(struct conn *c);
 /* Is the connection idle between requests (safe to close on drain)? */
 int conn_is_idle(const struct conn *c);
+/* Write what connections queued this iteration (the prepare watcher). */
+void conn_flush_pending(struct worker *w);
 /* Free every connection on the worker's dead list. */
 void conn_reap(struct worker *w);
 /* "1.2.3.4:5678" for logs. */

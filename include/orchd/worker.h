@@ -56,6 +56,7 @@ struct worker {
 
 	struct conn *conns; /* live list */
 	struct conn *dead;  /* closed, freed by conn_reap() */
+	struct conn *flush_list; /* queued output this iteration */
 	uint64_t nconns;
 
 	int draining;

@@ -110,6 +110,7 @@ static struct {
 	int64_t start_at_ms; /* wall clock; 0 = when connected */
 	const char *ready_file;
 	int quiet;
+	const char *conn_dump; /* echo: per-connection counts go here */
 } opt = {
 	.path = "/echo",
 	.n = 100,
@@ -752,6 +753,7 @@ usage(void)
 		"         [-b SRC_ADDR [-B COUNT]] [-z] [-c INFLIGHT]\n"
 		"         [-t SECONDS] [-r READY_FILE] [-T CONNECT_TIMEOUT]\n"
 		"         [-d DEPTH] [-s SIZE] [-w WARMUP] [-S START_AT_MS] [-q]\n"
+		"         [-D CONN_DUMP_FILE]\n"
 		"  idle: -t is the hold time after all are up (0: until "
 		"SIGTERM)\n"
 		"  echo: -t is the measured duration (default 10)\n");
@@ -812,7 +814,7 @@ main(int argc, char **argv)
 	else if (strcmp(argv[1], "idle") != 0)
 		usage();
 	optind = 2;
-	while ((ch = getopt(argc, argv, "a:p:P:n:b:B:zc:t:r:T:d:s:w:S:q")) !=
+	while ((ch = getopt(argc, argv, "a:p:P:n:b:B:zc:t:r:T:d:s:w:S:qD:")) !=
 	       -1) {
 		switch (ch) {
 		case 'a': addr = optarg; break;
@@ -840,6 +842,7 @@ main(int argc, char **argv)
 		case 'w': opt.warmup_s = atof(optarg); break;
 		case 'S': opt.start_at_ms = atoll(optarg); break;
 		case 'q': opt.quiet = 1; break;
+		case 'D': opt.conn_dump = optarg; break;
 		default: usage();
 		}
 	}
@@ -1041,6 +1044,24 @@ main(int argc, char **argv)
 		}
 		printf("}\n");
 		fflush(stdout);
+	}
+	if (opt.conn_dump != NULL) {
+		/* "local_port echoes_in_window" per open connection */
+		FILE *fp = fopen(opt.conn_dump, "w");
+
+		for (int i = 0; fp != NULL && i < opt.n; i++) {
+			struct sockaddr_in la;
+			socklen_t ll = sizeof(la);
+
+			if (conns[i].fd < 0 ||
+			    getsockname(conns[i].fd, (struct sockaddr *)&la,
+					&ll) == -1)
+				continue;
+			fprintf(fp, "%u %llu\n", ntohs(la.sin_port),
+				(unsigned long long)conns[i].window_echoes);
+		}
+		if (fp != NULL)
+			fclose(fp);
 	}
 	for (int i = 0; i < opt.n; i++)
 		if (conns[i].fd >= 0)
