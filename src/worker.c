@@ -95,6 +95,15 @@ worker_refuse(int fd, int status, const char *code)
 		     status, http_status_text(status),
 		     status == 429 ? "Retry-After: 1\r\n" : "", blen, body);
 	(void)send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	/*
+	 * Read what the client already sent (TCP_DEFER_ACCEPT means its
+	 * request is usually here): closing with unread input would turn our
+	 * FIN into an RST that destroys the answer before it is read.
+	 */
+	for (int i = 0; i < 4; i++)
+		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+			break;
+	(void)shutdown(fd, SHUT_WR);
 	close(fd);
 }
 

@@ -95,3 +95,33 @@ class MaxConnectionsTest(OrchdTestCase):
         for s in held:
             s.close()
         self.assertTrue(wait_for(lambda: o.healthz()["status"] == "ok", 5))
+
+
+class ConnectionRateTest(OrchdTestCase):
+
+    def test_connection_rate_per_address_answers_429(self):
+        # 10 per second per address over 1 worker: a burst of 40 new
+        # connections from 127.0.0.1 gets some 429s; another address is
+        # not affected.
+        o = self.start_orchd(overrides={"workers": 1,
+                                        "connection_rate_per_address": 10})
+        statuses = []
+        for _ in range(40):
+            s = socket.create_connection(("127.0.0.1", o.port), timeout=2)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+            statuses.append(int(data.split(b" ", 2)[1]))
+        self.assertIn(429, statuses, statuses)
+        self.assertIn(200, statuses, statuses)
+        self.assertLessEqual(statuses.count(200), 15, statuses)
+        s = socket.create_connection(("127.0.0.1", o.port), timeout=2,
+                                     source_address=("127.0.0.9", 0))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+        s.close()
