@@ -215,8 +215,13 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 	r->npending--;
 	if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
 		r->st.errors++;
-		log_warnx("%s: %s: %.*s", __func__, r->who, (int)rep->len,
-			  rep->str);
+		/* NOSCRIPT is routine: the caller reloads the script. */
+		if (rep->len >= 8 && strncmp(rep->str, "NOSCRIPT", 8) == 0)
+			log_debug("%s: %s: %.*s", __func__, r->who,
+				  (int)rep->len, rep->str);
+		else
+			log_warnx("%s: %s: %.*s", __func__, r->who,
+				  (int)rep->len, rep->str);
 	}
 	if (q->fn != NULL)
 		q->fn(r, rep, q->arg);

@@ -365,8 +365,9 @@ worker_run(const struct worker_args *a)
 	w->tls_ctx = a->tls_ctx;
 	w->keyring = a->keyring;
 	w->registry = a->registry;
+	/* The process name already prefixes every line. */
 	w->redis = redis_new(w->loop, &w->cfg->redis, w->cfg->redis_timeout_ms,
-			     name);
+			     "redis");
 	addrlimit_init(&w->addrlimit, w->cfg->connection_rate_per_address,
 		       w->cfg->workers);
 	pmd_config_default(&w->pmdcfg);
