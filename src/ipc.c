@@ -365,25 +365,22 @@ ipc_event_decode(const struct ipc_frame *f, struct ipc_event *ev)
 	}
 	if (sum != f->len)
 		return IPC_EMALFORMED;
-	s = (const char *)p + IPC_EVENT_FIXED_LEN;
-	ev->event_id = s;
-	ev->event_id_len = lens[0];
-	s += lens[0];
-	ev->event_type = s;
-	ev->event_type_len = lens[1];
-	s += lens[1];
-	ev->orchestrator = s;
-	ev->orchestrator_len = lens[2];
-	s += lens[2];
-	ev->daemon = s;
-	ev->daemon_len = lens[3];
-	s += lens[3];
-	ev->organization = s;
-	ev->organization_len = lens[4];
-	s += lens[4];
-	ev->channel = s;
-	ev->channel_len = lens[5];
-	s += lens[5];
+	{
+		/* The six strings, in wire order, back to back. */
+		const char **ptrs[6] = {&ev->event_id,     &ev->event_type,
+					&ev->orchestrator, &ev->daemon,
+					&ev->organization, &ev->channel};
+		size_t *plens[6] = {&ev->event_id_len,	   &ev->event_type_len,
+				    &ev->orchestrator_len, &ev->daemon_len,
+				    &ev->organization_len, &ev->channel_len};
+
+		s = (const char *)p + IPC_EVENT_FIXED_LEN;
+		for (int i = 0; i < 6; i++) {
+			*ptrs[i] = s;
+			*plens[i] = lens[i];
+			s += lens[i];
+		}
+	}
 	ev->message = s;
 	return event_ok(ev) ? 0 : IPC_EMALFORMED;
 }

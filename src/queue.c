@@ -324,26 +324,28 @@ usable(const struct queue *q)
 	return q != NULL && !q->closing && redis_connected(q->redis);
 }
 
+/* A non-empty string of at most max bytes. */
 static int
-orch_ok(const char *orch)
+len_ok(const char *s, size_t max)
 {
 	size_t n;
 
-	if (orch == NULL)
+	if (s == NULL)
 		return 0;
-	n = strnlen(orch, QUEUE_ORCH_MAX + 1);
-	return n >= 1 && n <= QUEUE_ORCH_MAX;
+	n = strnlen(s, max + 1);
+	return n >= 1 && n <= max;
+}
+
+static int
+orch_ok(const char *orch)
+{
+	return len_ok(orch, QUEUE_ORCH_MAX);
 }
 
 static int
 id_ok(const char *id)
 {
-	size_t n;
-
-	if (id == NULL)
-		return 0;
-	n = strnlen(id, QUEUE_ID_MAX + 1);
-	return n >= 1 && n <= QUEUE_ID_MAX;
+	return len_ok(id, QUEUE_ID_MAX);
 }
 
 /* A non-negative integer element (or a decimal string) of a reply. */
