@@ -304,25 +304,82 @@ add_listen(struct pctx *c, const struct directive *d, char **argv, int argc)
 	cfg->listen[cfg->nlisten++] = l;
 }
 
+/*
+ * redis ADDRESS, or redis sentinel HOST:PORT... master NAME.  The text is
+ * kept as written (all the words) for -T.
+ */
 static void
-set_redis(struct pctx *c, const struct directive *d, const char *v)
+set_redis(struct pctx *c, const struct directive *d, char **argv, int argc)
 {
 	struct config *cfg = c->cfg;
 	struct config_redis r;
 	const char *why;
+	char text[CFGV_LINE_MAX];
+	size_t off = 0;
 
-	if ((why = cfgv_redis(v, &r)) != NULL) {
+	memset(&r, 0, sizeof(r));
+	if (strcmp(argv[0], "sentinel") == 0) {
+		int n = argc - 1;
+
+		if (n < 3 || strcmp(argv[n - 1], "master") != 0) {
+			cfgp_derr(c, d,
+				  "expected sentinel HOST:PORT... master NAME");
+			return;
+		}
+		if (n - 2 > CONFIG_MAX_SENTINELS) {
+			cfgp_derr(c, d, "at most %d sentinels",
+				  CONFIG_MAX_SENTINELS);
+			return;
+		}
+		if (n - 2 < 1) {
+			cfgp_derr(c, d, "sentinel needs at least one HOST:PORT");
+			return;
+		}
+		for (int i = 1; i < n - 1; i++) {
+			struct config_redis one;
+
+			if ((why = cfgv_redis(argv[i], &one)) != NULL ||
+			    one.unix_path != NULL) {
+				cfgp_derr(c, d, "sentinel %s: %s",
+					  cfgp_show(c, argv[i]),
+					  why != NULL ? why
+						      : "a sentinel is "
+							"HOST:PORT");
+				free(one.unix_path);
+				free(one.host);
+				return;
+			}
+			util_strlcpy(r.sentinels[r.nsentinels].host, one.host,
+				     sizeof(r.sentinels[0].host));
+			r.sentinels[r.nsentinels++].port = one.port;
+			free(one.host);
+		}
+		if (strlen(argv[n]) >= sizeof(r.master) || argv[n][0] == '\0') {
+			cfgp_derr(c, d, "master name %s: 1..%zu bytes",
+				  cfgp_show(c, argv[n]), sizeof(r.master) - 1);
+			return;
+		}
+		util_strlcpy(r.master, argv[n], sizeof(r.master));
+	} else if (argc > 1) {
+		cfgp_derr(c, d, "too many values (syntax: %s %s)", d->name,
+			  d->syntax);
+		return;
+	} else if ((why = cfgv_redis(argv[0], &r)) != NULL) {
 		cfgp_derr(c, d,
 			  "%s: %s (expected HOST:PORT, [IPv6]:PORT, "
 			  "unix:/path or /path)",
-			  cfgp_show(c, v), why);
+			  cfgp_show(c, argv[0]), why);
 		return;
 	}
+	text[0] = '\0';
+	for (int i = 0; i < argc && off < sizeof(text); i++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "%s%s",
+					i > 0 ? " " : "", argv[i]);
 	free(cfg->redis.unix_path);
 	free(cfg->redis.host);
 	cfg->redis = r;
 	free(cfg->redis_text);
-	cfg->redis_text = util_strdup(v);
+	cfg->redis_text = util_strdup(text);
 }
 
 /* ws_allowed_origins: each value adds one origin, normalized. */
@@ -561,7 +618,9 @@ static const struct directive directives[] = {
 	 .help = "outgoing bytes one connection may have queued; more closes "
 		 "it"},
 	{.name = "redis", .type = DT_REDIS, .def = "127.0.0.1:6379",
-	 .syntax = "HOST:PORT|[IPv6]:PORT|unix:PATH|PATH",
+	 .maxargs = CONFIG_MAX_SENTINELS + 3,
+	 .syntax = "HOST:PORT|[IPv6]:PORT|unix:PATH|PATH|sentinel HOST:PORT... "
+		   "master NAME",
 	 .help = "Redis server the events come from"},
 	{.name = "redis_timeout", .type = DT_DURATION,
 	 .off = OFF(redis_timeout_ms), .def = "2s", .min = 100,
@@ -573,6 +632,44 @@ static const struct directive directives[] = {
 	 .dump = dump_session_ttl, .syntax = "DURATION",
 	 .help = "lifetime of a connection's session key in Redis, renewed by "
 		 "its heartbeats; 0: 3 x heartbeat_interval"},
+	{.name = "event_stream", .type = DT_BOOL, .off = OFF(event_stream),
+	 .def = "off", .syntax = "on|off",
+	 .help = "also read events from the Redis stream event_stream_key "
+		 "(lossless across outages)"},
+	{.name = "event_stream_key", .type = DT_STRING,
+	 .off = OFF(event_stream_key), .def = "daemon:stream",
+	 .syntax = "KEY",
+	 .help = "the stream read with event_stream on; its last id is kept "
+		 "in KEY:orchd-last-id"},
+	{.name = "max_event_size", .type = DT_SIZE, .off = OFF(max_event_size),
+	 .def = "64k", .min = 1 * KIB, .max = 512 * KIB, .syntax = "SIZE",
+	 .help = "largest event record accepted from Redis; larger ones are "
+		 "counted and skipped"},
+	{.name = "queue_max_events", .type = DT_UINT,
+	 .off = OFF(queue_max_events), .def = "1000", .min = 1,
+	 .max = 1000000, .syntax = "N",
+	 .help = "events kept per orchestrator in the durable queue; the "
+		 "oldest are evicted"},
+	{.name = "queue_retention", .type = DT_DURATION, .flags = D_SECONDS,
+	 .off = OFF(queue_retention_ms), .def = "7d", .min = 1000,
+	 .max = 365 * MS_DAY, .syntax = "DURATION",
+	 .help = "how long an orchestrator's queue lives after its last "
+		 "event"},
+	{.name = "relay_canary_interval", .type = DT_DURATION,
+	 .off = OFF(relay_canary_interval_ms), .def = "5s", .min = 0,
+	 .max = 10 * MS_MINUTE, .syntax = "DURATION",
+	 .help = "how often the relay checks its subscription with a message "
+		 "to itself (answer due within redis_timeout); 0: never"},
+	{.name = "relay_pipe_queue", .type = DT_SIZE,
+	 .off = OFF(relay_pipe_queue), .def = "16m", .min = 64 * KIB,
+	 .max = GIB, .syntax = "SIZE",
+	 .help = "event bytes the relay holds for one worker whose pipe is "
+		 "full; more are dropped and counted"},
+	{.name = "drain_reconnect_delay", .type = DT_DURATION,
+	 .off = OFF(drain_reconnect_delay_ms), .def = "5s", .min = 0,
+	 .max = MS_HOUR, .syntax = "DURATION",
+	 .help = "on drain, reconnect messages ask for a random delay up to "
+		 "this"},
 	{.name = "jwt_secret_file", .type = DT_PATH,
 	 .off = OFF(jwt_secret_file), .check = cfga_load_jwt_secret,
 	 .dump = cfga_dump_jwt_secret, .syntax = "PATH",
@@ -807,7 +904,7 @@ apply(struct pctx *c, const struct directive *d, char **argv, int argc)
 		add_listen(c, d, argv, argc);
 		break;
 	case DT_REDIS:
-		set_redis(c, d, argv[0]);
+		set_redis(c, d, argv, argc);
 		break;
 	case DT_CUSTOM:
 		d->set(c, d, argv, argc);
@@ -1348,9 +1445,14 @@ config_dump(const struct config *cfg, FILE *fp)
 			break;
 		case DT_REDIS:
 			fprintf(fp, "%s ", d->name);
-			cfgv_dump_word(fp, cfg->redis_text != NULL
-						   ? cfg->redis_text
-						   : "");
+			if (cfg->redis.nsentinels > 0) {
+				/* Several words, each checked when parsed. */
+				fputs(cfg->redis_text, fp);
+			} else {
+				cfgv_dump_word(fp, cfg->redis_text != NULL
+							   ? cfg->redis_text
+							   : "");
+			}
 			fputc('\n', fp);
 			break;
 		case DT_CUSTOM:

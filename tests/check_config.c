@@ -248,6 +248,25 @@ assert_same(const struct config *a, const struct config *b)
 			  b->connection_rate_per_address);
 	ck_assert_uint_eq(a->redis_timeout_ms, b->redis_timeout_ms);
 	ck_assert_uint_eq(a->session_ttl_ms, b->session_ttl_ms);
+	ck_assert_int_eq(a->redis.nsentinels, b->redis.nsentinels);
+	for (int i = 0; i < a->redis.nsentinels; i++) {
+		ck_assert_str_eq(a->redis.sentinels[i].host,
+				 b->redis.sentinels[i].host);
+		ck_assert_int_eq(a->redis.sentinels[i].port,
+				 b->redis.sentinels[i].port);
+	}
+	ck_assert_str_eq(a->redis.master, b->redis.master);
+	ck_assert_int_eq(a->event_stream, b->event_stream);
+	assert_str_same("event_stream_key", a->event_stream_key,
+			b->event_stream_key);
+	ck_assert_uint_eq(a->max_event_size, b->max_event_size);
+	ck_assert_uint_eq(a->queue_max_events, b->queue_max_events);
+	ck_assert_uint_eq(a->queue_retention_ms, b->queue_retention_ms);
+	ck_assert_uint_eq(a->relay_canary_interval_ms,
+			  b->relay_canary_interval_ms);
+	ck_assert_uint_eq(a->relay_pipe_queue, b->relay_pipe_queue);
+	ck_assert_uint_eq(a->drain_reconnect_delay_ms,
+			  b->drain_reconnect_delay_ms);
 }
 
 void
@@ -407,7 +426,15 @@ START_TEST(test_every_directive)
 		 "rate_limit_messages 600\n"
 		 "rate_limit_burst 50\n"
 		 "rate_limit_grace 0\n"
-		 "connection_rate_per_address 20\n",
+		 "connection_rate_per_address 20\n"
+		 "event_stream on\n"
+		 "event_stream_key events:stream\n"
+		 "max_event_size 128k\n"
+		 "queue_max_events 50\n"
+		 "queue_retention 1h\n"
+		 "relay_canary_interval 0\n"
+		 "relay_pipe_queue 1m\n"
+		 "drain_reconnect_delay 2s\n",
 		 logf, secret, cert, key, inc);
 
 	/* The test stays complete when a directive is added to the table. */
@@ -496,6 +523,14 @@ START_TEST(test_every_directive)
 	ck_assert_uint_eq(cfg->rate_limit_burst, 50);
 	ck_assert_uint_eq(cfg->rate_limit_grace_ms, 0);
 	ck_assert_uint_eq(cfg->connection_rate_per_address, 20);
+	ck_assert_int_eq(cfg->event_stream, 1);
+	ck_assert_str_eq(cfg->event_stream_key, "events:stream");
+	ck_assert_uint_eq(cfg->max_event_size, 128 * 1024);
+	ck_assert_uint_eq(cfg->queue_max_events, 50);
+	ck_assert_uint_eq(cfg->queue_retention_ms, 3600 * 1000);
+	ck_assert_uint_eq(cfg->relay_canary_interval_ms, 0);
+	ck_assert_uint_eq(cfg->relay_pipe_queue, 1024 * 1024);
+	ck_assert_uint_eq(cfg->drain_reconnect_delay_ms, 2000);
 	assert_round_trip(cfg);
 	errs_free(&e);
 	config_free(cfg);
@@ -584,6 +619,37 @@ START_TEST(test_values)
 	ck_assert_str_eq(cfg->redis.host, "10.0.0.2");
 	config_free(cfg);
 	EXPECT0("redis redis_1:6379\n");
+
+	/* Sentinel. */
+	ck_assert_int_eq(load_text(&cfg,
+				   "redis sentinel 10.0.0.1:26379 "
+				   "[::1]:26380 s3.example.com:26381 master "
+				   "mymaster\n",
+				   &e),
+			 0);
+	ck_assert_int_eq(cfg->redis.nsentinels, 3);
+	ck_assert_str_eq(cfg->redis.sentinels[0].host, "10.0.0.1");
+	ck_assert_int_eq(cfg->redis.sentinels[0].port, 26379);
+	ck_assert_str_eq(cfg->redis.sentinels[1].host, "::1");
+	ck_assert_int_eq(cfg->redis.sentinels[1].port, 26380);
+	ck_assert_str_eq(cfg->redis.sentinels[2].host, "s3.example.com");
+	ck_assert_str_eq(cfg->redis.master, "mymaster");
+	ck_assert_ptr_null(cfg->redis.host);
+	ck_assert_ptr_null(cfg->redis.unix_path);
+	assert_round_trip(cfg);
+	config_free(cfg);
+	EXPECT1("redis sentinel 10.0.0.1:26379 master\n", "t.conf:1: redis",
+		"master NAME");
+	EXPECT1("redis sentinel master m\n", "t.conf:1: redis", "HOST:PORT");
+	EXPECT1("redis sentinel 10.0.0.1:26379 m\n", "t.conf:1: redis",
+		"master NAME");
+	EXPECT1("redis sentinel unix:/x.sock master m\n", "t.conf:1: redis",
+		"HOST:PORT");
+	EXPECT1("redis 10.0.0.1:6379 10.0.0.2:6379\n", "t.conf:1: redis",
+		"too many values");
+	EXPECT1("redis sentinel a:1 b:2 c:3 d:4 e:5 f:6 g:7 h:8 i:9 master "
+		"m\n",
+		"t.conf:1: redis", "too many values");
 }
 END_TEST
 

@@ -45,10 +45,26 @@ struct config_listen {
 	char text[80];                /* as written back by -T: "[::1]:8080" */
 };
 
+#define CONFIG_MAX_SENTINELS 8
+#define CONFIG_SENTINEL_HOST_MAX 256
+#define CONFIG_SENTINEL_MASTER_MAX 128
+
+struct config_sentinel {
+	char host[CONFIG_SENTINEL_HOST_MAX]; /* name, IPv4 or IPv6 (no []) */
+	int port;
+};
+
 struct config_redis {
 	char *unix_path; /* non-NULL: unix socket; else host/port */
 	char *host;
 	int port;
+	/*
+	 * "redis sentinel HOST:PORT... master NAME": host/port are unset and
+	 * the master's address is asked of the sentinels at every connect.
+	 */
+	int nsentinels; /* 0: no Sentinel */
+	struct config_sentinel sentinels[CONFIG_MAX_SENTINELS];
+	char master[CONFIG_SENTINEL_MASTER_MAX];
 };
 
 struct config {
@@ -129,6 +145,16 @@ struct config {
 	/* Redis. */
 	uint64_t redis_timeout_ms; /* no reply in time: Redis is unavailable */
 	uint64_t session_ttl_ms;   /* 0: see config_session_ttl_ms() */
+
+	/* Event pipeline. */
+	int event_stream;               /* also read the stream daemon:stream */
+	char *event_stream_key;         /* the stream's key */
+	uint64_t max_event_size;        /* bytes of one event record */
+	unsigned queue_max_events;      /* per orchestrator; oldest evicted */
+	uint64_t queue_retention_ms;    /* whole seconds */
+	uint64_t relay_canary_interval_ms; /* 0: no canary */
+	uint64_t relay_pipe_queue;      /* bytes queued per worker pipe */
+	uint64_t drain_reconnect_delay_ms; /* reconnect.delay spread */
 
 	char *tls_certificate;
 	char *tls_certificate_key;
