@@ -368,6 +368,8 @@ worker_run(const struct worker_args *a)
 	/* The process name already prefixes every line. */
 	w->redis = redis_new(w->loop, &w->cfg->redis, w->cfg->redis_timeout_ms,
 			     "redis");
+	w->queue = queue_new(w->redis, w->cfg->queue_max_events,
+			     w->cfg->queue_retention_ms / 1000);
 	addrlimit_init(&w->addrlimit, w->cfg->connection_rate_per_address,
 		       w->cfg->workers);
 	pmd_config_default(&w->pmdcfg);
@@ -409,6 +411,7 @@ worker_run(const struct worker_args *a)
 	log_info("%s: started (generation %u), %d listeners", __func__,
 		 w->generation, w->nlisteners);
 	ev_run(w->loop, 0);
+	queue_free(w->queue);
 	redis_free(w->redis);
 	exit(0);
 }

@@ -20,8 +20,10 @@
 
 struct conn;
 struct jwt_keyring;
+struct queue;
 struct redis;
 struct registry;
+struct deliver;
 
 struct worker_listener {
 	ev_io io;
@@ -49,6 +51,8 @@ struct worker {
 	struct pmd_config pmdcfg;
 	void *tls_ctx; /* SSL_CTX * when a listener is tls */
 	struct redis *redis;
+	struct queue *queue;     /* the durable event queue (replay, acks) */
+	struct deliver *deliver; /* events from the relay's pipe */
 	struct jwt_keyring *keyring;
 	struct registry *registry;
 	uint64_t conn_seq;
