@@ -21,6 +21,7 @@
 #include "orchd/http.h"
 #include "orchd/wsconn.h"
 #include "orchd/log.h"
+#include "orchd/queue.h"
 #include "orchd/redis.h"
 #include "orchd/tls.h"
 #include "orchd/util.h"
