@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "orchd/auth.h"
+#include "orchd/deliver.h"
+#include "orchd/queue.h"
 #include "orchd/conn.h"
 #include "orchd/json.h"
 #include "orchd/jwt.h"
@@ -40,9 +42,19 @@ struct proto_pending {
 	char workspace[REGISTRY_ID_MAX];
 	char scopes[JWT_SCOPES_MAX][JWT_SCOPE_SIZE];
 	unsigned nscopes;
+	int has_resume;
+	uint64_t resume_from;
+};
+
+/* What auth_success says once the queue replay knows its size. */
+struct proto_success {
+	int64_t exp;
+	char scopes[JWT_SCOPES_MAX][JWT_SCOPE_SIZE];
+	unsigned nscopes;
 };
 
 static void auth_complete(struct conn *c, struct proto_pending *pp);
+static void auth_ready(struct conn *c, uint64_t queued, int recovered);
 
 int
 auth_keyring_load(const struct config *cfg, struct jwt_keyring **out)
@@ -113,7 +125,8 @@ get_field(const struct json_doc *d, int payload, const char *key, char *out,
 }
 
 static void
-send_auth_success(struct conn *c, const struct proto_pending *pp)
+send_auth_success(struct conn *c, const char (*scopes)[JWT_SCOPE_SIZE],
+		  unsigned nscopes, int64_t exp, uint64_t queued, int recovered)
 {
 	const struct config *cfg = c->w->cfg;
 	struct proto_conn *p = c->proto;
@@ -126,8 +139,8 @@ send_auth_success(struct conn *c, const struct proto_pending *pp)
 	json_w_str(&jw, p->session_id);
 	json_w_key(&jw, "scopes");
 	json_w_arr_begin(&jw);
-	for (unsigned i = 0; i < pp->nscopes; i++)
-		json_w_str(&jw, pp->scopes[i]);
+	for (unsigned i = 0; i < nscopes; i++)
+		json_w_str(&jw, scopes[i]);
 	json_w_arr_end(&jw);
 	json_w_key(&jw, "serverTime");
 	json_w_timestamp(&jw, now);
@@ -137,13 +150,12 @@ send_auth_success(struct conn *c, const struct proto_pending *pp)
 	json_w_str(&jw, p->connection_id);
 	json_w_key(&jw, "protocolVersion");
 	json_w_uint(&jw, 1);
-	/* Nothing is replayed until the durable queue exists: say so. */
 	json_w_key(&jw, "recovered");
-	json_w_bool(&jw, false);
+	json_w_bool(&jw, recovered != 0);
 	json_w_key(&jw, "queued");
-	json_w_uint(&jw, 0);
+	json_w_uint(&jw, queued);
 	json_w_key(&jw, "tokenExpiresAt");
-	json_w_timestamp(&jw, (uint64_t)pp->exp * 1000);
+	json_w_timestamp(&jw, (uint64_t)exp * 1000);
 	proto_msg_send(c, &jw);
 }
 
@@ -193,6 +205,8 @@ proto_auth_cleanup(struct conn *c)
 		p->pending->cancelled = 1; /* the reply will find nobody */
 		p->pending = NULL;
 	}
+	UTIL_FREE(p->success);
+	deliver_conn_end(c);
 	if (p->has_slot) {
 		registry_release(w->registry, p->slot, p->conn_id);
 		p->has_slot = 0;
@@ -276,7 +290,8 @@ auth_complete(struct conn *c, struct proto_pending *pp)
 		p->scope_mask = pp->scope_mask;
 		p->state = PROTO_AUTHED;
 		atomic_fetch_add(&w->stats->auth_refreshes, 1);
-		send_auth_success(c, pp);
+		send_auth_success(c, (const char(*)[JWT_SCOPE_SIZE])pp->scopes,
+				  pp->nscopes, pp->exp, 0, 0);
 		conn_set_state(c, c->state); /* re-arm the deadline timer */
 		return;
 	}
@@ -319,13 +334,42 @@ auth_complete(struct conn *c, struct proto_pending *pp)
 	p->token_exp_ms = exp_deadline(c, pp->exp);
 	p->hb_deadline_ms = now + 3 * cfg->heartbeat_interval_ms;
 	json_uuid_v4(p->session_id);
+	/*
+	 * auth_success reports the replay's size, so it waits for the first
+	 * page of the queue; messages that come meanwhile stay held.
+	 */
+	p->state = PROTO_AUTHING;
+	p->success = util_calloc(1, sizeof(*p->success));
+	p->success->exp = pp->exp;
+	memcpy(p->success->scopes, pp->scopes, sizeof(p->success->scopes));
+	p->success->nscopes = pp->nscopes;
+	deliver_conn_start(c, pp->has_resume, pp->resume_from, auth_ready);
+}
+
+/* The queue's first page is in (or Redis failed): the daemon is in. */
+static void
+auth_ready(struct conn *c, uint64_t queued, int recovered)
+{
+	struct worker *w = c->w;
+	struct proto_conn *p = c->proto;
+	struct proto_success *ps = p->success;
+
+	p->success = NULL;
+	if (c->state != CONN_WS_OPEN || p->ended || ps == NULL) {
+		free(ps);
+		return;
+	}
 	p->state = PROTO_AUTHED;
 	atomic_fetch_add(&w->stats->auth_successes, 1);
-	log_debug("auth: %s: %s/%s authenticated", conn_peer_str(c), p->orch,
-		  p->daemon);
+	log_debug("auth: %s: %s/%s authenticated, %llu queued events",
+		  conn_peer_str(c), p->orch, p->daemon,
+		  (unsigned long long)queued);
 	session_write(c);
-	send_auth_success(c, pp);
+	send_auth_success(c, (const char(*)[JWT_SCOPE_SIZE])ps->scopes,
+			  ps->nscopes, ps->exp, queued, recovered);
+	free(ps);
 	conn_set_state(c, c->state); /* re-arm the deadline timer */
+	proto_replay_held(c);
 }
 
 void
@@ -382,6 +426,10 @@ proto_handle_auth(struct conn *c, const struct json_doc *d, int payload)
 					 "integer",
 					 "payload.resumeFrom");
 			goto drop;
+		}
+		if (rf >= 0 && !json_is_null(d, rf)) {
+			pp->has_resume = 1;
+			pp->resume_from = (uint64_t)v;
 		}
 	}
 	if (!auth_keyring_usable(w)) {
@@ -646,14 +694,49 @@ proto_handle_heartbeat(struct conn *c, const struct json_doc *d, int payload)
 	conn_set_state(c, c->state); /* re-arm the deadline timer */
 }
 
+static void
+ack_reply(struct queue *q, int status, uint64_t n, void *arg)
+{
+	(void)q;
+	(void)arg;
+	if (status != QUEUE_OK)
+		log_warnx("auth: acknowledgement lost: Redis unavailable");
+	else
+		log_debug("auth: %llu queued events acknowledged",
+			  (unsigned long long)n);
+}
+
 void
 proto_ack_events(struct conn *c, const struct json_doc *d, int ids)
 {
+	struct proto_conn *p = c->proto;
+	int n = json_array_len(d, ids);
+	char(*buf)[QUEUE_ID_MAX + 2];
+	const char **argv;
+	int k = 0;
+
 	/*
-	 * Nothing is queued for acknowledgement until the event pipeline
-	 * delivers events: an ack of unknown ids is not an error (at-least-
-	 * once delivery makes duplicate acks normal).
+	 * Unknown ids are no error: at-least-once delivery makes duplicate
+	 * acks normal.  Ids too long to be queued are left out.
 	 */
-	log_debug("%s: %s: %d event ids acknowledged", __func__,
-		  conn_peer_str(c), json_array_len(d, ids));
+	if (n <= 0 || c->w->queue == NULL)
+		return;
+	buf = util_calloc((size_t)n, sizeof(*buf));
+	argv = util_calloc((size_t)n, sizeof(*argv));
+	for (int t = json_first(d, ids); t >= 0 && k < n; t = json_next(d, t)) {
+		size_t len;
+
+		if (json_get_string(d, t, buf[k], sizeof(buf[k]), &len) == 0 &&
+		    len <= QUEUE_ID_MAX) {
+			argv[k] = buf[k];
+			k++;
+		}
+	}
+	if (k > 0 && queue_ack(c->w->queue, p->orch, argv, (size_t)k,
+			       ack_reply, NULL) != 0)
+		log_warnx("auth: %s: acknowledgement of %d events lost: Redis "
+			  "unavailable",
+			  p->orch, k);
+	free(argv);
+	free(buf);
 }

@@ -93,6 +93,23 @@ proto_send_error(struct conn *c, const char *code, const char *message,
 	proto_msg_send(c, &jw);
 }
 
+int
+proto_send_reconnect(struct conn *c, const char *reason, uint64_t delay_ms)
+{
+	char buf[256];
+	struct json_writer jw;
+	const struct proto_conn *p = c->proto;
+
+	if (p == NULL || p->ended || p->state != PROTO_AUTHED)
+		return -1;
+	proto_msg_begin(&jw, buf, sizeof(buf), "reconnect");
+	json_w_key(&jw, "reason");
+	json_w_str(&jw, reason);
+	json_w_key(&jw, "delay");
+	json_w_uint(&jw, delay_ms);
+	return proto_msg_send(c, &jw);
+}
+
 /* ---- life cycle --------------------------------------------------------- */
 
 void

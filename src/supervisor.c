@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -27,6 +28,7 @@
 #include "orchd/jwt.h"
 #include "orchd/listener.h"
 #include "orchd/registry.h"
+#include "orchd/relay.h"
 #include "orchd/log.h"
 #include "orchd/shm.h"
 #include "orchd/supervisor.h"
@@ -41,6 +43,8 @@ struct proc {
 	int slot;
 	unsigned generation;
 	int old;           /* replaced by a reload, draining */
+	int relay;         /* the relay, not a worker (slot -1) */
+	int pipe_w;        /* write end of a worker's event pipe, or -1 */
 	uint64_t kill_at;  /* monotonic ms; 0 = none */
 	uint64_t started;  /* monotonic ms */
 };
@@ -64,6 +68,13 @@ static struct {
 	void *registry_mem;
 	size_t registry_len;
 	unsigned generation;
+	/* The relay: its control socket, respawn and drain bookkeeping. */
+	int relay_ctl;        /* our end, -1 when no relay runs */
+	pid_t relay_pid;
+	uint64_t relay_respawn_at;
+	unsigned relay_backoff_ms;
+	unsigned relay_starts;
+	int relay_stop_sent;
 	struct proc procs[MAX_PROCS];
 	struct slot slots[CONFIG_MAX_WORKERS];
 	int stopping;
@@ -221,16 +232,123 @@ nprocs(void)
 	return n;
 }
 
+static int
+nworkers_alive(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < MAX_PROCS; i++)
+		n += sv.procs[i].pid != 0 && !sv.procs[i].relay;
+	return n;
+}
+
+/* In a child: the event pipes' write ends belong to the relay alone. */
+static void
+close_pipe_ends(void)
+{
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (sv.procs[i].pid != 0 && sv.procs[i].pipe_w >= 0)
+			close(sv.procs[i].pipe_w);
+	if (sv.relay_ctl >= 0)
+		close(sv.relay_ctl);
+}
+
+static void
+relay_send_pipe(const struct proc *p)
+{
+	struct relay_ctl m;
+
+	if (sv.relay_ctl < 0 || p->pipe_w < 0)
+		return;
+	memset(&m, 0, sizeof(m));
+	m.type = RELAY_CTL_ADD;
+	m.slot = p->slot;
+	m.pid = p->pid;
+	m.generation = p->generation;
+	relay_ctl_send(sv.relay_ctl, &m, p->pipe_w);
+}
+
+static void
+spawn_relay(void)
+{
+	struct relay_args args;
+	struct proc *p = proc_alloc();
+	int sp[2];
+	pid_t pid;
+
+	sv.relay_respawn_at = util_now_ms() + 1000; /* if this fails */
+	if (p == NULL) {
+		log_warnx("%s: process table full, relay not started",
+			  __func__);
+		return;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1) {
+		log_warn("%s: socketpair", __func__);
+		return;
+	}
+	memset(&args, 0, sizeof(args));
+	args.cfg = sv.cfg;
+	args.shm = sv.shm;
+	args.registry = sv.registry;
+	args.ctl_fd = sp[1];
+	args.generation = ++sv.relay_starts;
+	pid = fork();
+	if (pid == -1) {
+		log_warn("%s: fork", __func__);
+		close(sp[0]);
+		close(sp[1]);
+		return;
+	}
+	if (pid == 0) {
+		signals_reset();
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != sv.pid)
+			_exit(0);
+		close(sp[0]);
+		close_pipe_ends();
+		listener_set_close(&sv.ls);
+		if (drop_privileges(sv.cfg) == -1)
+			_exit(2);
+		relay_run(&args);
+	}
+	close(sp[1]);
+	if (sv.relay_ctl >= 0)
+		close(sv.relay_ctl);
+	sv.relay_ctl = sp[0];
+	sv.relay_pid = pid;
+	sv.relay_stop_sent = 0;
+	p->pid = pid;
+	p->slot = -1;
+	p->relay = 1;
+	p->pipe_w = -1;
+	p->generation = sv.relay_starts;
+	p->old = 0;
+	p->kill_at = 0;
+	p->started = util_now_ms();
+	log_info("%s: relay started, pid %ld", __func__, (long)pid);
+	/* The workers alive now get their pipes to this relay. */
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (sv.procs[i].pid != 0 && !sv.procs[i].relay)
+			relay_send_pipe(&sv.procs[i]);
+}
+
 static void
 spawn_worker(int slot)
 {
 	struct worker_args args;
 	struct proc *p = proc_alloc();
+	int ep[2];
 	pid_t pid;
 
 	if (p == NULL) {
 		log_warnx("%s: process table full, slot %d not started",
 			  __func__, slot);
+		sv.slots[slot].respawn_at = util_now_ms() + 1000;
+		return;
+	}
+	/* A fresh pipe per worker process: a restart never inherits junk. */
+	if (pipe2(ep, O_CLOEXEC) == -1) {
+		log_warn("%s: pipe2", __func__);
 		sv.slots[slot].respawn_at = util_now_ms() + 1000;
 		return;
 	}
@@ -247,10 +365,13 @@ spawn_worker(int slot)
 	args.tls_ctx = sv.tls_ctx;
 	args.keyring = sv.keyring;
 	args.registry = sv.registry;
+	args.relay_fd = ep[0];
 
 	pid = fork();
 	if (pid == -1) {
 		log_warn("%s: fork", __func__);
+		close(ep[0]);
+		close(ep[1]);
 		sv.slots[slot].respawn_at = util_now_ms() + 1000;
 		return;
 	}
@@ -264,12 +385,17 @@ spawn_worker(int slot)
 			for (int s = 0; s < CONFIG_MAX_WORKERS; s++)
 				if (s != slot && sv.ls.l[i].fds[s] != -1)
 					close(sv.ls.l[i].fds[s]);
+		close(ep[1]);
+		close_pipe_ends();
 		if (drop_privileges(sv.cfg) == -1)
 			_exit(2); /* fatal configuration: not respawned */
 		worker_run(&args);
 	}
+	close(ep[0]);
 	p->pid = pid;
 	p->slot = slot;
+	p->relay = 0;
+	p->pipe_w = ep[1];
 	p->generation = sv.generation;
 	p->old = 0;
 	p->kill_at = 0;
@@ -277,6 +403,7 @@ spawn_worker(int slot)
 	sv.slots[slot].pid = pid;
 	log_info("%s: worker %d started, pid %ld, generation %u", __func__,
 		 slot, (long)pid, sv.generation);
+	relay_send_pipe(p);
 }
 
 static void
@@ -287,6 +414,43 @@ signal_all(int sig)
 		    errno != ESRCH)
 			log_warn("%s: kill %ld", __func__,
 				 (long)sv.procs[i].pid);
+}
+
+static void
+reap_relay(struct proc *p, int status)
+{
+	uint64_t now = util_now_ms(), up = now - p->started;
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+
+	if (WIFSIGNALED(status))
+		log_warnx("%s: relay (pid %ld) killed by signal %d", __func__,
+			  (long)p->pid, WTERMSIG(status));
+	else if (code != 0 || !sv.stopping)
+		log_info("%s: relay (pid %ld) exited with %d", __func__,
+			 (long)p->pid, code);
+	if (sv.relay_pid == p->pid) {
+		sv.relay_pid = 0;
+		if (sv.relay_ctl >= 0)
+			close(sv.relay_ctl);
+		sv.relay_ctl = -1;
+		if (p->old || up >= SUPERVISOR_STABLE_MS)
+			sv.relay_backoff_ms = 0; /* replaced on purpose, or ran well */
+		else if (sv.relay_backoff_ms == 0)
+			sv.relay_backoff_ms = SUPERVISOR_BACKOFF_MIN_MS;
+		else if (sv.relay_backoff_ms < SUPERVISOR_BACKOFF_MAX_MS / 2)
+			sv.relay_backoff_ms *= 2;
+		else
+			sv.relay_backoff_ms = SUPERVISOR_BACKOFF_MAX_MS;
+		sv.relay_respawn_at = now + sv.relay_backoff_ms;
+		if (!sv.stopping) {
+			atomic_fetch_add(&sv.shm->relay.restarts, 1);
+			if (sv.relay_backoff_ms > 0)
+				log_notice("%s: respawning the relay in %u ms",
+					   __func__, sv.relay_backoff_ms);
+		}
+		atomic_store(&sv.shm->relay.subscribed, 0);
+	}
+	memset(p, 0, sizeof(*p));
 }
 
 static void
@@ -303,6 +467,22 @@ reap_children(void)
 
 		if (p == NULL)
 			continue;
+		if (p->relay) {
+			reap_relay(p, status);
+			continue;
+		}
+		if (p->pipe_w >= 0) {
+			struct relay_ctl m;
+
+			close(p->pipe_w);
+			p->pipe_w = -1;
+			memset(&m, 0, sizeof(m));
+			m.type = RELAY_CTL_DEL;
+			m.slot = p->slot;
+			m.pid = pid;
+			if (sv.relay_ctl >= 0)
+				relay_ctl_send(sv.relay_ctl, &m, -1);
+		}
 		/* Whatever the child held in the registry is free again. */
 		if (sv.registry != NULL) {
 			unsigned n = registry_reap_worker(
@@ -442,6 +622,9 @@ start_slots(void)
 {
 	uint64_t now = util_now_ms();
 
+	if (sv.relay_pid == 0 && now >= sv.relay_respawn_at)
+		spawn_relay();
+
 	for (int s = 0; s < sv.cfg->workers; s++)
 		if (sv.slots[s].pid == 0 && !sv.slots[s].disabled &&
 		    now >= sv.slots[s].respawn_at)
@@ -516,6 +699,14 @@ reload(void)
 
 		if (p->pid == 0 || p->old)
 			continue;
+		if (p->relay) {
+			/* Replaced only when what it uses changed. */
+			if (relay_config_changed(sv.cfg, ncfg)) {
+				p->old = 1;
+				p->kill_at = now + SUPERVISOR_KILL_GRACE_MS;
+			}
+			continue;
+		}
 		p->old = 1;
 		p->kill_at = now + ncfg->drain_timeout_ms +
 			     SUPERVISOR_KILL_GRACE_MS;
@@ -543,9 +734,15 @@ reload(void)
 		sv.slots[s].disabled = 0;
 	}
 	start_slots();
+	/*
+	 * Old workers drain with reason "reload" (USR2); a relay whose
+	 * configuration changed stops, and the reaper starts the new one at
+	 * once (pub/sub records published in between are lost to it).
+	 */
 	for (int i = 0; i < MAX_PROCS; i++)
 		if (sv.procs[i].pid != 0 && sv.procs[i].old)
-			kill(sv.procs[i].pid, SIGTERM);
+			kill(sv.procs[i].pid,
+			     sv.procs[i].relay ? SIGTERM : SIGUSR2);
 	log_notice("%s: generation %u running with %d workers", __func__,
 		   sv.generation, ncfg->workers);
 }
@@ -560,7 +757,12 @@ begin_stop(void)
 		util_now_ms() + sv.cfg->drain_timeout_ms + SUPERVISOR_KILL_GRACE_MS / 2;
 	log_notice("%s: stopping, draining for up to %llu ms", __func__,
 		   (unsigned long long)sv.cfg->drain_timeout_ms);
-	signal_all(SIGTERM);
+	/* The relay goes last: draining workers still deliver events. */
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (sv.procs[i].pid != 0 && !sv.procs[i].relay &&
+		    kill(sv.procs[i].pid, SIGTERM) == -1 && errno != ESRCH)
+			log_warn("%s: kill %ld", __func__,
+				 (long)sv.procs[i].pid);
 }
 
 static void
@@ -585,6 +787,8 @@ next_timeout_ms(void)
 
 	if (sv.stopping && sv.stop_deadline < next)
 		next = sv.stop_deadline;
+	if (!sv.stopping && sv.relay_pid == 0 && sv.relay_respawn_at < next)
+		next = sv.relay_respawn_at;
 	for (int s = 0; !sv.stopping && s < sv.cfg->workers; s++)
 		if (sv.slots[s].pid == 0 && !sv.slots[s].disabled &&
 		    sv.slots[s].respawn_at < next)
@@ -608,9 +812,14 @@ kill_overdue(void)
 			continue;
 		if ((p->kill_at != 0 && now >= p->kill_at) ||
 		    (sv.stopping && now >= sv.stop_deadline)) {
-			log_warnx("%s: worker %d (pid %ld) did not drain in "
-				  "time, killing it",
-				  __func__, p->slot, (long)p->pid);
+			if (p->relay)
+				log_warnx("%s: relay (pid %ld) did not stop in "
+					  "time, killing it",
+					  __func__, (long)p->pid);
+			else
+				log_warnx("%s: worker %d (pid %ld) did not "
+					  "drain in time, killing it",
+					  __func__, p->slot, (long)p->pid);
 			kill(p->pid, SIGKILL);
 			p->kill_at = 0;
 			if (sv.stopping)
@@ -705,6 +914,7 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 	sv.cfg = cfg;
 	sv.opts = opts;
 	sv.generation = 1;
+	sv.relay_ctl = -1;
 	log_set_procname("supervisor");
 	raise_nofile();
 
@@ -785,6 +995,11 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 				sv.exit_code = 1;
 				begin_stop();
 			}
+		}
+		if (sv.stopping && nworkers_alive() == 0 && sv.relay_pid != 0 &&
+		    !sv.relay_stop_sent) {
+			sv.relay_stop_sent = 1;
+			kill(sv.relay_pid, SIGTERM);
 		}
 		kill_overdue();
 		if (sv.stopping && nprocs() == 0)

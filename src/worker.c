@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,6 +19,8 @@
 
 #include "orchd/api.h"
 #include "orchd/conn.h"
+#include "orchd/deliver.h"
+#include "orchd/proto.h"
 #include "orchd/http.h"
 #include "orchd/wsconn.h"
 #include "orchd/log.h"
@@ -190,6 +193,53 @@ worker_healthz(struct conn *c, const struct http_request *req)
 	conn_send(c, resp, (size_t)n, req->keep_alive);
 }
 
+/*
+ * Ready when the relay is subscribed to Redis: until then no event can
+ * reach a daemon.  The body carries the relay's counters for operators and
+ * tests.
+ */
+static void
+worker_readyz(struct conn *c, const struct http_request *req)
+{
+	const struct shm_relay *r = &c->w->shm->relay;
+	int ready = atomic_load(&r->subscribed) != 0;
+	char body[1024], resp[1400];
+	int blen, n;
+
+	blen = snprintf(
+		body, sizeof(body),
+		"{\"status\":\"%s\",%s\"relay\":{\"subscribed\":%s,"
+		"\"pid\":%d,\"restarts\":%llu,\"received\":%llu,"
+		"\"invalid\":%llu,\"routed\":%llu,\"queued\":%llu,"
+		"\"evicted\":%llu,\"unqueued\":%llu,\"unrouted\":%llu,"
+		"\"dropped\":%llu,\"overflow\":%llu,\"reconnects\":%llu,"
+		"\"backlog\":%llu}}\n",
+		ready ? "ready" : "not ready",
+		ready ? "" : "\"reason\":\"the relay is not subscribed to Redis\",",
+		ready ? "true" : "false", atomic_load(&r->pid),
+		(unsigned long long)atomic_load(&r->restarts),
+		(unsigned long long)atomic_load(&r->received),
+		(unsigned long long)atomic_load(&r->invalid),
+		(unsigned long long)atomic_load(&r->routed),
+		(unsigned long long)atomic_load(&r->queued),
+		(unsigned long long)atomic_load(&r->evicted),
+		(unsigned long long)atomic_load(&r->unqueued),
+		(unsigned long long)atomic_load(&r->unrouted),
+		(unsigned long long)atomic_load(&r->dropped),
+		(unsigned long long)atomic_load(&r->overflow),
+		(unsigned long long)atomic_load(&r->reconnects),
+		(unsigned long long)atomic_load(&r->backlog));
+	n = http_format_response(resp, sizeof(resp), ready ? 200 : 503,
+				 "application/json", NULL, body, (size_t)blen,
+				 req->keep_alive && !c->w->draining,
+				 req->method == HTTP_METHOD_HEAD);
+	if (n < 0) {
+		conn_send_error(c, 500, NULL);
+		return;
+	}
+	conn_send(c, resp, (size_t)n, req->keep_alive);
+}
+
 int
 worker_tls_attach(struct worker *w, struct conn *c)
 {
@@ -241,13 +291,16 @@ worker_dispatch_http(struct conn *c, const struct http_request *req)
 		api_dispatch(c, req, path);
 		return;
 	}
-	if (strcmp(path, "/healthz") == 0) {
+	if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
 		if (req->method != HTTP_METHOD_GET &&
 		    req->method != HTTP_METHOD_HEAD) {
 			conn_send_error(c, 405, "Allow: GET, HEAD\r\n");
 			return;
 		}
-		worker_healthz(c, req);
+		if (path[1] == 'h')
+			worker_healthz(c, req);
+		else
+			worker_readyz(c, req);
 		return;
 	}
 	conn_send_error(c, 404, NULL);
@@ -274,6 +327,30 @@ worker_maybe_exit(struct worker *w)
 	ev_break(w->loop, EVBREAK_ALL);
 }
 
+/*
+ * The drain deadline is near: daemons that did not leave after their
+ * reconnect message get a close frame (1001) while there is time for the
+ * handshake; the rest is cut at the deadline itself.
+ */
+static void
+drain_close_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+	struct conn *c, *next;
+	unsigned n = 0;
+
+	for (c = w->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->state == CONN_WS_OPEN) {
+			wsconn_close(c, WS_CLOSE_GOING_AWAY,
+				     "server shutting down");
+			n++;
+		}
+	}
+	if (n > 0)
+		log_info("%s: closing %u connections with 1001", __func__, n);
+}
+
 static void
 drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -291,9 +368,12 @@ drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 static void
-worker_drain(struct worker *w)
+worker_drain(struct worker *w, const char *reason)
 {
+	const struct config *cfg = w->cfg;
 	struct conn *c, *next;
+	uint64_t close_at;
+	unsigned asked = 0;
 
 	if (w->draining)
 		return;
@@ -309,13 +389,36 @@ worker_drain(struct worker *w)
 	ev_timer_stop(w->loop, &w->accept_resume);
 	for (c = w->conns; c != NULL; c = next) {
 		next = c->next;
-		if (conn_is_idle(c))
+		if (conn_is_idle(c)) {
 			conn_close(c, "draining");
-		else if (c->state == CONN_WS_OPEN)
-			wsconn_close(c, WS_CLOSE_GOING_AWAY,
-				     "server shutting down");
+		} else if (c->state == CONN_WS_OPEN) {
+			/*
+			 * An authenticated daemon is asked to come back after
+			 * a random delay, so that a fleet does not return at
+			 * once; it is closed (1001) near the deadline if it
+			 * stays.  Anything else goes now.
+			 */
+			uint64_t delay =
+				cfg->drain_reconnect_delay_ms > 0
+					? arc4random_uniform((uint32_t)(cfg->drain_reconnect_delay_ms + 1))
+					: 0;
+
+			if (proto_send_reconnect(c, reason, delay) == 0)
+				asked++;
+			else
+				wsconn_close(c, WS_CLOSE_GOING_AWAY,
+					     "server shutting down");
+		}
 	}
-	ev_timer_set(&w->drain_timer, (double)w->cfg->drain_timeout_ms / 1000.,
+	if (asked > 0)
+		log_info("%s: %u daemons asked to reconnect (%s)", __func__,
+			 asked, reason);
+	/* Room for the close handshake before the deadline. */
+	close_at = cfg->drain_timeout_ms > 2000 ? cfg->drain_timeout_ms - 1000
+						: cfg->drain_timeout_ms / 2;
+	ev_timer_set(&w->drain_close_timer, (double)close_at / 1000., 0.);
+	ev_timer_start(w->loop, &w->drain_close_timer);
+	ev_timer_set(&w->drain_timer, (double)cfg->drain_timeout_ms / 1000.,
 		     0.);
 	ev_timer_start(w->loop, &w->drain_timer);
 	worker_maybe_exit(w);
@@ -328,7 +431,10 @@ signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 
 	switch (s->signum) {
 	case SIGTERM:
-		worker_drain(w);
+		worker_drain(w, "shutdown");
+		break;
+	case SIGUSR2:
+		worker_drain(w, "reload");
 		break;
 	case SIGUSR1:
 		log_reopen();
@@ -371,6 +477,7 @@ worker_run(const struct worker_args *a)
 			     "redis");
 	w->queue = queue_new(w->redis, w->cfg->queue_max_events,
 			     w->cfg->queue_retention_ms / 1000);
+	w->deliver = deliver_new(w, a->relay_fd);
 	addrlimit_init(&w->addrlimit, w->cfg->connection_rate_per_address,
 		       w->cfg->workers);
 	pmd_config_default(&w->pmdcfg);
@@ -393,13 +500,17 @@ worker_run(const struct worker_args *a)
 	w->accept_resume.data = w;
 	ev_init(&w->drain_timer, drain_timeout_cb);
 	w->drain_timer.data = w;
+	ev_init(&w->drain_close_timer, drain_close_cb);
+	w->drain_close_timer.data = w;
 	ev_prepare_init(&w->reaper, reaper_cb);
 	w->reaper.data = w;
 	ev_prepare_start(w->loop, &w->reaper);
 
 	ev_signal_init(&w->sig_term, signal_cb, SIGTERM);
 	ev_signal_init(&w->sig_usr1, signal_cb, SIGUSR1);
-	w->sig_term.data = w->sig_usr1.data = w;
+	ev_signal_init(&w->sig_usr2, signal_cb, SIGUSR2);
+	w->sig_term.data = w->sig_usr1.data = w->sig_usr2.data = w;
+	ev_signal_start(w->loop, &w->sig_usr2);
 	ev_signal_start(w->loop, &w->sig_term);
 	/*
 	 * Ctrl-C and QUIT reach the whole process group: only the supervisor
@@ -412,6 +523,7 @@ worker_run(const struct worker_args *a)
 	log_info("%s: started (generation %u), %d listeners", __func__,
 		 w->generation, w->nlisteners);
 	ev_run(w->loop, 0);
+	deliver_free(w->deliver);
 	queue_free(w->queue);
 	redis_free(w->redis);
 	exit(0);

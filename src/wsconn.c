@@ -20,6 +20,7 @@
 #include "orchd/util.h"
 #include "orchd/worker.h"
 #include "orchd/wsconn.h"
+#include "orchd/deliver.h"
 
 #define PRIO_CONTROL 1000 /* pongs and pings jump queued data */
 
@@ -390,7 +391,10 @@ wsconn_flushed(struct conn *c)
 	    (ws->close_received || ws->failed)) {
 		c->tr->shutdown(c);
 		conn_set_state(c, CONN_LINGER);
+		return;
 	}
+	if (c->state == CONN_WS_OPEN && ws->endpoint == WSCONN_DAEMON)
+		deliver_conn_flushed(c); /* a replay may wait for room */
 }
 
 uint64_t

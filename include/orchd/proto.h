@@ -73,6 +73,13 @@ struct proto_conn {
 	 */
 	struct proto_held *held, **held_tail;
 	unsigned nheld;
+	/* deliver.c: its indexes of the worker's connections, and the replay. */
+	int indexed;
+	struct deliver_orch *orch_entry;
+	struct conn *orch_prev, *orch_next; /* same orchestrator */
+	struct conn *all_prev, *all_next;   /* every indexed connection */
+	struct deliver_replay *replay;
+	struct proto_success *success; /* auth_success waits for the queue */
 };
 
 #define PROTO_HELD_MAX 32
@@ -84,6 +91,12 @@ void proto_detach(struct conn *c);
  * keys now, not when TCP finally closes.  The state stays until detach.
  */
 void proto_end(struct conn *c);
+/*
+ * Ask an authenticated daemon to reconnect after delay_ms (drain).  0, or
+ * -1 when the connection is not an authenticated, open one.
+ */
+int proto_send_reconnect(struct conn *c, const char *reason,
+			 uint64_t delay_ms);
 /* One whole text message from the client. */
 void proto_message(struct conn *c, const uint8_t *data, size_t len);
 /* Earliest protocol deadline (monotonic ms), 0 if none. */

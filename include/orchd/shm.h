@@ -44,12 +44,36 @@ struct shm_worker {
 	atomic_uint_fast64_t addr_limited; /* connections refused with 429 */
 };
 
+/* The relay's state and counters, written by the relay only. */
+struct shm_relay {
+	atomic_int pid;
+	atomic_int subscribed;     /* 1 while the Redis subscription is up */
+	atomic_uint_fast64_t started_ms;
+	atomic_uint_fast64_t restarts;
+	atomic_uint_fast64_t received;  /* records read from Redis */
+	atomic_uint_fast64_t invalid;   /* records refused */
+	atomic_uint_fast64_t invalid_kind[16]; /* by enum event_kind */
+	atomic_uint_fast64_t routed;    /* events written to worker pipes */
+	atomic_uint_fast64_t frames;    /* frames written (one per worker) */
+	atomic_uint_fast64_t queued;    /* events put in durable queues */
+	atomic_uint_fast64_t evicted;   /* queue cap evictions */
+	atomic_uint_fast64_t unqueued;  /* meant for the queue, Redis failed */
+	atomic_uint_fast64_t unrouted;  /* no worker had a connection */
+	atomic_uint_fast64_t dropped;   /* frames dropped: pipe queue full */
+	atomic_uint_fast64_t overflow;  /* records dropped: relay backlog full */
+	atomic_uint_fast64_t reconnects;
+	atomic_uint_fast64_t canary_failures;
+	atomic_uint_fast64_t pipe_resets; /* worker pipes replaced or gone */
+	atomic_uint_fast64_t backlog;   /* records waiting on Redis replies */
+};
+
 struct shm_segment {
 	uint32_t magic;
 	uint32_t version;
 	atomic_uint generation; /* of the current worker set */
 	atomic_uint nworkers;
 	struct shm_worker workers[CONFIG_MAX_WORKERS];
+	struct shm_relay relay;
 };
 
 /* Create, map and unlink a fresh segment; NULL (logged) on failure. */

@@ -66,8 +66,9 @@ struct worker {
 	int draining;
 	int exiting;
 	ev_timer drain_timer;
+	ev_timer drain_close_timer; /* 1001 to daemons that stayed */
 	ev_prepare reaper; /* runs before the loop blocks */
-	ev_signal sig_term, sig_usr1;
+	ev_signal sig_term, sig_usr1, sig_usr2;
 };
 
 struct worker_args {
@@ -81,6 +82,7 @@ struct worker_args {
 	void *tls_ctx; /* SSL_CTX *, built by the supervisor */
 	struct jwt_keyring *keyring; /* built by the supervisor */
 	struct registry *registry;   /* in shared memory */
+	int relay_fd;                /* read end of the relay's event pipe */
 };
 
 /* Run a worker process; exits the process (0 on drain, 1 on failure). */
