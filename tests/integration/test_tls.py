@@ -121,9 +121,12 @@ class TlsTest(OrchdTestCase):
         os.replace(crt, self.crt_path)
         os.replace(key, self.key_path)
         second = fingerprint_of(self.crt_path)
+        nworkers = len(o.worker_pids())
         o.send_signal(signal.SIGHUP)
         self.assertTrue(wait_for(lambda: peer_fingerprint(self.tls_port)[0] == second, 10),
                         "new certificate not served after HUP" + self.diag())
+        # The old workers may accept until their drain signal lands.
+        self.assertTrue(wait_for(lambda: len(o.worker_pids()) == nworkers, 10), self.diag())
         # A broken one is refused and the running one keeps serving.
         with open(self.crt_path, "w") as f:
             f.write("-----BEGIN CERTIFICATE-----\nnot a certificate\n"
