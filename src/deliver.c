@@ -22,6 +22,7 @@
 #include "orchd/proto.h"
 #include "orchd/proto_int.h"
 #include "orchd/queue.h"
+#include "orchd/relay.h"
 #include "orchd/sub.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
@@ -72,11 +73,25 @@ struct deliver_replay {
 	size_t held_bytes;
 };
 
-struct deliver {
-	struct worker *w;
-	int fd;
+/*
+ * A pipe from the relay.  A relay restart brings a fresh pipe (passed by
+ * the supervisor over the control socket); the old one is read to its end,
+ * where a frame the dead relay left half written is discarded.
+ */
+struct deliver_pipe {
+	struct deliver *d;
+	int fd; /* -1: free */
 	ev_io io;
 	struct ipc_reader rd;
+};
+
+#define DELIVER_MAX_PIPES 4
+
+struct deliver {
+	struct worker *w;
+	int ctl_fd;
+	ev_io ctl_io;
+	struct deliver_pipe pipes[DELIVER_MAX_PIPES];
 	struct deliver_orch **buckets;
 	size_t nbuckets, norchs;
 	struct conn *all; /* every indexed connection */
@@ -727,9 +742,25 @@ dispatch(struct deliver *d, const struct ipc_frame *f)
 }
 
 static void
+pipe_close(struct deliver_pipe *dp)
+{
+	size_t left = ipc_reader_pending(&dp->rd);
+
+	if (left > 0)
+		log_warnx("deliver: %zu bytes of a frame the relay did not "
+			  "finish discarded",
+			  left);
+	ev_io_stop(dp->d->w->loop, &dp->io);
+	close(dp->fd);
+	dp->fd = -1;
+	ipc_reader_free(&dp->rd);
+}
+
+static void
 pipe_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-	struct deliver *d = io->data;
+	struct deliver_pipe *dp = io->data;
+	struct deliver *d = dp->d;
 	size_t budget = DELIVER_READ_BUDGET;
 	struct ipc_frame f;
 	ssize_t n;
@@ -738,11 +769,10 @@ pipe_cb(struct ev_loop *loop, ev_io *io, int revents)
 	(void)loop;
 	(void)revents;
 	while (budget > 0) {
-		n = ipc_reader_read(&d->rd, d->fd);
+		n = ipc_reader_read(&dp->rd, dp->fd);
 		if (n == 0) {
-			/* The supervisor holds a write end: this is its death. */
-			log_warnx("deliver: the relay's pipe closed");
-			ev_io_stop(d->w->loop, &d->io);
+			/* The relay that wrote here is gone (restarted). */
+			pipe_close(dp);
 			return;
 		}
 		if (n < 0 && errno != ENOBUFS) {
@@ -751,7 +781,7 @@ pipe_cb(struct ev_loop *loop, ev_io *io, int revents)
 			if (errno != EBADMSG)
 				fatal("deliver: read relay pipe");
 		}
-		while ((rc = ipc_reader_next(&d->rd, &f)) > 0)
+		while ((rc = ipc_reader_next(&dp->rd, &f)) > 0)
 			dispatch(d, &f);
 		if (rc < 0)
 			fatalx("deliver: relay pipe out of sync: %s",
@@ -761,24 +791,70 @@ pipe_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-struct deliver *
-deliver_new(struct worker *w, int fd)
+static void
+pipe_add(struct deliver *d, int fd)
 {
-	struct deliver *d = util_calloc(1, sizeof(*d));
+	struct deliver_pipe *dp = NULL;
 	int fl;
 
+	for (int i = 0; i < DELIVER_MAX_PIPES && dp == NULL; i++)
+		if (d->pipes[i].fd < 0)
+			dp = &d->pipes[i];
+	if (dp == NULL) {
+		/* Relays restarting faster than we read: the oldest goes. */
+		log_warnx("deliver: too many relay pipes; dropping the oldest");
+		pipe_close(&d->pipes[0]);
+		dp = &d->pipes[0];
+	}
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
+		log_warn("deliver: fcntl O_NONBLOCK on the relay pipe");
+	dp->d = d;
+	dp->fd = fd;
+	ipc_reader_init(&dp->rd, 0);
+	ev_io_init(&dp->io, pipe_cb, fd, EV_READ);
+	dp->io.data = dp;
+	ev_io_start(d->w->loop, &dp->io);
+}
+
+/* A new pipe from the supervisor (a relay (re)started). */
+static void
+ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct deliver *d = io->data;
+	int fd = -1;
+	ssize_t n;
+
+	(void)loop;
+	(void)revents;
+	n = relay_ctl_recv(d->ctl_fd, NULL, &fd);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		if (n < 0)
+			log_warn("deliver: recvmsg control socket");
+		ev_io_stop(d->w->loop, &d->ctl_io);
+		return;
+	}
+	if (n > 0 && fd >= 0)
+		pipe_add(d, fd);
+}
+
+struct deliver *
+deliver_new(struct worker *w, int fd, int ctl_fd)
+{
+	struct deliver *d = util_calloc(1, sizeof(*d));
+
 	d->w = w;
-	d->fd = fd;
 	d->nbuckets = 256;
 	d->buckets = util_calloc(d->nbuckets, sizeof(*d->buckets));
-	ipc_reader_init(&d->rd, 0);
-	if (fd >= 0) {
-		if ((fl = fcntl(fd, F_GETFL)) == -1 ||
-		    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
-			log_warn("deliver: fcntl O_NONBLOCK on the relay pipe");
-		ev_io_init(&d->io, pipe_cb, fd, EV_READ);
-		d->io.data = d;
-		ev_io_start(w->loop, &d->io);
+	for (int i = 0; i < DELIVER_MAX_PIPES; i++)
+		d->pipes[i].fd = -1;
+	if (fd >= 0)
+		pipe_add(d, fd);
+	d->ctl_fd = ctl_fd;
+	if (ctl_fd >= 0) {
+		ev_io_init(&d->ctl_io, ctl_cb, ctl_fd, EV_READ);
+		d->ctl_io.data = d;
+		ev_io_start(w->loop, &d->ctl_io);
 	}
 	return d;
 }
@@ -788,11 +864,16 @@ deliver_free(struct deliver *d)
 {
 	if (d == NULL)
 		return;
-	if (d->fd >= 0) {
-		ev_io_stop(d->w->loop, &d->io);
-		close(d->fd);
+	for (int i = 0; i < DELIVER_MAX_PIPES; i++)
+		if (d->pipes[i].fd >= 0) {
+			ev_io_stop(d->w->loop, &d->pipes[i].io);
+			close(d->pipes[i].fd);
+			ipc_reader_free(&d->pipes[i].rd);
+		}
+	if (d->ctl_fd >= 0) {
+		ev_io_stop(d->w->loop, &d->ctl_io);
+		close(d->ctl_fd);
 	}
-	ipc_reader_free(&d->rd);
 	for (size_t i = 0; i < d->nbuckets; i++) {
 		struct deliver_orch *o, *next;
 

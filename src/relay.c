@@ -62,6 +62,7 @@ struct pend {
 	struct event ev;
 	int invalid;     /* refused: nothing to forward */
 	int outstanding; /* Redis replies still due */
+	int queued;      /* in the durable queue: not lost if unrouted */
 	uint64_t seq;
 	struct pend_orch *orchs; /* broadcast + requiresAck */
 	unsigned norchs;
@@ -174,7 +175,7 @@ pipe_close(struct relay_pipe *p, const char *why)
 	atomic_fetch_add(&rl.st->pipe_resets, 1);
 	if (n > 0)
 		atomic_fetch_add(&rl.st->dropped, n);
-	log_info("relay: pipe of worker %d (pid %ld) closed: %s; %zu frames "
+	log_info("pipe: pipe of worker %d (pid %ld) closed: %s; %zu frames "
 		 "dropped",
 		 p->slot, (long)p->pid, why, n);
 }
@@ -194,13 +195,13 @@ pipe_add(const struct relay_ctl *m, int fd)
 			p = &rl.pipes[i];
 	}
 	if (p == NULL || m->slot < 0 || m->slot >= CONFIG_MAX_WORKERS) {
-		log_warnx("relay: no room for the pipe of worker %d", m->slot);
+		log_warnx("pipe: no room for the pipe of worker %d", m->slot);
 		close(fd);
 		return;
 	}
 	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
 	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
-		log_warn("relay: fcntl O_NONBLOCK");
+		log_warn("pipe: fcntl O_NONBLOCK");
 	/* A bigger pipe absorbs bursts; the limit for users may refuse it. */
 	(void)fcntl(fd, F_SETPIPE_SZ, RELAY_PIPE_SIZE);
 	p->fd = fd;
@@ -216,11 +217,11 @@ pipe_add(const struct relay_ctl *m, int fd)
 	if ((n = ipc_hello_encode(&h, buf, sizeof(buf))) > 0 &&
 	    ipc_outq_push(&p->q, buf, (size_t)n) == 0)
 		p->dirty = 1;
-	log_info("relay: feeding worker %d (pid %ld)", p->slot, (long)p->pid);
+	log_info("pipe: feeding worker %d (pid %ld)", p->slot, (long)p->pid);
 }
 
-static void
-ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
+ssize_t
+relay_ctl_recv(int sock, struct relay_ctl *out, int *fd)
 {
 	struct relay_ctl m;
 	struct msghdr mh;
@@ -231,9 +232,8 @@ ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 	} cm;
 	struct cmsghdr *c;
 	ssize_t n;
-	int fd = -1;
 
-	(void)revents;
+	*fd = -1;
 	memset(&mh, 0, sizeof(mh));
 	iov.iov_base = &m;
 	iov.iov_len = sizeof(m);
@@ -241,26 +241,47 @@ ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 	mh.msg_iovlen = 1;
 	mh.msg_control = cm.buf;
 	mh.msg_controllen = sizeof(cm.buf);
-	n = recvmsg(io->fd, &mh, MSG_CMSG_CLOEXEC);
+	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n <= 0)
+		return n;
+	for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(fd, CMSG_DATA(c), sizeof(int));
+	if (n != (ssize_t)sizeof(m) || (mh.msg_flags & MSG_CTRUNC)) {
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		errno = EBADMSG;
+		return -1;
+	}
+	if (out != NULL)
+		*out = m;
+	return n;
+}
+
+static void
+ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct relay_ctl m;
+	ssize_t n;
+	int fd = -1;
+
+	(void)revents;
+	n = relay_ctl_recv(io->fd, &m, &fd);
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EINTR)
 			return;
-		fatal("relay: recvmsg control socket");
+		fatal("control: recvmsg control socket");
 	}
 	if (n == 0) {
-		log_notice("relay: the supervisor is gone; exiting");
+		log_notice("control: the supervisor is gone; exiting");
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}
-	for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-			memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	if (n != (ssize_t)sizeof(m) || (mh.msg_flags & MSG_CTRUNC))
-		fatalx("relay: short control message (%zd bytes)", n);
 	switch (m.type) {
 	case RELAY_CTL_ADD:
 		if (fd < 0)
-			fatalx("relay: pipe message without a descriptor");
+			fatalx("control: pipe message without a descriptor");
 		pipe_add(&m, fd);
 		break;
 	case RELAY_CTL_DEL:
@@ -271,7 +292,7 @@ ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 				pipe_close(&rl.pipes[i], "worker exited");
 		break;
 	default:
-		fatalx("relay: unknown control message %d", m.type);
+		fatalx("control: unknown control message %d", m.type);
 	}
 }
 
@@ -365,7 +386,7 @@ send_frame(const struct event *ev, const char *orch, uint64_t seq,
 	if (mlen == 0 ||
 	    (n = ipc_event_encode(&ie, rl.frame, IPC_MAX_FRAME)) < 0) {
 		if (log_due(LOG_ENCODE))
-			log_warnx("relay: event %s cannot be framed (%s); "
+			log_warnx("route: event %s cannot be framed (%s); "
 				  "dropped (%llu more since the last report)",
 				  ev->id, strerror(errno),
 				  take_suppressed(LOG_ENCODE));
@@ -383,7 +404,7 @@ send_frame(const struct event *ev, const char *orch, uint64_t seq,
 			atomic_fetch_add(&rl.st->dropped, 1);
 			if (now - p->last_drop_log >= LOG_EVERY_MS) {
 				p->last_drop_log = now;
-				log_warnx("relay: pipe of worker %d full "
+				log_warnx("route: pipe of worker %d full "
 					  "(relay_pipe_queue); dropping events "
 					  "(%llu so far)",
 					  p->slot,
@@ -413,7 +434,7 @@ forward(struct pend *p)
 		registry_workers_for(rl.registry, ev->orch, &mask);
 		if (mask != 0)
 			send_frame(ev, ev->orch, p->seq, IPC_TARGET_ORCH, mask);
-		else if (p->seq == 0 || !ev->requires_ack)
+		else if (!p->queued)
 			atomic_fetch_add(&rl.st->unrouted, 1);
 		break;
 	case EVENT_TARGET_ORGANIZATION:
@@ -479,7 +500,7 @@ note_unqueued(const struct pend *p, const char *orch)
 {
 	atomic_fetch_add(&rl.st->unqueued, 1);
 	if (log_due(LOG_UNQUEUED))
-		log_warnx("relay: event %s for %s not queued: Redis "
+		log_warnx("queue: event %s for %s not queued: Redis "
 			  "unavailable; delivered live only (%llu more since "
 			  "the last report)",
 			  p->ev.id, orch, take_suppressed(LOG_UNQUEUED));
@@ -494,6 +515,7 @@ enqueue_reply(struct queue *q, int status,
 	(void)q;
 	if (status == QUEUE_OK) {
 		p->seq = res->seq;
+		p->queued = 1;
 		if (!res->duplicate)
 			atomic_fetch_add(&rl.st->queued, 1);
 		atomic_fetch_add(&rl.st->evicted, res->evicted);
@@ -624,7 +646,7 @@ on_record(void *arg, const char *org, const char *buf, size_t len,
 	if (rl.backlog >= RELAY_BACKLOG_MAX) {
 		atomic_fetch_add(&rl.st->overflow, 1);
 		if (log_due(LOG_OVERFLOW))
-			log_warnx("relay: %u records wait on Redis replies; "
+			log_warnx("backlog: %u records wait on Redis replies; "
 				  "dropping records (%llu more since the last "
 				  "report)",
 				  rl.backlog, take_suppressed(LOG_OVERFLOW));
@@ -641,7 +663,7 @@ on_record(void *arg, const char *org, const char *buf, size_t len,
 		if (rc > 0 && rc < 16)
 			atomic_fetch_add(&rl.st->invalid_kind[rc], 1);
 		if (rc > 0 && rc < EVENT_NKINDS && log_due(rc))
-			log_warnx("relay: invalid event record (%s) on %s%s: "
+			log_warnx("record: invalid event record (%s) on %s%s: "
 				  "%s; skipped (%llu more of this kind since "
 				  "the last report)",
 				  event_kind_name(rc),
@@ -669,7 +691,7 @@ on_state(void *arg, int subscribed)
 	if (!subscribed && atomic_load(&rl.st->subscribed))
 		atomic_fetch_add(&rl.st->reconnects, 1);
 	atomic_store(&rl.st->subscribed, subscribed ? 1 : 0);
-	log_notice("relay: %s", subscribed ? "subscribed to Redis"
+	log_notice("feed: %s", subscribed ? "subscribed to Redis"
 					   : "Redis subscription lost");
 }
 
@@ -681,7 +703,7 @@ signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 		log_reopen();
 		return;
 	}
-	log_info("relay: stopping");
+	log_info("signal: stopping");
 	ev_break(loop, EVBREAK_ALL);
 }
 

@@ -45,6 +45,7 @@ struct proc {
 	int old;           /* replaced by a reload, draining */
 	int relay;         /* the relay, not a worker (slot -1) */
 	int pipe_w;        /* write end of a worker's event pipe, or -1 */
+	int ctl_w;         /* our end of a worker's control socket, or -1 */
 	uint64_t kill_at;  /* monotonic ms; 0 = none */
 	uint64_t started;  /* monotonic ms */
 };
@@ -246,9 +247,14 @@ nworkers_alive(void)
 static void
 close_pipe_ends(void)
 {
-	for (int i = 0; i < MAX_PROCS; i++)
-		if (sv.procs[i].pid != 0 && sv.procs[i].pipe_w >= 0)
+	for (int i = 0; i < MAX_PROCS; i++) {
+		if (sv.procs[i].pid == 0)
+			continue;
+		if (sv.procs[i].pipe_w >= 0)
 			close(sv.procs[i].pipe_w);
+		if (sv.procs[i].ctl_w >= 0)
+			close(sv.procs[i].ctl_w);
+	}
 	if (sv.relay_ctl >= 0)
 		close(sv.relay_ctl);
 }
@@ -321,15 +327,40 @@ spawn_relay(void)
 	p->slot = -1;
 	p->relay = 1;
 	p->pipe_w = -1;
+	p->ctl_w = -1;
 	p->generation = sv.relay_starts;
 	p->old = 0;
 	p->kill_at = 0;
 	p->started = util_now_ms();
 	log_info("%s: relay started, pid %ld", __func__, (long)pid);
-	/* The workers alive now get their pipes to this relay. */
-	for (int i = 0; i < MAX_PROCS; i++)
-		if (sv.procs[i].pid != 0 && !sv.procs[i].relay)
-			relay_send_pipe(&sv.procs[i]);
+	/*
+	 * Every worker alive gets a fresh pipe to this relay: the old one may
+	 * end in a frame the dead relay left half written, which the worker
+	 * discards when it reads that pipe's end.
+	 */
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct proc *w = &sv.procs[i];
+		struct relay_ctl m;
+		int ep[2];
+
+		if (w->pid == 0 || w->relay)
+			continue;
+		if (w->ctl_w >= 0 && pipe2(ep, O_CLOEXEC) == 0) {
+			memset(&m, 0, sizeof(m));
+			m.type = RELAY_CTL_ADD;
+			m.slot = w->slot;
+			m.pid = w->pid;
+			if (relay_ctl_send(w->ctl_w, &m, ep[0]) == 0) {
+				if (w->pipe_w >= 0)
+					close(w->pipe_w);
+				w->pipe_w = ep[1];
+			} else {
+				close(ep[1]);
+			}
+			close(ep[0]);
+		}
+		relay_send_pipe(w);
+	}
 }
 
 static void
@@ -337,7 +368,7 @@ spawn_worker(int slot)
 {
 	struct worker_args args;
 	struct proc *p = proc_alloc();
-	int ep[2];
+	int ep[2], wp[2];
 	pid_t pid;
 
 	if (p == NULL) {
@@ -349,6 +380,13 @@ spawn_worker(int slot)
 	/* A fresh pipe per worker process: a restart never inherits junk. */
 	if (pipe2(ep, O_CLOEXEC) == -1) {
 		log_warn("%s: pipe2", __func__);
+		sv.slots[slot].respawn_at = util_now_ms() + 1000;
+		return;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, wp) == -1) {
+		log_warn("%s: socketpair", __func__);
+		close(ep[0]);
+		close(ep[1]);
 		sv.slots[slot].respawn_at = util_now_ms() + 1000;
 		return;
 	}
@@ -366,12 +404,15 @@ spawn_worker(int slot)
 	args.keyring = sv.keyring;
 	args.registry = sv.registry;
 	args.relay_fd = ep[0];
+	args.ctl_fd = wp[1];
 
 	pid = fork();
 	if (pid == -1) {
 		log_warn("%s: fork", __func__);
 		close(ep[0]);
 		close(ep[1]);
+		close(wp[0]);
+		close(wp[1]);
 		sv.slots[slot].respawn_at = util_now_ms() + 1000;
 		return;
 	}
@@ -386,12 +427,15 @@ spawn_worker(int slot)
 				if (s != slot && sv.ls.l[i].fds[s] != -1)
 					close(sv.ls.l[i].fds[s]);
 		close(ep[1]);
+		close(wp[0]);
 		close_pipe_ends();
 		if (drop_privileges(sv.cfg) == -1)
 			_exit(2); /* fatal configuration: not respawned */
 		worker_run(&args);
 	}
 	close(ep[0]);
+	close(wp[1]);
+	p->ctl_w = wp[0];
 	p->pid = pid;
 	p->slot = slot;
 	p->relay = 0;
@@ -470,6 +514,10 @@ reap_children(void)
 		if (p->relay) {
 			reap_relay(p, status);
 			continue;
+		}
+		if (p->ctl_w >= 0) {
+			close(p->ctl_w);
+			p->ctl_w = -1;
 		}
 		if (p->pipe_w >= 0) {
 			struct relay_ctl m;

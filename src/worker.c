@@ -477,7 +477,7 @@ worker_run(const struct worker_args *a)
 			     "redis");
 	w->queue = queue_new(w->redis, w->cfg->queue_max_events,
 			     w->cfg->queue_retention_ms / 1000);
-	w->deliver = deliver_new(w, a->relay_fd);
+	w->deliver = deliver_new(w, a->relay_fd, a->ctl_fd);
 	addrlimit_init(&w->addrlimit, w->cfg->connection_rate_per_address,
 		       w->cfg->workers);
 	pmd_config_default(&w->pmdcfg);

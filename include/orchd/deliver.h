@@ -24,8 +24,12 @@ struct worker;
 #define DELIVER_PAGE 500         /* events per later page */
 #define DELIVER_READ_BUDGET (256 * 1024) /* pipe bytes per loop wakeup */
 
-/* Start reading the relay's pipe fd (non-blocking is set here). */
-struct deliver *deliver_new(struct worker *w, int fd);
+/*
+ * Start reading the relay's pipe fd (non-blocking is set here), and the
+ * supervisor's control socket ctl_fd, which brings a new pipe whenever a
+ * relay starts (either may be -1).
+ */
+struct deliver *deliver_new(struct worker *w, int fd, int ctl_fd);
 void deliver_free(struct deliver *d);
 
 /*

@@ -40,6 +40,12 @@ struct relay_ctl {
  * RELAY_CTL_ADD, else -1).  0, or -1 (logged).
  */
 int relay_ctl_send(int sock, const struct relay_ctl *m, int fd);
+/*
+ * Receive one: > 0 the bytes (m filled unless NULL; *fd the descriptor
+ * that came along, or -1), 0 the peer closed, -1 with errno.  A message
+ * that is not exactly one struct relay_ctl is -1 with EBADMSG.
+ */
+ssize_t relay_ctl_recv(int sock, struct relay_ctl *m, int *fd);
 
 struct relay_args {
 	const struct config *cfg;

@@ -83,6 +83,7 @@ struct worker_args {
 	struct jwt_keyring *keyring; /* built by the supervisor */
 	struct registry *registry;   /* in shared memory */
 	int relay_fd;                /* read end of the relay's event pipe */
+	int ctl_fd;                  /* control socket: new pipes */
 };
 
 /* Run a worker process; exits the process (0 on drain, 1 on failure). */
