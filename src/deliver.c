@@ -132,7 +132,8 @@ replay_seen(const struct deliver_replay *r, uint64_t h)
 				return 1;
 		return 0;
 	}
-	return bsearch(&h, r->ids, r->nids, sizeof(h), cmp_u64) != NULL;
+	return r->nids > 0 &&
+	       bsearch(&h, r->ids, r->nids, sizeof(h), cmp_u64) != NULL;
 }
 
 /* ---- indexes ------------------------------------------------------------- */
@@ -339,7 +340,8 @@ replay_done(struct deliver *d, struct conn *c)
 	struct deliver_replay *r = c->proto->replay;
 
 	r->active = 0;
-	qsort(r->ids, r->nids, sizeof(*r->ids), cmp_u64);
+	if (r->nids > 1)
+		qsort(r->ids, r->nids, sizeof(*r->ids), cmp_u64);
 	r->dedupe_until = util_now_ms() + DELIVER_DEDUPE_MS;
 	send_held(d, c);
 	if (c->proto != NULL)
