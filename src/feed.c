@@ -49,6 +49,14 @@
  */
 #define READ_SLACK (64 * 1024)
 #define COMMIT_RETRY_S 0.2
+/*
+ * With Sentinel, how often the master's address is asked again.  A master
+ * demoted by a failover keeps its clients until the sentinels reconfigure
+ * it (up to 10 s later), and an old master that is still up keeps
+ * answering: pub/sub messages published on the new one would be missed all
+ * that time.
+ */
+#define MASTER_CHECK_S 1.0
 
 /* One raw hiredis connection: the subscriber or the stream reader. */
 struct fconn {
@@ -58,8 +66,8 @@ struct fconn {
 	struct sentinel_query *resolving;
 	int connected;
 	unsigned backoff_ms;
-	int down_logged;  /* this outage has been logged */
-	ev_timer retry;   /* back-off before the next connect */
+	int down_logged;   /* this outage has been logged */
+	ev_timer retry;    /* back-off before the next connect */
 	ev_timer watchdog; /* connect or reply overdue: drop */
 	void (*up)(struct fconn *c);
 };
@@ -76,9 +84,15 @@ struct feed {
 	struct redis *cmd;
 	ev_prepare guard; /* read buffer bound */
 
+	/* Sentinel: the master we connect to, checked every MASTER_CHECK_S. */
+	char master_host[CONFIG_SENTINEL_HOST_MAX];
+	int master_port;
+	struct sentinel_query *master_q;
+	ev_timer master_check;
+
 	int subscribed;
-	int sub_acks;     /* subscribe confirmations: 2 channels + 1 pattern */
-	int org_logged;   /* a malformed channel has been logged */
+	int sub_acks;   /* subscribe confirmations: 2 channels + 1 pattern */
+	int org_logged; /* a malformed channel has been logged */
 
 	char canary_chan[64];
 	char canary_token[24];
@@ -87,14 +101,14 @@ struct feed {
 	ev_timer canary_tick, canary_deadline;
 
 	/* Stream. */
-	char *last_key;   /* KEY:orchd-last-id */
-	char last[FEED_STREAM_ID_MAX + 1];   /* read up to here */
+	char *last_key;                    /* KEY:orchd-last-id */
+	char last[FEED_STREAM_ID_MAX + 1]; /* read up to here */
 	int have_last;
-	int probe;        /* next entry is oversized: look its id up */
-	int count_one;    /* an oversized reply: read one entry at a time */
+	int probe;     /* next entry is oversized: look its id up */
+	int count_one; /* an oversized reply: read one entry at a time */
 	unsigned block_ms;
 	int entry_logged; /* an entry without "event" has been logged */
-	char handed[FEED_STREAM_ID_MAX + 1];  /* last passed to record() */
+	char handed[FEED_STREAM_ID_MAX + 1];      /* last passed to record() */
 	char commit_last[FEED_STREAM_ID_MAX + 1]; /* newest to persist */
 	char commit_want[FEED_STREAM_ID_MAX + 1]; /* waiting to be SET */
 	int commit_inflight;
@@ -196,14 +210,15 @@ stream_id_cmp(const char *a, const char *b)
 	return as < bs ? -1 : as > bs;
 }
 
-/* ---- connections ---------------------------------------------------------- */
+/* ---- connections --------------------------------------------------------- */
 
-static void
-conn_log_down(struct fconn *c, const char *fmt, ...) ORCHD_PRINTF(2, 3);
+static void conn_log_down(const char *func, struct fconn *c, const char *fmt,
+			  ...) ORCHD_PRINTF(3, 4);
+#define CONN_DOWN(c, ...) conn_log_down(__func__, (c), __VA_ARGS__)
 
 /* The first failure of an outage is logged; the retries are not. */
 static void
-conn_log_down(struct fconn *c, const char *fmt, ...)
+conn_log_down(const char *func, struct fconn *c, const char *fmt, ...)
 {
 	char msg[256];
 	va_list ap;
@@ -214,7 +229,7 @@ conn_log_down(struct fconn *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_warnx("%s: %s: %s", __func__, c->name, msg);
+	log_warnx("%s: %s: %s", func, c->name, msg);
 }
 
 /* The connection works: the next outage starts from the short back-off. */
@@ -293,7 +308,7 @@ on_connect(const redisAsyncContext *ac, int status)
 	if (c == NULL)
 		return;
 	if (status != REDIS_OK) {
-		conn_log_down(c, "connect failed: %s", ac->errstr);
+		CONN_DOWN(c, "connect failed: %s", ac->errstr);
 		/* hiredis frees the context after this callback. */
 		c->ac = NULL;
 		ev_timer_stop(c->f->loop, &c->watchdog);
@@ -314,8 +329,8 @@ on_disconnect(const redisAsyncContext *ac, int status)
 
 	if (c == NULL)
 		return;
-	conn_log_down(c, "disconnected%s%s", status != REDIS_OK ? ": " : "",
-		      status != REDIS_OK ? ac->errstr : "");
+	CONN_DOWN(c, "disconnected%s%s", status != REDIS_OK ? ": " : "",
+		  status != REDIS_OK ? ac->errstr : "");
 	c->ac = NULL; /* hiredis is freeing it */
 	conn_lost(c);
 }
@@ -331,7 +346,7 @@ conn_open(struct fconn *c, const char *host, int port)
 	else
 		ac = redisAsyncConnect(host, port);
 	if (ac == NULL || ac->err) {
-		conn_log_down(c, "%s", ac != NULL ? ac->errstr : "out of memory");
+		CONN_DOWN(c, "%s", ac != NULL ? ac->errstr : "out of memory");
 		if (ac != NULL)
 			redisAsyncFree(ac);
 		conn_schedule(c);
@@ -357,13 +372,15 @@ on_resolved(void *arg, const char *host, int port, const char *err)
 
 	c->resolving = NULL;
 	if (host == NULL) {
-		conn_log_down(c, "no master address for %s: %s",
-			      c->f->cfg->redis.master, err);
+		CONN_DOWN(c, "no master address for %s: %s",
+			  c->f->cfg->redis.master, err);
 		conn_schedule(c);
 		return;
 	}
 	log_debug("%s: %s: master %s is %s:%d", __func__, c->name,
 		  c->f->cfg->redis.master, host, port);
+	util_strlcpy(c->f->master_host, host, sizeof(c->f->master_host));
+	c->f->master_port = port;
 	conn_open(c, host, port);
 }
 
@@ -393,8 +410,8 @@ watchdog_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct fconn *c = t->data;
 
-	conn_log_down(c, "no answer within %" PRIu64 " ms, reconnecting",
-		      c->f->cfg->redis_timeout_ms);
+	CONN_DOWN(c, "no answer within %" PRIu64 " ms, reconnecting",
+		  c->f->cfg->redis_timeout_ms);
 	conn_lost(c);
 }
 
@@ -444,8 +461,11 @@ guard_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 			  "reconnecting",
 			  __func__, limit, f->last);
 		/*
-		 * Several entries at once might fit one at a time; one alone
-		 * too large is skipped by id (looked up without its fields).
+		 * The bound is on one string, so some entry is too large, but
+		 * not necessarily the first one of the batch (whose entries
+		 * before it are lost with the connection).  Read one entry at
+		 * a time until the large one is reached, then skip it by id
+		 * (looked up without its fields).
 		 */
 		if (f->count_one)
 			f->probe = 1;
@@ -454,7 +474,50 @@ guard_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	}
 }
 
-/* ---- subscriber ----------------------------------------------------------- */
+/* ---- Sentinel ------------------------------------------------------------ */
+
+static void
+on_master_check(void *arg, const char *host, int port, const char *err)
+{
+	struct feed *f = arg;
+
+	f->master_q = NULL;
+	if (host == NULL || f->master_host[0] == '\0' ||
+	    (strcmp(host, f->master_host) == 0 && port == f->master_port))
+		return; /* the connections' own resolving reports failures */
+	log_warnx("%s: master %s moved from %s:%d to %s:%d, reconnecting",
+		  __func__, f->cfg->redis.master, f->master_host,
+		  f->master_port, host, port);
+	util_strlcpy(f->master_host, host, sizeof(f->master_host));
+	f->master_port = port;
+	/*
+	 * The command connection too: the canary published on the old master
+	 * would never reach the subscriber on the new one, and a commit SET
+	 * there would be lost when it resyncs as a replica.  Its pending
+	 * callbacks get NULL now and retry later.
+	 */
+	redis_free(f->cmd);
+	f->cmd = redis_new(f->loop, &f->cfg->redis, f->cfg->redis_timeout_ms,
+			   "relay commands");
+	if (f->stream.ac != NULL)
+		conn_lost(&f->stream);
+	if (f->sub.ac != NULL)
+		conn_lost(&f->sub);
+}
+
+static void
+master_check_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct feed *f = t->data;
+
+	if (f->master_q != NULL)
+		return;
+	f->master_q =
+	    sentinel_resolve(loop, &f->cfg->redis, f->cfg->redis_timeout_ms,
+			     "master check", on_master_check, f);
+}
+
+/* ---- subscriber ---------------------------------------------------------- */
 
 static void
 canary_arrived(struct feed *f, const char *buf, size_t len)
@@ -491,7 +554,8 @@ org_message(struct feed *f, const redisReply *chan, const redisReply *msg)
 			log_warnx("%s: a message on channel \"%.*s\": no "
 				  "organization or one over %d bytes, skipped "
 				  "(logged once)",
-				  __func__, (int)(chan->len < 200 ? chan->len : 200),
+				  __func__,
+				  (int)(chan->len < 200 ? chan->len : 200),
 				  chan->str, FEED_ORG_MAX);
 		f->org_logged = 1;
 		return;
@@ -515,10 +579,10 @@ on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	f = c->f;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
 	    r->element[0]->type != REDIS_REPLY_STRING) {
-		conn_log_down(c, "unexpected reply%s%.*s",
-			      r->type == REDIS_REPLY_ERROR ? ": " : "",
-			      r->type == REDIS_REPLY_ERROR ? (int)r->len : 0,
-			      r->type == REDIS_REPLY_ERROR ? r->str : "");
+		CONN_DOWN(c, "unexpected reply%s%.*s",
+			  r->type == REDIS_REPLY_ERROR ? ": " : "",
+			  r->type == REDIS_REPLY_ERROR ? (int)r->len : 0,
+			  r->type == REDIS_REPLY_ERROR ? r->str : "");
 		conn_lost(c);
 		return;
 	}
@@ -526,8 +590,8 @@ on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	    r->element[2]->type == REDIS_REPLY_STRING) {
 		if (str_is(r->element[1], CHANNEL_GLOBAL)) {
 			f->st.messages++;
-			deliver(f, NULL, r->element[2]->str,
-				r->element[2]->len, NULL);
+			deliver(f, NULL, r->element[2]->str, r->element[2]->len,
+				NULL);
 		} else if (str_is(r->element[1], f->canary_chan))
 			canary_arrived(f, r->element[2]->str,
 				       r->element[2]->len);
@@ -556,15 +620,19 @@ sub_up(struct fconn *c)
 			      CHANNEL_GLOBAL, f->canary_chan) != REDIS_OK ||
 	    redisAsyncCommand(c->ac, on_sub_reply, NULL, "PSUBSCRIBE %s",
 			      PATTERN_ORGS) != REDIS_OK) {
-		conn_log_down(c, "cannot subscribe");
-		conn_lost(c);
+		/*
+		 * Dropped from the watchdog, not here: we may be inside the
+		 * connect callback, where hiredis must not free the context.
+		 */
+		CONN_DOWN(c, "cannot subscribe");
+		conn_arm(c, 0.);
 		return;
 	}
 	/* The confirmations are due within the timeout. */
 	conn_arm(c, (double)f->cfg->redis_timeout_ms / 1000.0);
 }
 
-/* ---- canary --------------------------------------------------------------- */
+/* ---- canary -------------------------------------------------------------- */
 
 static void
 canary_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -607,7 +675,7 @@ canary_deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		conn_lost(&f->sub);
 }
 
-/* ---- stream --------------------------------------------------------------- */
+/* ---- stream -------------------------------------------------------------- */
 
 static void
 commit_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -697,7 +765,8 @@ stream_skip(struct feed *f, const char *id, const char *why)
 		log_warnx("%s: stream %s entry %s: %s, skipped (logged once)",
 			  __func__, f->cfg->event_stream_key, id, why);
 	f->entry_logged = 1;
-	if (f->handed[0] == '\0' || stream_id_cmp(f->handed, f->commit_last) <= 0) {
+	if (f->handed[0] == '\0' ||
+	    stream_id_cmp(f->handed, f->commit_last) <= 0) {
 		commit(f, id);
 		return;
 	}
@@ -712,9 +781,9 @@ stream_fail(struct fconn *c, const redisReply *r, const char *what)
 
 	if (r != NULL && r->type == REDIS_REPLY_ERROR) {
 		f->st.stream_errors++;
-		conn_log_down(c, "%s: %.*s", what, (int)r->len, r->str);
+		CONN_DOWN(c, "%s: %.*s", what, (int)r->len, r->str);
 	} else
-		conn_log_down(c, "%s: unexpected reply", what);
+		CONN_DOWN(c, "%s: unexpected reply", what);
 	/* Dropped, so that a broken stream is retried at the back-off pace. */
 	conn_lost(c);
 }
@@ -775,8 +844,6 @@ on_xread(redisAsyncContext *ac, void *reply, void *privdata)
 		stream_fail(c, r, "XREAD");
 		return;
 	}
-	/* A reply that fit: back to full batches. */
-	f->count_one = 0;
 	for (size_t i = 0; i < s->element[1]->elements; i++) {
 		int rc = stream_entry(c, s->element[1]->element[i]);
 
@@ -802,8 +869,8 @@ stream_send(struct fconn *c, redisCallbackFn *fn, double timeout,
 	rc = redisvAsyncCommand(c->ac, fn, NULL, fmt, ap);
 	va_end(ap);
 	if (rc != REDIS_OK) {
-		conn_log_down(c, "cannot send a command");
-		conn_lost(c);
+		CONN_DOWN(c, "cannot send a command");
+		conn_arm(c, 0.); /* maybe inside the connect callback */
 		return;
 	}
 	conn_arm(c, timeout);
@@ -821,10 +888,12 @@ stream_read(struct fconn *c)
 		    f->cfg->event_stream_key, f->last);
 }
 
-/* The id of the entry after f->last, looked up without its fields. */
+/*
+ * The id of the first entry at or after ARGV[1], looked up without its
+ * fields (an exclusive "(" range would need Redis 6.2).
+ */
 static const char probe_lua[] =
-    "local e = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', "
-    "'COUNT', 1)\n"
+    "local e = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', 1)\n"
     "if #e == 0 then return false end\n"
     "return e[1][1]\n";
 
@@ -848,6 +917,7 @@ on_probe(redisAsyncContext *ac, void *reply, void *privdata)
 		return;
 	}
 	f->probe = 0;
+	f->count_one = 0; /* back to full batches */
 	stream_read(c);
 }
 
@@ -856,13 +926,24 @@ stream_resume(struct fconn *c)
 {
 	struct feed *f = c->f;
 	double t = (double)f->cfg->redis_timeout_ms / 1000.0;
+	char next[FEED_STREAM_ID_MAX + 1];
+	uint64_t ms, seq;
 
 	f->have_last = 1;
-	if (f->probe)
-		stream_send(c, on_probe, t, "EVAL %s 1 %s %s", probe_lua,
-			    f->cfg->event_stream_key, f->last);
-	else
+	if (!f->probe) {
 		stream_read(c);
+		return;
+	}
+	/* The smallest id after f->last. */
+	if (stream_id_parse(f->last, strlen(f->last), &ms, &seq) != 0)
+		ms = seq = 0;
+	if (seq == UINT64_MAX)
+		snprintf(next, sizeof(next), "%" PRIu64 "-0", ms + 1);
+	else
+		snprintf(next, sizeof(next), "%" PRIu64 "-%" PRIu64, ms,
+			 seq + 1);
+	stream_send(c, on_probe, t, "EVAL %s 1 %s %s", probe_lua,
+		    f->cfg->event_stream_key, next);
 }
 
 static void
@@ -930,10 +1011,9 @@ on_last_id(redisAsyncContext *ac, void *reply, void *privdata)
 	conn_healthy(c);
 	if (r->type == REDIS_REPLY_NIL) {
 		/* First start ever: from the stream's tail, not its history. */
-		stream_send(c, on_tail,
-			    (double)f->cfg->redis_timeout_ms / 1000.0,
-			    "XREVRANGE %s + - COUNT 1",
-			    f->cfg->event_stream_key);
+		stream_send(
+		    c, on_tail, (double)f->cfg->redis_timeout_ms / 1000.0,
+		    "XREVRANGE %s + - COUNT 1", f->cfg->event_stream_key);
 		return;
 	}
 	if (r->type != REDIS_REPLY_STRING || !stream_id_valid(r->str, r->len)) {
@@ -1008,13 +1088,20 @@ feed_new(struct ev_loop *loop, const struct config *cfg,
 	f->canary_deadline.data = f;
 	ev_init(&f->commit_retry, commit_retry_cb);
 	f->commit_retry.data = f;
+	ev_init(&f->master_check, master_check_cb);
+	f->master_check.data = f;
+	if (cfg->redis.nsentinels > 0) {
+		ev_timer_set(&f->master_check, MASTER_CHECK_S, MASTER_CHECK_S);
+		ev_timer_start(loop, &f->master_check);
+	}
 	ev_prepare_init(&f->guard, guard_cb);
 	f->guard.data = f;
 	ev_prepare_start(loop, &f->guard);
 
 	conn_start(&f->sub);
 	if (cfg->event_stream) {
-		size_t n = strlen(cfg->event_stream_key) + sizeof(LAST_ID_SUFFIX);
+		size_t n =
+		    strlen(cfg->event_stream_key) + sizeof(LAST_ID_SUFFIX);
 
 		f->last_key = util_malloc(n);
 		snprintf(f->last_key, n, "%s%s", cfg->event_stream_key,
@@ -1040,6 +1127,9 @@ feed_free(struct feed *f)
 	ev_timer_stop(f->loop, &f->canary_tick);
 	ev_timer_stop(f->loop, &f->canary_deadline);
 	ev_timer_stop(f->loop, &f->commit_retry);
+	ev_timer_stop(f->loop, &f->master_check);
+	sentinel_cancel(f->master_q);
+	f->master_q = NULL;
 	conn_stop(&f->sub);
 	conn_stop(&f->stream);
 	/* Its callbacks (NULL replies, now) see f->closing. */

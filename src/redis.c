@@ -5,6 +5,15 @@
  * outstanding commands (Redis answers in order): a timer watches the
  * oldest, and if it is overdue the connection is dropped, which makes
  * hiredis call every pending callback with a NULL reply.
+ *
+ * With "redis sentinel ...", the master's address is asked of the sentinels
+ * before every connect, so a reconnect after a failover finds the new
+ * master.  Sentinel kills the clients of a demoted master, and a READONLY
+ * reply (we reached a replica) drops the connection too: either way the
+ * next connect resolves again.
+ *
+ * A failure is logged once per outage, not once per retry: with the
+ * back-off capped at 1 s a long outage would otherwise fill the log.
  */
 #include "config.h"
 
@@ -18,10 +27,11 @@
 
 #include "orchd/log.h"
 #include "orchd/redis.h"
+#include "orchd/sentinel.h"
 #include "orchd/util.h"
 
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS 1000
 
 struct redis_req {
 	struct redis *r;
@@ -39,6 +49,10 @@ struct redis {
 	redisAsyncContext *ac;
 	int connected;
 	int closing; /* redis_free() in progress */
+	/* This outage has been logged. */
+	int down_logged;
+	/* Asking the sentinels for the master, before a connect. */
+	struct sentinel_query *resolving;
 	unsigned backoff_ms;
 	ev_timer reconnect;
 	ev_timer watchdog;
@@ -68,14 +82,17 @@ on_connect(const redisAsyncContext *ac, int status)
 	struct redis *r = ac->data;
 
 	if (status != REDIS_OK) {
-		log_warnx("%s: %s: connect failed: %s", __func__, r->who,
-			  ac->errstr);
+		if (!r->down_logged)
+			log_warnx("%s: %s: connect failed: %s", __func__,
+				  r->who, ac->errstr);
+		r->down_logged = 1;
 		r->ac = NULL; /* hiredis frees the context */
 		schedule_reconnect(r);
 		return;
 	}
 	r->connected = 1;
 	r->backoff_ms = 0;
+	r->down_logged = 0;
 	r->st.connects++;
 	log_info("%s: %s: connected", __func__, r->who);
 }
@@ -86,10 +103,12 @@ on_disconnect(const redisAsyncContext *ac, int status)
 	struct redis *r = ac->data;
 
 	r->st.disconnects++;
-	if (r->connected && !r->closing)
+	if (r->connected && !r->closing) {
 		log_warnx("%s: %s: disconnected%s%s", __func__, r->who,
 			  status != REDIS_OK ? ": " : "",
 			  status != REDIS_OK ? ac->errstr : "");
+		r->down_logged = 1;
+	}
 	r->connected = 0;
 	r->ac = NULL;
 	ev_timer_stop(r->loop, &r->watchdog);
@@ -135,17 +154,19 @@ watchdog_cb(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 static void
-redis_connect(struct redis *r)
+connect_to(struct redis *r, const char *host, int port)
 {
 	redisAsyncContext *ac;
 
-	if (r->addr.unix_path != NULL)
+	if (host == NULL)
 		ac = redisAsyncConnectUnix(r->addr.unix_path);
 	else
-		ac = redisAsyncConnect(r->addr.host, r->addr.port);
+		ac = redisAsyncConnect(host, port);
 	if (ac == NULL || ac->err) {
-		log_warnx("%s: %s: %s", __func__, r->who,
-			  ac != NULL ? ac->errstr : "out of memory");
+		if (!r->down_logged)
+			log_warnx("%s: %s: %s", __func__, r->who,
+				  ac != NULL ? ac->errstr : "out of memory");
+		r->down_logged = 1;
 		if (ac != NULL)
 			redisAsyncFree(ac);
 		schedule_reconnect(r);
@@ -160,6 +181,41 @@ redis_connect(struct redis *r)
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	r->ac = ac;
+}
+
+static void
+on_resolved(void *arg, const char *host, int port, const char *err)
+{
+	struct redis *r = arg;
+
+	r->resolving = NULL; /* the query is gone */
+	if (host == NULL) {
+		if (!r->down_logged)
+			log_warnx("%s: %s: no master address for %s: %s",
+				  __func__, r->who, r->addr.master, err);
+		r->down_logged = 1;
+		schedule_reconnect(r);
+		return;
+	}
+	log_debug("%s: %s: master %s is %s:%d", __func__, r->who,
+		  r->addr.master, host, port);
+	connect_to(r, host, port);
+}
+
+static void
+redis_connect(struct redis *r)
+{
+	if (r->addr.nsentinels > 0) {
+		/* Each sentinel gets the command timeout to answer. */
+		r->resolving = sentinel_resolve(r->loop, &r->addr,
+						(uint64_t)(r->timeout * 1000.0),
+						r->who, on_resolved, r);
+		return;
+	}
+	if (r->addr.unix_path != NULL)
+		connect_to(r, NULL, 0);
+	else
+		connect_to(r, r->addr.host, r->addr.port);
 }
 
 struct redis *
@@ -188,6 +244,7 @@ redis_free(struct redis *r)
 	r->closing = 1;
 	ev_timer_stop(r->loop, &r->reconnect);
 	ev_timer_stop(r->loop, &r->watchdog);
+	sentinel_cancel(r->resolving);
 	if (r->ac != NULL)
 		redisAsyncFree(r->ac); /* pending callbacks get NULL */
 	free(r);
@@ -205,6 +262,7 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 	struct redis_req *q = privdata;
 	struct redis *r = q->r;
 	redisReply *rep = reply;
+	int readonly = 0;
 
 	/* Replies come in order: q is the head. */
 	if (r->head == q) {
@@ -215,6 +273,8 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 	r->npending--;
 	if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
 		r->st.errors++;
+		readonly =
+		    rep->len >= 8 && strncmp(rep->str, "READONLY", 8) == 0;
 		/* NOSCRIPT is routine: the caller reloads the script. */
 		if (rep->len >= 8 && strncmp(rep->str, "NOSCRIPT", 8) == 0)
 			log_debug("%s: %s: %.*s", __func__, r->who,
@@ -226,8 +286,22 @@ reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 	if (q->fn != NULL)
 		q->fn(r, rep, q->arg);
 	free(q);
-	if (!r->closing)
-		arm_watchdog(r);
+	if (r->closing)
+		return;
+	/*
+	 * A replica answered: the master we resolved was demoted.  Drop the
+	 * connection (hiredis frees it once this callback returns, answering
+	 * the rest with NULL) and resolve again.
+	 */
+	if (readonly && r->addr.nsentinels > 0 && r->ac == ac && r->connected) {
+		log_warnx("%s: %s: the server is a replica now, reconnecting",
+			  __func__, r->who);
+		r->connected = 0;
+		r->down_logged = 1;
+		redisAsyncFree(ac);
+		return;
+	}
+	arm_watchdog(r);
 }
 
 static struct redis_req *

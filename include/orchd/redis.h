@@ -6,7 +6,7 @@
  * "Redis unavailable" means for it), and a command that gets no reply
  * within the timeout tears the connection down, which answers every
  * outstanding command with a NULL reply; the client then reconnects with
- * exponential back-off (100 ms doubling to 5 s).
+ * exponential back-off (100 ms doubling to 1 s).
  *
  * Every callback is called exactly once per accepted command, with the reply
  * or NULL (error, timeout, disconnect, shutdown).  Callers that may go away
