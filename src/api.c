@@ -3,7 +3,14 @@
  *
  * A request is authenticated like a WebSocket auth, minus the quota: the
  * JWT first, then (asynchronously) the revoked-jti set in Redis, under the
- * same revocation_check policy.
+ * same revocation_check policy.  Then the endpoint's own step runs, which
+ * may itself wait for Redis (the events endpoints call the durable queue).
+ *
+ * Every asynchronous step follows one rule: before the call, c->refs++ and
+ * CONN_HTTP_WAIT (the connection is not freed, and its timer bounds the
+ * wait); in the callback, c->refs-- and answer only if the connection is
+ * still in CONN_HTTP_WAIT (the client may have gone, or the timer fired).
+ * The struct api_call belongs to whichever step is pending.
  */
 #include "config.h"
 
@@ -14,27 +21,78 @@
 #include "orchd/api.h"
 #include "orchd/auth.h"
 #include "orchd/conn.h"
+#include "orchd/event.h"
 #include "orchd/json.h"
 #include "orchd/jwt.h"
 #include "orchd/log.h"
+#include "orchd/queue.h"
 #include "orchd/redis.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
 
 #define API_TOKEN_MAX 8192
 
+#define API_PATH_HEARTBEAT "/api/daemon/heartbeat"
+#define API_PATH_EVENTS "/api/daemon/events"
+
+#define API_EVENTS_LIMIT_DEFAULT 100
+/*
+ * Queue reads one GET may make when the token's filters (daemon, scopes)
+ * leave out events of a page: the first reads limit events, the others
+ * QUEUE_BATCH_MAX each, so a daemon is not starved by a queue head of
+ * events meant for its siblings.
+ */
+#define API_EVENTS_ROUNDS 8
+/* Room reserved before the events body for the response head. */
+#define API_HEAD_ROOM 256
+
+enum api_endpoint {
+	API_HEARTBEAT = 0,
+	API_EVENTS_GET,
+	API_EVENTS_DELETE,
+};
+
+/* One id of DELETE's eventIds, NUL-terminated. */
+typedef char event_id[QUEUE_ID_MAX + 1];
+
+/* What a step did with the request. */
+enum {
+	API_ANSWERED = 0, /* a response is queued; the caller frees the call */
+	API_PENDING,      /* a callback owns the call and will answer */
+};
+
 struct api_call {
 	struct conn *c;
+	enum api_endpoint ep;
 	int keep_alive;
 	struct jwt_claims cl;
 	uint8_t *body; /* a copy: the request buffer is gone by the reply */
 	size_t body_len;
+
+	/* GET /api/daemon/events */
+	char bad_query[96]; /* why the query was refused, "" if it was not */
+	unsigned limit;     /* events to answer at most */
+	int by_time;        /* since= given: timestamp order, else seq order */
+	/*
+	 * Where the next queue read starts: after_seq in seq order; in time
+	 * order since_ms, skipping the ids up to last_id that carry exactly
+	 * since_ms (already read: the time index orders equal times by id).
+	 */
+	uint64_t after_seq;
+	uint64_t since_ms;
+	char last_id[QUEUE_ID_MAX + 1];
+	size_t last_id_len;
+	unsigned rounds; /* queue reads made */
+	unsigned n;      /* events written to out */
+	char *out;       /* API_HEAD_ROOM bytes, then {"events":[... */
+	size_t out_len, out_cap;
 };
 
 int
 api_handles(const char *path)
 {
-	return strcmp(path, "/api/daemon/heartbeat") == 0;
+	return strcmp(path, API_PATH_HEARTBEAT) == 0 ||
+	       strcmp(path, API_PATH_EVENTS) == 0;
 }
 
 void
@@ -153,7 +211,454 @@ static void
 call_free(struct api_call *a)
 {
 	free(a->body);
+	free(a->out);
 	free(a);
+}
+
+/* An asynchronous step is about to start: hold the connection for it. */
+static int
+hold(struct conn *c)
+{
+	c->refs++;
+	conn_set_state(c, CONN_HTTP_WAIT);
+	return API_PENDING;
+}
+
+/*
+ * The end of an asynchronous step: release the connection; 1 if it still
+ * waits for our answer (0: closed meanwhile, the answer has no one to go to).
+ */
+static int
+release(struct conn *c)
+{
+	c->refs--;
+	return c->state == CONN_HTTP_WAIT;
+}
+
+/* ---- GET /api/daemon/events -------------------------------------------- */
+
+/*
+ * Parse the query while the request is at hand; a refusal is answered only
+ * after the token checks, as every endpoint answers 401 before 400.
+ */
+static void
+events_query(struct api_call *a, const struct http_request *req)
+{
+	char v[64];
+	uint64_t u;
+	int n;
+
+	a->limit = API_EVENTS_LIMIT_DEFAULT;
+	n = http_query_param(req, "limit", v, sizeof(v));
+	if (n != -2) {
+		if (n < 0 || util_parse_u64(v, 1, QUEUE_BATCH_MAX, &u) != 0) {
+			snprintf(a->bad_query, sizeof(a->bad_query),
+				 "limit must be an integer in 1..%d",
+				 QUEUE_BATCH_MAX);
+			return;
+		}
+		a->limit = (unsigned)u;
+	}
+	n = http_query_param(req, "since", v, sizeof(v));
+	if (n != -2) {
+		/* An unencoded '+' of an offset arrives as a space: allowed. */
+		if (n < 0 || json_parse_iso8601_ms(v, &a->since_ms) != 0) {
+			snprintf(a->bad_query, sizeof(a->bad_query),
+				 "since must be an ISO 8601 (RFC 3339) time");
+			return;
+		}
+		a->by_time = 1;
+	}
+}
+
+/* Redis orders members of equal score by memcmp, the shorter first. */
+static int
+id_cmp(const char *x, size_t xlen, const char *y, size_t ylen)
+{
+	int r = memcmp(x, y, xlen < ylen ? xlen : ylen);
+
+	return r != 0 ? r : (xlen > ylen) - (xlen < ylen);
+}
+
+/*
+ * May the token see ev?  Section 6's rules for a connection: a daemonId
+ * event only reaches that daemon (a token without daemonId is the whole
+ * orchestrator's), and a type whose family needs a scope only a token with
+ * that scope.
+ */
+static int
+events_visible(const struct api_call *a, const struct event *ev)
+{
+	const char *scope = event_scope(ev);
+
+	if (a->cl.daemon_id[0] != '\0' &&
+	    !event_targets_daemon(ev, a->cl.daemon_id))
+		return 0;
+	if (scope == NULL)
+		return 1;
+	for (unsigned i = 0; i < a->cl.nscopes; i++)
+		if (strcmp(a->cl.scopes[i], scope) == 0)
+			return 1;
+	return 0;
+}
+
+/* Room for n more bytes in a->out. */
+static void
+out_room(struct api_call *a, size_t n)
+{
+	if (a->out_cap - a->out_len >= n)
+		return;
+	while (a->out_cap - a->out_len < n)
+		a->out_cap *= 2;
+	a->out = util_realloc(a->out, a->out_cap);
+}
+
+static void
+out_text(struct api_call *a, const char *s)
+{
+	size_t n = strlen(s);
+
+	out_room(a, n);
+	memcpy(a->out + a->out_len, s, n);
+	a->out_len += n;
+}
+
+/* Append ev as the next element of the "events" array. */
+static void
+out_event(struct api_call *a, const struct event *ev, uint64_t seq)
+{
+	size_t room = event_message_size_hint(ev), sep = a->n > 0, len;
+	struct json_writer jw;
+
+	out_room(a, sep + room);
+	json_w_init(&jw, a->out + a->out_len + sep, room);
+	if (event_payload_write(ev, seq, &jw) != 0 ||
+	    json_w_finish(&jw, &len) != 0) {
+		/* The size hint is always enough: cannot happen. */
+		log_warnx("%s: event %s does not fit its size hint", __func__,
+			  ev->id);
+		return;
+	}
+	if (sep)
+		a->out[a->out_len] = ',';
+	a->out_len += sep + len;
+	a->n++;
+}
+
+/*
+ * A stored body that does not parse (written by another version, or by
+ * hand) is left out.  Warn once per worker: a poller would repeat it.
+ */
+static void
+events_bad_body(const struct api_call *a, const struct queue_item *it,
+		const char *err)
+{
+	static int warned;
+
+	if (!warned) {
+		warned = 1;
+		log_warnx("api: queued event %.*s of %s does not parse (%s): "
+			  "left out of GET %s; further ones are logged at "
+			  "debug level",
+			  (int)it->id_len, it->id, a->cl.orchestrator, err,
+			  API_PATH_EVENTS);
+		return;
+	}
+	log_debug("api: queued event %.*s of %s does not parse (%s)",
+		  (int)it->id_len, it->id, a->cl.orchestrator, err);
+}
+
+/*
+ * Take one page: the visible events go to a->out (up to a->limit) and the
+ * cursor moves past the page.  1 if another page may hold more to answer.
+ */
+static int
+events_take(struct api_call *a, const struct queue_fetch_result *res)
+{
+	const struct config *cfg = a->c->w->cfg;
+	int moved = 0;
+
+	for (size_t i = 0; i < res->n && a->n < a->limit; i++) {
+		const struct queue_item *it = &res->items[i];
+		struct event ev;
+		char err[128];
+
+		if (event_parse_queue_body(&ev, it->body, it->body_len,
+					   (size_t)cfg->max_event_size, err,
+					   sizeof(err)) != EVENT_OK) {
+			/* Only in seq order can the cursor pass it unread. */
+			if (!a->by_time) {
+				a->after_seq = it->seq;
+				moved = 1;
+			}
+			events_bad_body(a, it, err);
+			continue;
+		}
+		if (a->by_time) {
+			/* A later page repeats the events of its first time. */
+			if (ev.ts_ms < a->since_ms ||
+			    (ev.ts_ms == a->since_ms && a->last_id_len > 0 &&
+			     id_cmp(it->id, it->id_len, a->last_id,
+				    a->last_id_len) <= 0)) {
+				event_free(&ev);
+				continue;
+			}
+			if (it->id_len < sizeof(a->last_id)) {
+				a->since_ms = ev.ts_ms;
+				memcpy(a->last_id, it->id, it->id_len);
+				a->last_id[it->id_len] = '\0';
+				a->last_id_len = it->id_len;
+				moved = 1;
+			}
+		} else {
+			a->after_seq = it->seq;
+			moved = 1;
+		}
+		if (events_visible(a, &ev))
+			out_event(a, &ev, it->seq);
+		event_free(&ev);
+	}
+	/* total counts every event from the cursor on, this page included. */
+	return moved && a->n < a->limit && res->total > res->n &&
+	       a->rounds < API_EVENTS_ROUNDS;
+}
+
+static void
+events_answer(struct api_call *a)
+{
+	char head[API_HEAD_ROOM];
+	size_t blen;
+	int hlen;
+
+	out_text(a, "]}");
+	blen = a->out_len - API_HEAD_ROOM;
+	hlen = http_format_response(head, sizeof(head), 200, "application/json",
+				    NULL, NULL, blen, a->keep_alive, 1);
+	if (hlen < 0) {
+		api_send_error(a->c, 500, "INTERNAL_ERROR",
+			       "response too large");
+		return;
+	}
+	/* The head goes right before the body: one buffer, one copy. */
+	memcpy(a->out + API_HEAD_ROOM - hlen, head, (size_t)hlen);
+	conn_send(a->c, a->out + API_HEAD_ROOM - hlen, (size_t)hlen + blen,
+		  a->keep_alive);
+}
+
+static void events_fetched(struct queue *q, int status,
+			   const struct queue_fetch_result *res, void *arg);
+
+/* Read the next page of the queue (the first: a->limit events); 0 or -1. */
+static int
+events_fetch(struct api_call *a)
+{
+	struct worker *w = a->c->w;
+	unsigned n = a->rounds == 0 ? a->limit : QUEUE_BATCH_MAX;
+	int rc;
+
+	if (a->by_time)
+		rc = queue_fetch_since(w->queue, a->cl.orchestrator,
+				       a->since_ms, n, events_fetched, a);
+	else
+		rc = queue_fetch(w->queue, a->cl.orchestrator, a->after_seq, n,
+				 events_fetched, a);
+	if (rc != 0)
+		return -1;
+	a->rounds++;
+	hold(a->c);
+	return 0;
+}
+
+static void
+events_fetched(struct queue *q, int status,
+	       const struct queue_fetch_result *res, void *arg)
+{
+	struct api_call *a = arg;
+	struct conn *c = a->c;
+
+	if (!release(c)) {
+		call_free(a);
+		return;
+	}
+	if (status != QUEUE_OK && a->rounds == 1) {
+		/* An error reply (LOADING, OOM...) is as transient as none. */
+		api_send_error(c, 503, "UNAVAILABLE",
+			       "the event queue is unavailable");
+	} else if (status == QUEUE_OK && events_take(a, res) &&
+		   events_fetch(a) == 0) {
+		return;
+	} else {
+		/*
+		 * Done, or a later page failed: what the first pages gave is
+		 * a valid answer (a page may always hold fewer than limit).
+		 */
+		events_answer(a);
+	}
+	conn_response_ready(c);
+	call_free(a);
+}
+
+static int
+events_get(struct api_call *a)
+{
+	if (a->bad_query[0] != '\0') {
+		api_send_error(a->c, 400, "INVALID_MESSAGE", a->bad_query);
+		return API_ANSWERED;
+	}
+	a->out_cap = API_HEAD_ROOM + 4096;
+	a->out = util_malloc(a->out_cap);
+	a->out_len = API_HEAD_ROOM;
+	out_text(a, "{\"events\":[");
+	if (events_fetch(a) != 0) {
+		api_send_error(a->c, 503, "UNAVAILABLE",
+			       "the event queue is unavailable");
+		return API_ANSWERED;
+	}
+	return API_PENDING;
+}
+
+/* ---- DELETE /api/daemon/events ----------------------------------------- */
+
+static void
+events_acked(struct queue *q, int status, uint64_t n, void *arg)
+{
+	struct api_call *a = arg;
+	struct conn *c = a->c;
+	struct json_writer jw;
+	char out[128];
+	size_t len;
+
+	if (!release(c)) {
+		call_free(a);
+		return;
+	}
+	if (status != QUEUE_OK) {
+		api_send_error(c, 503, "UNAVAILABLE",
+			       "the event queue is unavailable");
+	} else {
+		json_w_init(&jw, out, sizeof(out));
+		json_w_obj_begin(&jw);
+		json_w_key(&jw, "success");
+		json_w_bool(&jw, true);
+		json_w_key(&jw, "acknowledged");
+		json_w_uint(&jw, n);
+		json_w_obj_end(&jw);
+		if (json_w_finish(&jw, &len) == 0)
+			send_json(c, a->keep_alive, out, len);
+		else
+			api_send_error(c, 500, "INTERNAL_ERROR",
+				       "response too large");
+	}
+	conn_response_ready(c);
+	call_free(a);
+}
+
+/*
+ * Check the body {"eventIds": [...]} and copy the ids to a new array of n
+ * strings (free it); NULL with a 400 answered.  Entries are event ids (1..
+ * QUEUE_ID_MAX bytes, as a record's id): anything else cannot have been
+ * queued, so it is the client's mistake rather than an unknown id.
+ */
+static event_id *
+ack_ids(struct api_call *a, const struct json_doc *d, size_t *n)
+{
+	int arr = json_obj_get(d, json_root(d), "eventIds"), len, i = 0;
+	event_id *ids;
+	char msg[128];
+	size_t slen;
+
+	if (json_type(d, arr) != JSON_ARRAY) {
+		api_send_error(a->c, 400, "INVALID_MESSAGE",
+			       arr < 0 ? "eventIds is missing"
+				       : "eventIds must be an array");
+		return NULL;
+	}
+	len = json_array_len(d, arr);
+	if (len < 1) {
+		api_send_error(a->c, 400, "INVALID_MESSAGE",
+			       "eventIds must not be empty");
+		return NULL;
+	}
+	if (len > QUEUE_BATCH_MAX) {
+		snprintf(msg, sizeof(msg), "eventIds has more than %d entries",
+			 QUEUE_BATCH_MAX);
+		api_send_error(a->c, 400, "LIMIT_EXCEEDED", msg);
+		return NULL;
+	}
+	ids = util_calloc((size_t)len, sizeof(*ids));
+	for (int t = json_first(d, arr); t >= 0; t = json_next(d, t), i++) {
+		if (json_type(d, t) == JSON_STRING &&
+		    json_get_string(d, t, ids[i], sizeof(ids[i]), &slen) == 0 &&
+		    slen >= 1)
+			continue;
+		snprintf(msg, sizeof(msg),
+			 "eventIds[%d] must be an event id (a string of "
+			 "1..%d bytes)",
+			 i, QUEUE_ID_MAX);
+		api_send_error(a->c, 400, "INVALID_MESSAGE", msg);
+		free(ids);
+		return NULL;
+	}
+	*n = (size_t)len;
+	return ids;
+}
+
+static int
+events_delete(struct api_call *a)
+{
+	struct json_limits lim = {
+	    .max_tokens = 4096, .max_depth = 8, .flags = JSON_REQUIRE_OBJECT};
+	struct json_doc d;
+	event_id *ids;
+	const char **idv;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = json_parse(&d, (const char *)a->body, a->body_len, &lim)) !=
+	    0) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "the body must be a JSON object: %s",
+			 json_strerror(rc));
+		api_send_error(a->c, 400, "INVALID_MESSAGE", msg);
+		return API_ANSWERED;
+	}
+	ids = ack_ids(a, &d, &n);
+	json_doc_free(&d);
+	if (ids == NULL)
+		return API_ANSWERED;
+	idv = util_calloc(n, sizeof(*idv));
+	for (size_t i = 0; i < n; i++)
+		idv[i] = ids[i];
+	/* queue_ack() copies the ids into its request. */
+	rc = queue_ack(a->c->w->queue, a->cl.orchestrator, idv, n, events_acked,
+		       a);
+	free(idv);
+	free(ids);
+	if (rc != 0) {
+		api_send_error(a->c, 503, "UNAVAILABLE",
+			       "the event queue is unavailable");
+		return API_ANSWERED;
+	}
+	return hold(a->c);
+}
+
+/* ---- authentication ---------------------------------------------------- */
+
+/* The token is accepted: the endpoint's own step. */
+static int
+authorized(struct api_call *a)
+{
+	switch (a->ep) {
+	case API_EVENTS_GET:
+		return events_get(a);
+	case API_EVENTS_DELETE:
+		return events_delete(a);
+	case API_HEARTBEAT:
+		break;
+	}
+	heartbeat_finish(a);
+	return API_ANSWERED;
 }
 
 static void
@@ -162,24 +667,26 @@ revocation_reply(struct redis *r, redisReply *rep, void *arg)
 	struct api_call *a = arg;
 	struct conn *c = a->c;
 
-	c->refs--;
-	if (c->state == CONN_HTTP_WAIT) {
-		if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
-			if (c->w->cfg->revocation_check ==
-			    CONFIG_REVOCATION_BEST_EFFORT)
-				heartbeat_finish(a);
-			else
-				api_send_error(c, 503, "UNAVAILABLE",
-					       "token revocation check "
-					       "unavailable");
-		} else if (rep->integer == 1) {
-			api_send_error(c, 401, "TOKEN_REVOKED",
-				       "the token has been revoked");
-		} else {
-			heartbeat_finish(a);
-		}
-		conn_response_ready(c);
+	if (!release(c)) {
+		call_free(a);
+		return;
 	}
+	if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+		if (c->w->cfg->revocation_check !=
+		    CONFIG_REVOCATION_BEST_EFFORT) {
+			api_send_error(c, 503, "UNAVAILABLE",
+				       "token revocation check unavailable");
+			goto answered;
+		}
+	} else if (rep->integer == 1) {
+		api_send_error(c, 401, "TOKEN_REVOKED",
+			       "the token has been revoked");
+		goto answered;
+	}
+	if (authorized(a) == API_PENDING)
+		return;
+answered:
+	conn_response_ready(c);
 	call_free(a);
 }
 
@@ -196,8 +703,44 @@ bearer(const struct http_request *req, char *out, size_t cap)
 	return 0;
 }
 
+/*
+ * What the events endpoints ask of a token beyond the JWT: the scopes
+ * required to connect (reading the queue is receiving events), and an
+ * orchestrator id the queue can name.  0, or -1 with the answer sent.
+ */
+static int
+events_token_ok(struct api_call *a)
+{
+	const struct config *cfg = a->c->w->cfg;
+
+	for (size_t i = 0; i < cfg->nrequired_scopes; i++) {
+		unsigned k;
+
+		for (k = 0; k < a->cl.nscopes; k++)
+			if (strcmp(a->cl.scopes[k], cfg->required_scopes[i]) ==
+			    0)
+				break;
+		if (k == a->cl.nscopes) {
+			char msg[128];
+
+			snprintf(msg, sizeof(msg), "the token lacks scope %s",
+				 cfg->required_scopes[i]);
+			api_send_error(a->c, 403, "INSUFFICIENT_SCOPE", msg);
+			return -1;
+		}
+	}
+	/* As on the WebSocket, whose auth refuses longer ids. */
+	if (strlen(a->cl.orchestrator) > QUEUE_ORCH_MAX) {
+		api_send_error(a->c, 401, "AUTH_FAILED",
+			       "the token's orchestrator id is too long");
+		return -1;
+	}
+	return 0;
+}
+
 static void
-api_heartbeat(struct conn *c, const struct http_request *req)
+api_request(struct conn *c, const struct http_request *req,
+	    enum api_endpoint ep)
 {
 	struct worker *w = c->w;
 	const struct config *cfg = w->cfg;
@@ -206,10 +749,6 @@ api_heartbeat(struct conn *c, const struct http_request *req)
 	char token[API_TOKEN_MAX + 1], err[256];
 	int rc;
 
-	if (req->method != HTTP_METHOD_POST) {
-		conn_send_error(c, 405, "Allow: POST\r\n");
-		return;
-	}
 	if (bearer(req, token, sizeof(token)) != 0) {
 		api_send_error(c, 401, "AUTH_FAILED",
 			       "an Authorization: Bearer token is required");
@@ -236,9 +775,17 @@ api_heartbeat(struct conn *c, const struct http_request *req)
 		return;
 	}
 	a->c = c;
+	a->ep = ep;
 	a->keep_alive = req->keep_alive;
+	if (ep != API_HEARTBEAT && events_token_ok(a) != 0) {
+		call_free(a);
+		return;
+	}
+	if (ep == API_EVENTS_GET)
+		events_query(a, req);
 	a->body = util_malloc(req->body_len ? req->body_len : 1);
-	memcpy(a->body, req->body, req->body_len);
+	if (req->body_len > 0) /* a request without one has body NULL */
+		memcpy(a->body, req->body, req->body_len);
 	a->body_len = req->body_len;
 	if (a->cl.jti[0] != '\0' &&
 	    cfg->revocation_check != CONFIG_REVOCATION_OFF) {
@@ -246,8 +793,7 @@ api_heartbeat(struct conn *c, const struct http_request *req)
 				  "SISMEMBER daemon:tokens:revoked %s",
 				  a->cl.jti) == 0) {
 			/* The answer comes later: hold the connection. */
-			c->refs++;
-			conn_set_state(c, CONN_HTTP_WAIT);
+			hold(c);
 			return;
 		}
 		if (cfg->revocation_check != CONFIG_REVOCATION_BEST_EFFORT) {
@@ -257,15 +803,30 @@ api_heartbeat(struct conn *c, const struct http_request *req)
 			return;
 		}
 	}
-	heartbeat_finish(a);
-	call_free(a);
+	if (authorized(a) == API_ANSWERED)
+		call_free(a);
 }
 
 void
 api_dispatch(struct conn *c, const struct http_request *req, const char *path)
 {
-	if (strcmp(path, "/api/daemon/heartbeat") == 0) {
-		api_heartbeat(c, req);
+	if (strcmp(path, API_PATH_HEARTBEAT) == 0) {
+		if (req->method != HTTP_METHOD_POST) {
+			conn_send_error(c, 405, "Allow: POST\r\n");
+			return;
+		}
+		api_request(c, req, API_HEARTBEAT);
+		return;
+	}
+	if (strcmp(path, API_PATH_EVENTS) == 0) {
+		if (req->method != HTTP_METHOD_GET &&
+		    req->method != HTTP_METHOD_DELETE) {
+			conn_send_error(c, 405, "Allow: GET, DELETE\r\n");
+			return;
+		}
+		api_request(c, req,
+			    req->method == HTTP_METHOD_GET ? API_EVENTS_GET
+							   : API_EVENTS_DELETE);
 		return;
 	}
 	conn_send_error(c, 404, NULL);

@@ -57,7 +57,15 @@ struct deliver_replay {
 	struct conn *c;
 	int cancelled;  /* the connection ended with a fetch in flight */
 	int in_flight;  /* a queue fetch is pending */
-	int active;     /* live events are held */
+	int active;     /* live events are held: the replay runs */
+	/*
+	 * Replay over, but the daemon has not subscribed yet: live events are
+	 * still held (until presub_until), so that the events published
+	 * between auth_success and the daemon's first subscribe are not lost
+	 * to a daemon that then resumes past their seq.
+	 */
+	int presub;
+	uint64_t presub_until;
 	int more;       /* pages after the current one */
 	int has_resume;
 	uint64_t after_seq;
@@ -276,7 +284,8 @@ replay_expire(struct conn *c, uint64_t now)
 {
 	struct deliver_replay *r = c->proto->replay;
 
-	if (r != NULL && !r->active && !r->in_flight && now >= r->dedupe_until) {
+	if (r != NULL && !r->active && !r->presub && !r->in_flight &&
+	    now >= r->dedupe_until) {
 		replay_free(r);
 		c->proto->replay = NULL;
 	}
@@ -332,6 +341,7 @@ send_held(struct deliver *d, struct conn *c)
 }
 
 static void fetch_page(struct conn *c);
+static void presub_end(struct deliver *d, struct conn *c, int send);
 
 /* The replay is over: live events flow again, seen ids stay a while. */
 static void
@@ -343,6 +353,11 @@ replay_done(struct deliver *d, struct conn *c)
 	if (r->nids > 1)
 		qsort(r->ids, r->nids, sizeof(*r->ids), cmp_u64);
 	r->dedupe_until = util_now_ms() + DELIVER_DEDUPE_MS;
+	if (c->proto->sub.types.n == 0) {
+		r->presub = 1;
+		r->presub_until = util_now_ms() + DELIVER_PRESUB_MS;
+		return;
+	}
 	send_held(d, c);
 	if (c->proto != NULL)
 		replay_expire(c, util_now_ms());
@@ -597,6 +612,12 @@ hold(struct deliver *d, struct conn *c, const struct ipc_event *ev,
 	struct deliver_replay *r = c->proto->replay;
 	struct held_event *he;
 
+	if (r->presub &&
+	    r->held_bytes + ev->message_len > c->w->cfg->max_send_queue / 2) {
+		/* No subscribe while this much came: stop holding, drop it. */
+		presub_end(d, c, 0);
+		return;
+	}
 	if (r->held_bytes + ev->message_len > c->w->cfg->max_send_queue) {
 		log_info("deliver: %s/%s: live events held during the replay "
 			 "exceed max_send_queue; closing as a slow consumer",
@@ -618,6 +639,43 @@ hold(struct deliver *d, struct conn *c, const struct ipc_event *ev,
 	r->held_tail = &he->next;
 	r->held_bytes += ev->message_len;
 	d->st.held++;
+	log_debug("deliver: event %.*s held for %s/%s during its replay",
+		  (int)ev->event_id_len, ev->event_id, c->proto->orch,
+		  c->proto->daemon);
+}
+
+/* The wait for the first subscribe is over: send (or drop) what it held. */
+static void
+presub_end(struct deliver *d, struct conn *c, int send)
+{
+	struct deliver_replay *r = c->proto->replay;
+	struct held_event *h, *next;
+
+	r->presub = 0;
+	if (send) {
+		send_held(d, c);
+	} else {
+		for (h = r->held; h != NULL; h = next) {
+			next = h->next;
+			outbuf_unref(h->msg);
+			free(h);
+		}
+		r->held = NULL;
+		r->held_tail = &r->held;
+		r->held_bytes = 0;
+	}
+	if (c->proto != NULL)
+		replay_expire(c, util_now_ms());
+}
+
+void
+deliver_conn_subscribed(struct conn *c)
+{
+	struct deliver_replay *r;
+
+	if (c->proto == NULL || (r = c->proto->replay) == NULL || !r->presub)
+		return;
+	presub_end(c->w->deliver, c, 1);
 }
 
 static void
@@ -643,7 +701,14 @@ consider(struct deliver *d, struct conn *c, const struct ipc_event *ev,
 	if (!conn_may_get(c, type, daemon))
 		return;
 	if ((r = p->replay) != NULL) {
-		if (r->active) {
+		if (r->presub && now >= r->presub_until) {
+			/* No subscribe came: what was held was not wanted. */
+			presub_end(d, c, 0);
+			r = p->replay;
+		}
+	}
+	if (r != NULL) {
+		if (r->active || r->presub) {
 			hold(d, c, ev, msg, h, type, channel);
 			return;
 		}
@@ -698,6 +763,9 @@ deliver_event(struct deliver *d, const struct ipc_event *ev)
 				 now);
 		}
 	}
+	log_debug("deliver: event %.*s seq %llu: %zu connections now",
+		  (int)ev->event_id_len, ev->event_id,
+		  (unsigned long long)ev->seq, n);
 	if (n > 0) {
 		d->st.delivered += wsconn_broadcast(d->targets, n, WS_OP_TEXT,
 						    ev->message,

@@ -424,6 +424,43 @@ w_opt(struct json_writer *jw, const char *key, const char *s)
 	json_w_str(jw, s);
 }
 
+int
+event_payload_write(const struct event *ev, uint64_t seq,
+		    struct json_writer *jw)
+{
+	if (ev->payload == NULL)
+		return -1;
+	json_w_obj_begin(jw);
+	json_w_key(jw, "eventId");
+	json_w_str(jw, ev->id);
+	json_w_key(jw, "eventType");
+	json_w_str(jw, ev->type);
+	json_w_key(jw, "data");
+	json_w_raw(jw, ev->payload, ev->payload_len);
+	json_w_key(jw, "requiresAck");
+	json_w_bool(jw, ev->requires_ack);
+	if (seq > 0) {
+		json_w_key(jw, "seq");
+		json_w_uint(jw, seq);
+	}
+	json_w_key(jw, "priority");
+	json_w_int(jw, ev->priority);
+	w_opt(jw, "channelId", ev->channel);
+	json_w_key(jw, "occurredAt");
+	json_w_timestamp(jw, ev->ts_ms);
+	/* Extension: the record's target, so a daemon can tell broadcasts. */
+	w_opt(jw, "orchestratorId", ev->orch);
+	w_opt(jw, "organizationId", ev->org);
+	w_opt(jw, "workspaceId", ev->workspace);
+	w_opt(jw, "daemonId", ev->daemon);
+	/* Errors are sticky: the last call tells about all of them. */
+	return json_w_obj_end(jw);
+}
+
+/*
+ * The envelope around event_payload_write(), so that a WebSocket event and
+ * an entry of GET /api/daemon/events never differ.
+ */
 size_t
 event_message(const struct event *ev, uint64_t seq, char *out, size_t cap)
 {
@@ -441,30 +478,7 @@ event_message(const struct event *ev, uint64_t seq, char *out, size_t cap)
 	json_w_key(&jw, "timestamp");
 	json_w_timestamp(&jw, util_wall_ms());
 	json_w_key(&jw, "payload");
-	json_w_obj_begin(&jw);
-	json_w_key(&jw, "eventId");
-	json_w_str(&jw, ev->id);
-	json_w_key(&jw, "eventType");
-	json_w_str(&jw, ev->type);
-	json_w_key(&jw, "data");
-	json_w_raw(&jw, ev->payload, ev->payload_len);
-	json_w_key(&jw, "requiresAck");
-	json_w_bool(&jw, ev->requires_ack);
-	if (seq > 0) {
-		json_w_key(&jw, "seq");
-		json_w_uint(&jw, seq);
-	}
-	json_w_key(&jw, "priority");
-	json_w_int(&jw, ev->priority);
-	w_opt(&jw, "channelId", ev->channel);
-	json_w_key(&jw, "occurredAt");
-	json_w_timestamp(&jw, ev->ts_ms);
-	/* Extension: the record's target, so a daemon can tell broadcasts. */
-	w_opt(&jw, "orchestratorId", ev->orch);
-	w_opt(&jw, "organizationId", ev->org);
-	w_opt(&jw, "workspaceId", ev->workspace);
-	w_opt(&jw, "daemonId", ev->daemon);
-	json_w_obj_end(&jw);
+	event_payload_write(ev, seq, &jw);
 	json_w_obj_end(&jw);
 	if (ev->payload == NULL || json_w_finish(&jw, &len) != 0)
 		return 0;

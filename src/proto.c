@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "orchd/conn.h"
+#include "orchd/deliver.h"
+#include "orchd/event.h"
 #include "orchd/json.h"
 #include "orchd/log.h"
 #include "orchd/proto.h"
@@ -348,7 +350,8 @@ string_array(struct conn *c, const struct json_doc *d, int payload,
 	     int (*valid)(const char *))
 {
 	int arr = json_obj_get(d, payload, key), n;
-	char s[SUB_MAX_LEN + 1];
+	/* Event ids (ack) go up to 128 bytes; the validators bound the rest. */
+	char s[EVENT_ID_MAX];
 
 	if (arr < 0 && optional)
 		return -2;
@@ -436,6 +439,7 @@ handle_subscribe(struct conn *c, const struct json_doc *d, int payload)
 	sub_free(&p->sub);
 	p->sub = next;
 	send_subscribed(c);
+	deliver_conn_subscribed(c);
 }
 
 static void

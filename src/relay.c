@@ -54,6 +54,7 @@ struct relay_pipe {
 struct pend_orch {
 	struct pend *p;
 	uint64_t seq;
+	int duplicate;
 	char orch[REGISTRY_ID_MAX];
 };
 
@@ -63,6 +64,7 @@ struct pend {
 	int invalid;     /* refused: nothing to forward */
 	int outstanding; /* Redis replies still due */
 	int queued;      /* in the durable queue: not lost if unrouted */
+	int duplicate;   /* its id was queued already: not sent again */
 	uint64_t seq;
 	struct pend_orch *orchs; /* broadcast + requiresAck */
 	unsigned norchs;
@@ -415,6 +417,9 @@ send_frame(const struct event *ev, const char *orch, uint64_t seq,
 		p->dirty = 1;
 		nframes++;
 	}
+	log_debug("route: event %s seq %llu to %s: mask %#llx, %u frames",
+		  ev->id, (unsigned long long)seq, orch,
+		  (unsigned long long)mask, nframes);
 	if (nframes > 0) {
 		atomic_fetch_add(&rl.st->routed, 1);
 		atomic_fetch_add(&rl.st->frames, nframes);
@@ -441,6 +446,8 @@ forward(struct pend *p)
 	case EVENT_TARGET_ALL:
 		if (p->orchs != NULL) {
 			for (unsigned i = 0; i < p->norchs; i++) {
+				if (p->orchs[i].duplicate)
+					continue;
 				mask = 0;
 				registry_workers_for(rl.registry,
 						     p->orchs[i].orch, &mask);
@@ -485,7 +492,7 @@ drain(void)
 		rl.head = p->next;
 		if (rl.head == NULL)
 			rl.tail = NULL;
-		if (!p->invalid)
+		if (!p->invalid && !p->duplicate)
 			forward(p);
 		if (p->stream_id[0] != '\0' && rl.feed != NULL)
 			feed_stream_commit(rl.feed, p->stream_id);
@@ -516,6 +523,12 @@ enqueue_reply(struct queue *q, int status,
 	if (status == QUEUE_OK) {
 		p->seq = res->seq;
 		p->queued = 1;
+		/*
+		 * Queued already and not acked: the daemons got it live or
+		 * get it from their replay; publishing it again changes
+		 * nothing (idempotent by event id).
+		 */
+		p->duplicate = res->duplicate;
 		if (!res->duplicate)
 			atomic_fetch_add(&rl.st->queued, 1);
 		atomic_fetch_add(&rl.st->evicted, res->evicted);
@@ -535,6 +548,7 @@ enqueue_orch_reply(struct queue *q, int status,
 	(void)q;
 	if (status == QUEUE_OK) {
 		po->seq = res->seq;
+		po->duplicate = res->duplicate;
 		if (!res->duplicate)
 			atomic_fetch_add(&rl.st->queued, 1);
 		atomic_fetch_add(&rl.st->evicted, res->evicted);

@@ -211,6 +211,17 @@ check_queue_bound(struct conn *c, size_t queued, size_t frame_len)
 
 	if (queued <= cfg->max_send_queue || queued == frame_len)
 		return 0;
+	/*
+	 * Output goes out once per loop iteration: a burst queued in one
+	 * iteration (many events from one pipe read) is not a slow consumer
+	 * until the socket has refused some of it.
+	 */
+	if (!c->wblocked) {
+		if (conn_flush(c) == -1)
+			return -1;
+		if (c->q.bytes <= cfg->max_send_queue)
+			return 0;
+	}
 	atomic_fetch_add(&c->w->stats->slow_consumers, 1);
 	log_info("%s: fd %d %s: send queue over %llu bytes, closing", __func__,
 		 c->fd, conn_peer_str(c),

@@ -792,6 +792,185 @@ START_TEST(test_message_escapes)
 }
 END_TEST
 
+/* event_payload_write() into a fresh buffer; its length (0: failed). */
+static size_t
+payload_of(const struct event *ev, uint64_t seq, char *out, size_t cap)
+{
+	struct json_writer jw;
+	size_t len;
+
+	json_w_init(&jw, out, cap);
+	if (event_payload_write(ev, seq, &jw) != 0)
+		return 0;
+	ck_assert_int_eq(json_w_finish(&jw, &len), 0);
+	return len;
+}
+
+START_TEST(test_payload_write)
+{
+	struct event ev;
+	struct json_doc d;
+	char msg[2048], out[2048];
+	const char *raw;
+	size_t n, m, rawlen;
+	int p;
+	int64_t i64;
+	uint64_t u64;
+	bool b;
+
+	/* Exactly the bytes of the message's payload, whatever the seq. */
+	ck_assert_int_eq(parse_org(&ev, full_record, NULL, NULL, 0), EVENT_OK);
+	for (uint64_t seq = 0; seq < 3; seq++) {
+		m = event_message(&ev, seq * 1000, msg, sizeof(msg));
+		ck_assert_uint_gt(m, 0);
+		ck_assert_int_eq(json_parse(&d, msg, m, NULL), 0);
+		ck_assert_int_eq(json_tok_raw(&d,
+					      json_obj_get(&d, 0, "payload"),
+					      &raw, &rawlen),
+				 0);
+		n = payload_of(&ev, seq * 1000, out, sizeof(out));
+		ck_assert_uint_eq(n, rawlen);
+		ck_assert(memcmp(out, raw, n) == 0);
+		json_doc_free(&d);
+	}
+
+	/* Every field of section 4, with the extensions. */
+	n = payload_of(&ev, 42, out, sizeof(out));
+	ck_assert_int_eq(json_parse(&d, out, n, NULL), 0);
+	p = json_root(&d);
+	ck_assert_str_eq(get_str(&d, p, "eventId"), "evt-0001");
+	ck_assert_str_eq(get_str(&d, p, "eventType"), "message.received");
+	ck_assert_int_eq(
+	    json_tok_raw(&d, json_obj_get(&d, p, "data"), &raw, &rawlen), 0);
+	ck_assert_uint_eq(rawlen, strlen(FULL_PAYLOAD));
+	ck_assert(memcmp(raw, FULL_PAYLOAD, rawlen) == 0);
+	ck_assert_int_eq(
+	    json_get_bool(&d, json_obj_get(&d, p, "requiresAck"), &b), 0);
+	ck_assert(b);
+	ck_assert_int_eq(json_get_uint64(&d, json_obj_get(&d, p, "seq"), &u64),
+			 0);
+	ck_assert_uint_eq(u64, 42);
+	ck_assert_int_eq(
+	    json_get_int64(&d, json_obj_get(&d, p, "priority"), &i64), 0);
+	ck_assert_int_eq(i64, -7);
+	ck_assert_str_eq(get_str(&d, p, "channelId"), "C123");
+	ck_assert_str_eq(get_str(&d, p, "occurredAt"),
+			 "2026-11-26T12:34:56.789Z");
+	ck_assert_str_eq(get_str(&d, p, "orchestratorId"), "orch-1");
+	ck_assert_str_eq(get_str(&d, p, "organizationId"), "acme");
+	ck_assert_str_eq(get_str(&d, p, "workspaceId"), "ws-3");
+	ck_assert_str_eq(get_str(&d, p, "daemonId"), "d-7");
+	ck_assert_int_eq(json_obj_len(&d, p), 12);
+	json_doc_free(&d);
+
+	/* As array elements: the writer puts the commas. */
+	{
+		struct json_writer jw;
+		char arr[4096];
+
+		json_w_init(&jw, arr, sizeof(arr));
+		json_w_arr_begin(&jw);
+		ck_assert_int_eq(event_payload_write(&ev, 1, &jw), 0);
+		ck_assert_int_eq(event_payload_write(&ev, 2, &jw), 0);
+		json_w_arr_end(&jw);
+		ck_assert_int_eq(json_w_finish(&jw, &n), 0);
+		ck_assert_int_eq(json_parse(&d, arr, n, NULL), 0);
+		ck_assert_int_eq(json_array_len(&d, 0), 2);
+		ck_assert_int_eq(
+		    json_get_uint64(
+			&d, json_obj_get(&d, json_array_get(&d, 0, 1), "seq"),
+			&u64),
+		    0);
+		ck_assert_uint_eq(u64, 2);
+		json_doc_free(&d);
+
+		/* Where a key is due, it is an error, sticky. */
+		json_w_init(&jw, arr, sizeof(arr));
+		json_w_obj_begin(&jw);
+		ck_assert_int_eq(event_payload_write(&ev, 1, &jw), -1);
+		json_w_obj_end(&jw);
+		ck_assert_int_eq(json_w_finish(&jw, &n), -1);
+	}
+
+	/* No room: -1, and nothing written past the cap. */
+	n = payload_of(&ev, 7, out, sizeof(out));
+	memset(out, '@', sizeof(out));
+	ck_assert_uint_eq(payload_of(&ev, 7, out, n - 1), 0);
+	ck_assert_int_eq(out[n - 1], '@');
+	ck_assert_uint_eq(payload_of(&ev, 7, out, n), n);
+	ck_assert_uint_le(n, event_message_size_hint(&ev));
+	event_free(&ev);
+
+	/* Absent optional fields are left out, not written empty. */
+	ck_assert_int_eq(parse_org(&ev,
+				   "{\"id\":\"m\",\"type\":\"system.x\","
+				   "\"orchestratorId\":\"*\",\"payload\":{}}",
+				   NULL, NULL, 0),
+			 EVENT_OK);
+	n = payload_of(&ev, 0, out, sizeof(out));
+	ck_assert_uint_gt(n, 0);
+	out[n] = '\0';
+	{
+		/* The record had no timestamp: occurredAt is its arrival. */
+		static const char head[] =
+		    "{\"eventId\":\"m\",\"eventType\":\"system.x\","
+		    "\"data\":{},\"requiresAck\":false,\"priority\":0,"
+		    "\"occurredAt\":\"";
+
+		ck_assert_uint_eq(n, strlen(head) + 24 + 2);
+		ck_assert(strncmp(out, head, strlen(head)) == 0);
+		ck_assert_str_eq(out + n - 3, "Z\"}");
+	}
+	event_free(&ev);
+
+	/* A zeroed event (no payload) writes nothing. */
+	memset(&ev, 0, sizeof(ev));
+	{
+		struct json_writer jw;
+
+		json_w_init(&jw, out, sizeof(out));
+		ck_assert_int_eq(event_payload_write(&ev, 1, &jw), -1);
+		ck_assert_uint_eq(jw.len, 0);
+	}
+}
+END_TEST
+
+START_TEST(test_payload_escapes)
+{
+	struct event ev;
+	struct json_doc d;
+	char *rec = escape_record(), *out, buf[512];
+	size_t n, hint;
+	int p;
+
+	ck_assert_int_eq(parse_org(&ev, rec, NULL, NULL, 0), EVENT_OK);
+	/* Worst-case escaping still fits the message's size hint. */
+	hint = event_message_size_hint(&ev);
+	out = util_malloc(hint);
+	n = payload_of(&ev, UINT64_MAX, out, hint);
+	ck_assert_uint_gt(n, 0);
+	ck_assert_int_eq(json_parse(&d, out, n, NULL), 0);
+	p = json_root(&d);
+	ck_assert_int_eq(json_get_string(&d, json_obj_get(&d, p, "eventId"),
+					 buf, sizeof(buf), NULL),
+			 0);
+	ck_assert_str_eq(buf, ev.id);
+	ck_assert_str_eq(get_str(&d, p, "orchestratorId"), ev.orch);
+	ck_assert_str_eq(get_str(&d, p, "daemonId"), "\t\n");
+	ck_assert_str_eq(get_str(&d, p, "workspaceId"), ev.workspace);
+	ck_assert_str_eq(get_str(&d, p, "eventType"), "call.started");
+	json_doc_free(&d);
+	/* The data is forwarded verbatim, \u0000 included. */
+	ck_assert_ptr_nonnull(strstr(out, "\"data\":{\"k\":\"\\u0000\"}"));
+	/* Control characters are escaped, never raw. */
+	for (size_t i = 0; i < n; i++)
+		ck_assert_uint_ge((unsigned char)out[i], 0x20);
+	free(out);
+	event_free(&ev);
+	free(rec);
+}
+END_TEST
+
 /* Two parsed events carry the same record. */
 static void
 assert_same(const struct event *a, const struct event *b)
@@ -981,6 +1160,8 @@ main(void)
 	tcase_add_test(to, test_message_minimal);
 	tcase_add_test(to, test_message_cap);
 	tcase_add_test(to, test_message_escapes);
+	tcase_add_test(to, test_payload_write);
+	tcase_add_test(to, test_payload_escapes);
 	tcase_add_test(to, test_queue_body);
 	tcase_add_test(to, test_routing);
 	suite_add_tcase(s, tp);

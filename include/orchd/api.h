@@ -1,6 +1,7 @@
 /*
  * api: the daemon HTTP API on the same listener (PROTOCOL.md section 7):
- * Bearer-token endpoints under /api/daemon/.
+ * Bearer-token endpoints under /api/daemon/: POST heartbeat, and GET and
+ * DELETE events (the orchestrator's durable queue, read and acknowledged).
  */
 #ifndef ORCHD_API_H
 #define ORCHD_API_H

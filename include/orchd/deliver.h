@@ -22,6 +22,7 @@ struct worker;
 #define DELIVER_DEDUPE_MS 10000  /* replayed ids remembered this long */
 #define DELIVER_FIRST_PAGE 1000  /* events fetched with the first page */
 #define DELIVER_PAGE 500         /* events per later page */
+#define DELIVER_PRESUB_MS 10000  /* live events held for a first subscribe */
 #define DELIVER_READ_BUDGET (256 * 1024) /* pipe bytes per loop wakeup */
 
 /*
@@ -44,6 +45,8 @@ void deliver_conn_start(struct conn *c, int has_resume, uint64_t resume_from,
 			deliver_ready_fn ready);
 /* The connection is ending: unindex it, cancel its replay. */
 void deliver_conn_end(struct conn *c);
+/* The daemon subscribed: events held for its first subscribe go out. */
+void deliver_conn_subscribed(struct conn *c);
 /* Its output queue drained: the replay may go on. */
 void deliver_conn_flushed(struct conn *c);
 

@@ -59,6 +59,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct json_writer;
+
 #define EVENT_DEFAULT_MAX_SIZE (64 * 1024) /* one record, bytes */
 #define EVENT_ID_MAX 129                   /* id: <= 128 bytes + NUL */
 #define EVENT_TYPE_MAX 65                  /* SUB_MAX_LEN + NUL */
@@ -138,6 +140,16 @@ void event_free(struct event *ev);
 size_t event_message(const struct event *ev, uint64_t seq, char *out,
 		     size_t cap);
 size_t event_message_size_hint(const struct event *ev);
+/*
+ * The message's "payload" object alone (the same bytes event_message()
+ * writes there), as one value into jw: at the top, as an array element or
+ * after a key.  GET /api/daemon/events lists these.  Returns 0, or -1 if
+ * jw is in error afterwards (no room, no value due) or ev has no payload
+ * (then nothing is written).  event_message_size_hint() is always enough
+ * room for one.
+ */
+int event_payload_write(const struct event *ev, uint64_t seq,
+			struct json_writer *jw);
 
 /* Routing. */
 enum event_target event_target(const struct event *ev);
