@@ -696,15 +696,9 @@ class Orchd:
         return kids
 
     def worker_pids(self):
-        """Living children of the supervisor, minus any that call themselves
-        the relay in their process title (the relay is not a worker)."""
-        out = []
-        for p in self.children():
-            title = (proc_cmdline(p) + " " + proc_comm(p)).lower()
-            if "relay" in title:
-                continue
-            out.append(p)
-        return out
+        """Living children of the supervisor, minus the relay (its process
+        name, comm, is orchd-relay)."""
+        return [p for p in self.children() if proc_comm(p).strip() != "orchd-relay"]
 
     def healthz(self, timeout=CLIENT_TIMEOUT):
         doc = healthz(self.port, timeout=timeout)
