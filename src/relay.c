@@ -513,6 +513,21 @@ note_unqueued(const struct pend *p, const char *orch)
 			  p->ev.id, orch, take_suppressed(LOG_UNQUEUED));
 }
 
+/* Account one enqueue reply; 1 if the event is in the queue. */
+static int
+enqueue_result(int status, const struct queue_enqueue_result *res,
+	       const struct pend *p, const char *orch)
+{
+	if (status != QUEUE_OK) {
+		note_unqueued(p, orch);
+		return 0;
+	}
+	if (!res->duplicate)
+		atomic_fetch_add(&rl.st->queued, 1);
+	atomic_fetch_add(&rl.st->evicted, res->evicted);
+	return 1;
+}
+
 static void
 enqueue_reply(struct queue *q, int status,
 	      const struct queue_enqueue_result *res, void *arg)
@@ -520,7 +535,7 @@ enqueue_reply(struct queue *q, int status,
 	struct pend *p = arg;
 
 	(void)q;
-	if (status == QUEUE_OK) {
+	if (enqueue_result(status, res, p, p->ev.orch)) {
 		p->seq = res->seq;
 		p->queued = 1;
 		/*
@@ -529,11 +544,6 @@ enqueue_reply(struct queue *q, int status,
 		 * nothing (idempotent by event id).
 		 */
 		p->duplicate = res->duplicate;
-		if (!res->duplicate)
-			atomic_fetch_add(&rl.st->queued, 1);
-		atomic_fetch_add(&rl.st->evicted, res->evicted);
-	} else {
-		note_unqueued(p, p->ev.orch);
 	}
 	p->outstanding--;
 	drain();
@@ -546,14 +556,9 @@ enqueue_orch_reply(struct queue *q, int status,
 	struct pend_orch *po = arg;
 
 	(void)q;
-	if (status == QUEUE_OK) {
+	if (enqueue_result(status, res, po->p, po->orch)) {
 		po->seq = res->seq;
 		po->duplicate = res->duplicate;
-		if (!res->duplicate)
-			atomic_fetch_add(&rl.st->queued, 1);
-		atomic_fetch_add(&rl.st->evicted, res->evicted);
-	} else {
-		note_unqueued(po->p, po->orch);
 	}
 	po->p->outstanding--;
 	drain();

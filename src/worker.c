@@ -171,19 +171,16 @@ worker_conn_freed(struct worker *w)
 	worker_accept_resume(w);
 }
 
+/* Answer a small JSON body (GET or HEAD). */
 static void
-worker_healthz(struct conn *c, const struct http_request *req)
+send_json(struct conn *c, const struct http_request *req, int status,
+	  const char *body, size_t blen)
 {
-	char body[256], resp[512];
-	int blen, n;
+	char resp[2048];
+	int n;
 
-	blen = snprintf(body, sizeof(body),
-			"{\"status\":\"ok\",\"workers\":%d,\"worker\":%d,"
-			"\"pid\":%ld,\"generation\":%u}\n",
-			c->w->cfg->workers, c->w->slot, (long)getpid(),
-			c->w->generation);
-	n = http_format_response(resp, sizeof(resp), 200, "application/json",
-				 NULL, body, (size_t)blen,
+	n = http_format_response(resp, sizeof(resp), status, "application/json",
+				 NULL, body, blen,
 				 req->keep_alive && !c->w->draining,
 				 req->method == HTTP_METHOD_HEAD);
 	if (n < 0) {
@@ -191,6 +188,20 @@ worker_healthz(struct conn *c, const struct http_request *req)
 		return;
 	}
 	conn_send(c, resp, (size_t)n, req->keep_alive);
+}
+
+static void
+worker_healthz(struct conn *c, const struct http_request *req)
+{
+	char body[256];
+	int blen;
+
+	blen = snprintf(body, sizeof(body),
+			"{\"status\":\"ok\",\"workers\":%d,\"worker\":%d,"
+			"\"pid\":%ld,\"generation\":%u}\n",
+			c->w->cfg->workers, c->w->slot, (long)getpid(),
+			c->w->generation);
+	send_json(c, req, 200, body, (size_t)blen);
 }
 
 /*
@@ -203,8 +214,8 @@ worker_readyz(struct conn *c, const struct http_request *req)
 {
 	const struct shm_relay *r = &c->w->shm->relay;
 	int ready = atomic_load(&r->subscribed) != 0;
-	char body[1024], resp[1400];
-	int blen, n;
+	char body[1024];
+	int blen;
 
 	blen = snprintf(
 		body, sizeof(body),
@@ -229,15 +240,7 @@ worker_readyz(struct conn *c, const struct http_request *req)
 		(unsigned long long)atomic_load(&r->overflow),
 		(unsigned long long)atomic_load(&r->reconnects),
 		(unsigned long long)atomic_load(&r->backlog));
-	n = http_format_response(resp, sizeof(resp), ready ? 200 : 503,
-				 "application/json", NULL, body, (size_t)blen,
-				 req->keep_alive && !c->w->draining,
-				 req->method == HTTP_METHOD_HEAD);
-	if (n < 0) {
-		conn_send_error(c, 500, NULL);
-		return;
-	}
-	conn_send(c, resp, (size_t)n, req->keep_alive);
+	send_json(c, req, ready ? 200 : 503, body, (size_t)blen);
 }
 
 int
