@@ -98,6 +98,8 @@ struct feed {
 	char canary_token[24];
 	uint64_t canary_seq;
 	int canary_out; /* a token is on its way */
+	ev_tstamp canary_sent; /* ev_now() when it was published */
+	ev_tstamp sub_rx;      /* ev_now() of the subscriber's last message */
 	ev_timer canary_tick, canary_deadline;
 
 	/* Stream. */
@@ -586,6 +588,7 @@ on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
 		conn_lost(c);
 		return;
 	}
+	f->sub_rx = ev_now(f->loop);
 	if (str_is(r->element[0], "message") &&
 	    r->element[2]->type == REDIS_REPLY_STRING) {
 		if (str_is(r->element[1], CHANNEL_GLOBAL)) {
@@ -653,6 +656,7 @@ canary_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	 * just as a subscription that went silent does.
 	 */
 	f->canary_out = 1;
+	f->canary_sent = ev_now(loop);
 	f->st.canary_sent++;
 	ev_timer_set(&f->canary_deadline,
 		     (double)f->cfg->redis_timeout_ms / 1000.0, 0.);
@@ -666,6 +670,17 @@ canary_deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 	if (!f->canary_out)
 		return;
+	/*
+	 * Messages came since the canary went out: the subscription is alive
+	 * and the canary is only queued behind them (a busy relay).  Give it
+	 * another period rather than dropping a working subscription.
+	 */
+	if (f->sub_rx >= f->canary_sent) {
+		f->canary_sent = ev_now(loop);
+		ev_timer_set(t, (double)f->cfg->redis_timeout_ms / 1000.0, 0.);
+		ev_timer_start(loop, t);
+		return;
+	}
 	f->canary_out = 0;
 	f->st.canary_failures++;
 	log_warnx("%s: the canary did not come back within %" PRIu64
