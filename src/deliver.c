@@ -90,6 +90,7 @@ struct deliver_pipe {
 	struct deliver *d;
 	int fd; /* -1: free */
 	ev_io io;
+	ev_idle more; /* the work budget ran out with frames left */
 	struct ipc_reader rd;
 };
 
@@ -105,6 +106,7 @@ struct deliver {
 	struct conn *all; /* every indexed connection */
 	struct conn **targets;
 	size_t cap_targets;
+	size_t work; /* connections looked at in this turn of the loop */
 	struct deliver_stats st;
 };
 
@@ -747,6 +749,7 @@ deliver_event(struct deliver *d, const struct ipc_event *ev)
 		/* A targeted event with an organization must match it. */
 		for (c = o != NULL ? o->head : NULL; c != NULL; c = next) {
 			next = c->proto->orch_next;
+			d->work++;
 			if (org[0] != '\0' && c->proto->org[0] != '\0' &&
 			    strcmp(org, c->proto->org) != 0)
 				continue;
@@ -756,6 +759,7 @@ deliver_event(struct deliver *d, const struct ipc_event *ev)
 	} else {
 		for (c = d->all; c != NULL; c = next) {
 			next = c->proto->all_next;
+			d->work++;
 			if (ev->target == IPC_TARGET_ORG &&
 			    strcmp(org, c->proto->org) != 0)
 				continue;
@@ -821,44 +825,74 @@ pipe_close(struct deliver_pipe *dp)
 			  "finish discarded",
 			  left);
 	ev_io_stop(dp->d->w->loop, &dp->io);
+	ev_idle_stop(dp->d->w->loop, &dp->more);
 	close(dp->fd);
 	dp->fd = -1;
 	ipc_reader_free(&dp->rd);
 }
 
+/*
+ * Deliver what the pipe holds, within a budget of work per turn of the
+ * loop: a broadcast to thousands of connections costs thousands of queue
+ * operations, and a turn that ran for seconds would starve every socket's
+ * writes (and every timer) meanwhile.  Past the budget, an idle watcher
+ * brings us back once the loop has written what was queued; the pipe (and
+ * behind it the relay's bounded queue) holds the rest.
+ */
 static void
-pipe_cb(struct ev_loop *loop, ev_io *io, int revents)
+pipe_run(struct deliver_pipe *dp)
 {
-	struct deliver_pipe *dp = io->data;
 	struct deliver *d = dp->d;
-	size_t budget = DELIVER_READ_BUDGET;
+	size_t bytes = 0;
 	struct ipc_frame f;
 	ssize_t n;
-	int rc;
+	int rc = 0;
 
-	(void)loop;
-	(void)revents;
-	while (budget > 0) {
+	d->work = 0;
+	for (;;) {
+		while (d->work < DELIVER_WORK_BUDGET &&
+		       (rc = ipc_reader_next(&dp->rd, &f)) > 0)
+			dispatch(d, &f);
+		if (rc < 0)
+			fatalx("deliver: relay pipe out of sync: %s",
+			       ipc_strerror(rc));
+		if (d->work >= DELIVER_WORK_BUDGET ||
+		    bytes >= DELIVER_READ_BUDGET) {
+			ev_idle_start(d->w->loop, &dp->more);
+			return;
+		}
 		n = ipc_reader_read(&dp->rd, dp->fd);
 		if (n == 0) {
 			/* The relay that wrote here is gone (restarted). */
 			pipe_close(dp);
 			return;
 		}
-		if (n < 0 && errno != ENOBUFS) {
+		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
-				return;
-			if (errno != EBADMSG)
+				break;
+			if (errno != ENOBUFS && errno != EBADMSG)
 				fatal("deliver: read relay pipe");
+			continue; /* _next() consumes, or reports the error */
 		}
-		while ((rc = ipc_reader_next(&dp->rd, &f)) > 0)
-			dispatch(d, &f);
-		if (rc < 0)
-			fatalx("deliver: relay pipe out of sync: %s",
-			       ipc_strerror(rc));
-		if (n > 0)
-			budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+		bytes += (size_t)n;
 	}
+	ev_idle_stop(d->w->loop, &dp->more);
+}
+
+static void
+pipe_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	(void)loop;
+	(void)revents;
+	pipe_run(io->data);
+}
+
+static void
+more_cb(struct ev_loop *loop, ev_idle *idle, int revents)
+{
+	(void)loop;
+	(void)revents;
+	pipe_run(idle->data);
 }
 
 static void
@@ -885,6 +919,8 @@ pipe_add(struct deliver *d, int fd)
 	ev_io_init(&dp->io, pipe_cb, fd, EV_READ);
 	dp->io.data = dp;
 	ev_io_start(d->w->loop, &dp->io);
+	ev_idle_init(&dp->more, more_cb);
+	dp->more.data = dp;
 }
 
 /* A new pipe from the supervisor (a relay (re)started). */
@@ -937,6 +973,7 @@ deliver_free(struct deliver *d)
 	for (int i = 0; i < DELIVER_MAX_PIPES; i++)
 		if (d->pipes[i].fd >= 0) {
 			ev_io_stop(d->w->loop, &d->pipes[i].io);
+			ev_idle_stop(d->w->loop, &d->pipes[i].more);
 			close(d->pipes[i].fd);
 			ipc_reader_free(&d->pipes[i].rd);
 		}

@@ -23,7 +23,8 @@ struct worker;
 #define DELIVER_FIRST_PAGE 1000  /* events fetched with the first page */
 #define DELIVER_PAGE 500         /* events per later page */
 #define DELIVER_PRESUB_MS 10000  /* live events held for a first subscribe */
-#define DELIVER_READ_BUDGET (256 * 1024) /* pipe bytes per loop wakeup */
+#define DELIVER_READ_BUDGET (256 * 1024) /* pipe bytes per loop turn */
+#define DELIVER_WORK_BUDGET 262144 /* connections looked at per loop turn */
 
 /*
  * Start reading the relay's pipe fd (non-blocking is set here), and the
