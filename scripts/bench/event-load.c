@@ -8,7 +8,7 @@
  *   event-load -p PORT -k SECRET_FILE -n N [-a ADDR] [-f FIRST_ID]
  *              [-o CONNS_PER_ORCH] [-b SRC_ADDR [-B COUNT]] [-c INFLIGHT]
  *              [-r READY_FILE] [-t MAX_SECONDS] [-T CONNECT_TIMEOUT]
- *              [-D DUMP_FILE]
+ *              [-D DUMP_FILE] [-E COUNT]
  *
  * Connection i (i = FIRST_ID .. FIRST_ID+N-1) upgrades on /daemon/ws (no
  * extension offered), sends `auth` with an HS256 token for orchestrator
@@ -33,6 +33,13 @@
  * local_addr:port" (state 4: open).  Several windows may follow each other on the same
  * connections.  SIGTERM/SIGINT, or MAX_SECONDS after the start, end the
  * program (a final line with "final":true).
+ *
+ * -E COUNT (a fixed-count stop, for tests): once every connection that is
+ * still open has received COUNT events since it got ready (and at least
+ * one is open), the window in progress ends as on SIGUSR2 (its JSON line,
+ * and the dump with -D; "duration_s" then runs from SIGUSR1 to the last
+ * connection's COUNT-th event) and the program stops as on SIGTERM.
+ * Without -E nothing of this happens.
  *
  * Each connection's source address is one of COUNT addresses from SRC_ADDR
  * on (IP_BIND_ADDRESS_NO_PORT), so ephemeral ports are per source address.
@@ -96,6 +103,7 @@ static struct {
 	int src_count;
 	const char *ready_file;
 	const char *dump_file;
+	uint64_t stop_count;
 	double max_s, connect_timeout_s;
 } opt = {.n = 1000, .per_orch = 1, .inflight = 500, .src_count = 1,
 	 .max_s = 600, .connect_timeout_s = 60};
@@ -862,6 +870,22 @@ report(int final)
 	}
 }
 
+/* -E: has every open connection got opt.stop_count events? */
+static int
+count_reached(void)
+{
+	int open = 0;
+
+	for (int i = 0; i < opt.n; i++) {
+		if (cs[i].st != S_READY)
+			continue;
+		if (cs[i].events < opt.stop_count)
+			return 0;
+		open++;
+	}
+	return open > 0;
+}
+
 static void
 usage(void)
 {
@@ -871,7 +895,7 @@ usage(void)
 		"         [-o CONNS_PER_ORCH] [-b SRC_ADDR [-B COUNT]] "
 		"[-c INFLIGHT]\n"
 		"         [-r READY_FILE] [-t MAX_SECONDS] "
-		"[-T CONNECT_TIMEOUT] [-D DUMP_FILE]\n"
+		"[-T CONNECT_TIMEOUT] [-D DUMP_FILE] [-E COUNT]\n"
 		"  SIGUSR1 starts a window, SIGUSR2 ends it (JSON line), "
 		"SIGTERM stops\n");
 	exit(2);
@@ -888,7 +912,7 @@ main(int argc, char **argv)
 	uint64_t t0, last_check = 0;
 	FILE *fp;
 
-	while ((ch = getopt(argc, argv, "p:k:n:a:f:o:b:B:c:r:t:T:D:")) != -1) {
+	while ((ch = getopt(argc, argv, "p:k:n:a:f:o:b:B:c:r:t:T:D:E:")) != -1) {
 		switch (ch) {
 		case 'p': port = atoi(optarg); break;
 		case 'k': secret_file = optarg; break;
@@ -910,6 +934,7 @@ main(int argc, char **argv)
 		case 't': opt.max_s = atof(optarg); break;
 		case 'T': opt.connect_timeout_s = atof(optarg); break;
 		case 'D': opt.dump_file = optarg; break;
+		case 'E': opt.stop_count = strtoull(optarg, NULL, 10); break;
 		default: usage();
 		}
 	}
@@ -1008,6 +1033,13 @@ main(int argc, char **argv)
 				connected(c, idx);
 			else
 				readable(c, idx);
+		}
+		if (opt.stop_count > 0 && settled && k > 0 && count_reached()) {
+			if (in_window) {
+				report(0);
+				in_window = 0;
+			}
+			break;
 		}
 	}
 	report(1);
