@@ -23,13 +23,33 @@
 #include "orchd/util.h"
 
 /*
- * KEYS events, bodies, times, seq; ARGV id, body, ts_ms, cap, ttl, now_ms.
- * Returns {seq, evicted, duplicate}.  Seqs are written with %.0f: Lua
- * numbers are doubles and tostring() would round past 14 digits.  The
- * eviction works in slices because unpack() has a bounded stack (the cap
- * may have been lowered far below the queue's length).
+ * The counter rule, shared by the scripts that allocate seqs: take n seqs
+ * from counter key, returning the last of them.  A counter that does not
+ * exist yet (INCRBY answers n) starts at now_ms instead, so the block is
+ * [now_ms, now_ms + n - 1].  Seqs are written with %.0f: Lua numbers are
+ * doubles and tostring() would round past 14 digits.
  */
-static const char enqueue_lua[] =
+#define TAKE_LUA                                                               \
+	"local function take(key, n, now)\n"                                   \
+	"  local last = redis.call('INCRBY', key, n)\n"                        \
+	"  if last == n then\n"                                                \
+	"    last = tonumber(now) + n - 1\n"                                   \
+	"    redis.call('SET', key, string.format('%.0f', last))\n"            \
+	"  end\n"                                                              \
+	"  return last\n"                                                      \
+	"end\n"
+
+/*
+ * KEYS events, bodies, times, seq; ARGV id, body, ts_ms, cap, ttl, now_ms,
+ * seq.  ARGV[7] "0" takes the next seq from the counter; any other value is
+ * a seq the caller reserved (queue_reserve()), used as is, and the counter
+ * is raised to it should it be lower (it cannot be, unless the counter was
+ * lost since the reservation), so that no queued seq is ever above the
+ * counter.  Returns {seq, evicted, duplicate}.  The eviction works in
+ * slices because unpack() has a bounded stack (the cap may have been
+ * lowered far below the queue's length).
+ */
+static const char enqueue_lua[] = TAKE_LUA
     "local function touch()\n"
     "  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end\n"
     "end\n"
@@ -38,10 +58,11 @@ static const char enqueue_lua[] =
     "  touch()\n"
     "  return {tonumber(old), 0, 1}\n"
     "end\n"
-    "local seq = redis.call('INCR', KEYS[4])\n"
-    "if seq == 1 then\n"
-    "  seq = tonumber(ARGV[6])\n"
-    "  redis.call('SET', KEYS[4], ARGV[6])\n"
+    "local seq = tonumber(ARGV[7])\n"
+    "if seq == 0 then\n"
+    "  seq = take(KEYS[4], 1, ARGV[6])\n"
+    "elseif tonumber(redis.call('GET', KEYS[4]) or '0') < seq then\n"
+    "  redis.call('SET', KEYS[4], ARGV[7])\n"
     "end\n"
     "redis.call('ZADD', KEYS[1], string.format('%.0f', seq), ARGV[1])\n"
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
@@ -60,14 +81,11 @@ static const char enqueue_lua[] =
     "touch()\n"
     "return {seq, evicted, 0}\n";
 
-/* KEYS seq; ARGV ttl, now_ms.  Returns the seq. */
-static const char seq_lua[] = "local seq = redis.call('INCR', KEYS[1])\n"
-			      "if seq == 1 then\n"
-			      "  seq = tonumber(ARGV[2])\n"
-			      "  redis.call('SET', KEYS[1], ARGV[2])\n"
-			      "end\n"
-			      "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
-			      "return seq\n";
+/* KEYS seq; ARGV n, ttl, now_ms.  Returns the last seq of the block. */
+static const char reserve_lua[] =
+    TAKE_LUA "local last = take(KEYS[1], tonumber(ARGV[1]), ARGV[3])\n"
+	     "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
+	     "return last\n";
 
 /* KEYS events, bodies, times; ARGV the ids.  Returns how many were queued. */
 static const char ack_lua[] =
@@ -101,9 +119,9 @@ static const char fetch_lua[] =
     "end\n"
     "return out\n";
 
-enum { SC_ENQUEUE, SC_SEQ, SC_ACK, SC_FETCH, SC_N };
+enum { SC_ENQUEUE, SC_RESERVE, SC_ACK, SC_FETCH, SC_N };
 
-static const char *const script_src[SC_N] = {enqueue_lua, seq_lua, ack_lua,
+static const char *const script_src[SC_N] = {enqueue_lua, reserve_lua, ack_lua,
 					     fetch_lua};
 
 struct qscript {
@@ -124,7 +142,7 @@ struct queue {
 	struct queue_stats st;
 };
 
-enum qop { OP_ENQUEUE, OP_SEQ, OP_ACK, OP_FETCH, OP_COUNT };
+enum qop { OP_ENQUEUE, OP_RESERVE, OP_ACK, OP_FETCH, OP_COUNT };
 
 /*
  * One operation.  The arguments are kept (in buf) until the reply, for the
@@ -136,6 +154,7 @@ struct qreq {
 	enum qop op;
 	int script;
 	int retried;
+	uint64_t nseqs; /* OP_RESERVE: the block's size */
 	union {
 		queue_enqueue_fn enq;
 		queue_num_fn num;
@@ -386,7 +405,7 @@ done_num(struct qreq *rq, const redisReply *rep)
 	uint64_t n;
 
 	if (rep->type != REDIS_REPLY_INTEGER || reply_u64(rep, &n) != 0 ||
-	    (rq->op == OP_SEQ && n == 0))
+	    (rq->op == OP_RESERVE && (n < rq->nseqs || n > QUEUE_SEQ_MAX)))
 		return -1;
 	rq->fn.num(rq->q, QUEUE_OK, n, rq->arg);
 	return 0;
@@ -444,7 +463,7 @@ done_error(struct qreq *rq, int status)
 	}
 }
 
-static const char *const op_name[] = {"enqueue", "next_seq", "ack", "fetch",
+static const char *const op_name[] = {"enqueue", "reserve", "ack", "fetch",
 				      "count"};
 
 static void
@@ -532,9 +551,10 @@ seq_floor(void)
 	return now > 0 ? now : 1;
 }
 
-int
-queue_enqueue(struct queue *q, const struct event *ev, const char *orch,
-	      queue_enqueue_fn fn, void *arg)
+/* seq 0: the script takes one from the counter. */
+static int
+enqueue(struct queue *q, const struct event *ev, const char *orch, uint64_t seq,
+	queue_enqueue_fn fn, void *arg)
 {
 	struct qreq *rq;
 	size_t hint, blen;
@@ -544,7 +564,7 @@ queue_enqueue(struct queue *q, const struct event *ev, const char *orch,
 	    !id_ok(ev->id))
 		return -1;
 	hint = event_queue_body_size_hint(ev);
-	rq = req_new(q, OP_ENQUEUE, SC_ENQUEUE, 11, hint + 512);
+	rq = req_new(q, OP_ENQUEUE, SC_ENQUEUE, 12, hint + 512);
 	rq->fn.enq = fn;
 	rq->arg = arg;
 	req_str(rq, "4");
@@ -567,24 +587,51 @@ queue_enqueue(struct queue *q, const struct event *ev, const char *orch,
 	req_u64(rq, q->max_events);
 	req_u64(rq, q->retention_s);
 	req_u64(rq, seq_floor());
+	req_u64(rq, seq);
+	return req_start(rq);
+}
+
+int
+queue_enqueue(struct queue *q, const struct event *ev, const char *orch,
+	      queue_enqueue_fn fn, void *arg)
+{
+	return enqueue(q, ev, orch, 0, fn, arg);
+}
+
+int
+queue_enqueue_seq(struct queue *q, const struct event *ev, const char *orch,
+		  uint64_t seq, queue_enqueue_fn fn, void *arg)
+{
+	if (seq == 0 || seq > QUEUE_SEQ_MAX)
+		return -1;
+	return enqueue(q, ev, orch, seq, fn, arg);
+}
+
+int
+queue_reserve(struct queue *q, const char *orch, unsigned n, queue_num_fn fn,
+	      void *arg)
+{
+	struct qreq *rq;
+
+	if (!usable(q) || fn == NULL || !orch_ok(orch) || n == 0 ||
+	    n > QUEUE_RESERVE_MAX)
+		return -1;
+	rq = req_new(q, OP_RESERVE, SC_RESERVE, 5, 128);
+	rq->fn.num = fn;
+	rq->arg = arg;
+	rq->nseqs = n;
+	req_str(rq, "1");
+	req_key(rq, QUEUE_KEY_SEQ, orch);
+	req_u64(rq, n);
+	req_u64(rq, q->retention_s);
+	req_u64(rq, seq_floor());
 	return req_start(rq);
 }
 
 int
 queue_next_seq(struct queue *q, const char *orch, queue_num_fn fn, void *arg)
 {
-	struct qreq *rq;
-
-	if (!usable(q) || fn == NULL || !orch_ok(orch))
-		return -1;
-	rq = req_new(q, OP_SEQ, SC_SEQ, 4, 128);
-	rq->fn.num = fn;
-	rq->arg = arg;
-	req_str(rq, "1");
-	req_key(rq, QUEUE_KEY_SEQ, orch);
-	req_u64(rq, q->retention_s);
-	req_u64(rq, seq_floor());
-	return req_start(rq);
+	return queue_reserve(q, orch, 1, fn, arg);
 }
 
 int

@@ -2,13 +2,34 @@
  * relay: Redis events -> durable queue -> worker pipes.
  *
  * Records are handled in the order the feed hands them over.  A record that
- * needs a Redis step first (a seq, or its place in the durable queue) waits
- * in a FIFO backlog until the reply is in; records leave the backlog only
- * from its head, so the workers see events in the order the relay received
- * them whatever the replies' timing.  Routing reads the registry when a
- * record leaves the backlog, not when it arrives: a daemon that connected
- * meanwhile either finds the event in its queue replay or gets it live (its
- * worker suppresses the duplicate).
+ * needs a Redis step first (its place in the durable queue, or a seq when
+ * none is at hand) waits in a FIFO backlog until the reply is in; records
+ * leave the backlog only from its head, so the workers see events in the
+ * order the relay received them whatever the replies' timing.  Routing
+ * reads the registry when a record leaves the backlog, not when it arrives:
+ * a daemon that connected meanwhile either finds the event in its queue
+ * replay or gets it live (its worker suppresses the duplicate).
+ *
+ * Seqs come from leases.  The relay is the only process that allocates
+ * seqs, so it reserves them in blocks, one queue_reserve() (INCRBY on the
+ * orchestrator's counter) per block, and gives them out itself, in arrival
+ * order: an event that does not require an ack, to a connected
+ * orchestrator, takes its seq at once and needs no Redis call at all; an
+ * event that is queued takes its seq from the lease too and is queued with
+ * it (queue_enqueue_seq()).  A lease fetches its next block when a quarter
+ * of the current one is left, so a busy orchestrator's events do not wait;
+ * a record that finds no seq at hand waits for the block like any other
+ * reply, and the copies behind it for the same orchestrator wait behind
+ * it.  Blocks start at LEASE_FIRST seqs and double while they are used up
+ * within LEASE_GROW_MS, up to LEASE_BLOCK_MAX: an idle orchestrator
+ * reserves little, a busy one rarely calls Redis.  Unused seqs (a relay
+ * restart, an evicted lease) are gaps, and seq is "strictly increasing",
+ * not contiguous.  A block is dropped once the relay has reconnected to
+ * Redis (a restarted Redis may have lost the counter; while Redis is away,
+ * the seqs at hand still serve live events) and after half the retention
+ * (the counter may have expired).  At most LEASE_MAX
+ * orchestrators have a lease; beyond, the least recently used lease that
+ * waits for no reply is dropped.
  */
 #include "config.h"
 
@@ -39,6 +60,12 @@
 
 #define LOG_EVERY_MS 60000 /* repeated warnings: once a minute */
 
+#define LEASE_MAX 65536       /* orchestrators with a lease (idle ones) */
+#define LEASE_FIRST 16        /* seqs in a new lease's first block */
+#define LEASE_BLOCK_MAX 1024  /* seqs in one block at most */
+#define LEASE_GROW_MS 5000    /* a block used up sooner: double the next */
+#define LEASE_SHRINK_MS 60000 /* one used up later: halve the next */
+
 struct relay_pipe {
 	int fd; /* -1: free */
 	int slot;
@@ -50,25 +77,50 @@ struct relay_pipe {
 	uint64_t last_drop_log;
 };
 
-/* One orchestrator's copy of a broadcast that requires an ack. */
+/*
+ * One orchestrator's copy of a record that takes a seq: the targeted
+ * record itself, or a broadcast's copy when it requires an ack.
+ */
 struct pend_orch {
 	struct pend *p;
-	uint64_t seq;
-	int duplicate;
+	struct pend_orch *wnext; /* waiting for its lease's next block */
+	uint64_t seq;            /* 0: none (Redis failed) */
+	int enqueue;             /* to be queued with its seq */
+	int queued;    /* in the durable queue: not lost if unrouted */
+	int duplicate; /* its id was queued already: not sent again */
 	char orch[REGISTRY_ID_MAX];
 };
 
 struct pend {
 	struct pend *next;
 	struct event ev;
-	int invalid;     /* refused: nothing to forward */
-	int outstanding; /* Redis replies still due */
-	int queued;      /* in the durable queue: not lost if unrouted */
-	int duplicate;   /* its id was queued already: not sent again */
-	uint64_t seq;
+	int invalid;             /* refused: nothing to forward */
+	int outstanding;         /* seqs and Redis replies still due */
+	struct pend_orch one;    /* targeted */
 	struct pend_orch *orchs; /* broadcast + requiresAck */
 	unsigned norchs;
 	char stream_id[FEED_STREAM_ID_MAX + 1]; /* "" for pub/sub */
+};
+
+/* Seqs [next, end) of an orchestrator's counter. */
+struct block {
+	uint64_t next, end;
+	uint64_t epoch; /* the Redis connection (connect count) it came from */
+	uint64_t born_ms; /* when it was reserved */
+};
+
+/* An orchestrator's seq lease (see the head comment). */
+struct lease {
+	struct lease *hnext;         /* hash chain */
+	struct lease *lprev, *lnext; /* LRU list: leases waiting for nothing */
+	struct pend_orch *whead, *wtail; /* copies waiting for a block, FIFO */
+	unsigned nwait;
+	struct block cur, spare; /* spare: the block after cur, fetched early */
+	unsigned size;           /* the next block's size */
+	unsigned asked;          /* the size of the block being reserved */
+	int reserving;           /* a queue_reserve() is in flight */
+	uint64_t reserved_ms;    /* when the last one was sent */
+	char orch[REGISTRY_ID_MAX];
 };
 
 static struct {
@@ -87,6 +139,10 @@ static struct {
 	struct relay_pipe pipes[RELAY_MAX_PIPES];
 	struct pend *head, *tail;
 	unsigned backlog;
+	struct lease **lbuckets; /* lease index by orchestrator */
+	size_t nlbuckets, nleases;
+	struct lease *lru_head, *lru_tail; /* least recently used first */
+	uint64_t lease_ttl_ms;
 	uint8_t *frame;   /* IPC_MAX_FRAME bytes */
 	char *msg;        /* event messages, grown on demand */
 	size_t msg_cap;
@@ -436,10 +492,13 @@ forward(struct pend *p)
 
 	switch (ev->target) {
 	case EVENT_TARGET_ORCHESTRATOR:
+		if (p->one.duplicate)
+			break;
 		registry_workers_for(rl.registry, ev->orch, &mask);
 		if (mask != 0)
-			send_frame(ev, ev->orch, p->seq, IPC_TARGET_ORCH, mask);
-		else if (!p->queued)
+			send_frame(ev, ev->orch, p->one.seq, IPC_TARGET_ORCH,
+				   mask);
+		else if (!p->one.queued)
 			atomic_fetch_add(&rl.st->unrouted, 1);
 		break;
 	case EVENT_TARGET_ORGANIZATION:
@@ -492,7 +551,7 @@ drain(void)
 		rl.head = p->next;
 		if (rl.head == NULL)
 			rl.tail = NULL;
-		if (!p->invalid && !p->duplicate)
+		if (!p->invalid)
 			forward(p);
 		if (p->stream_id[0] != '\0' && rl.feed != NULL)
 			feed_stream_commit(rl.feed, p->stream_id);
@@ -513,68 +572,317 @@ note_unqueued(const struct pend *p, const char *orch)
 			  p->ev.id, orch, take_suppressed(LOG_UNQUEUED));
 }
 
-/* Account one enqueue reply; 1 if the event is in the queue. */
-static int
-enqueue_result(int status, const struct queue_enqueue_result *res,
-	       const struct pend *p, const char *orch)
-{
-	if (status != QUEUE_OK) {
-		note_unqueued(p, orch);
-		return 0;
-	}
-	if (!res->duplicate)
-		atomic_fetch_add(&rl.st->queued, 1);
-	atomic_fetch_add(&rl.st->evicted, res->evicted);
-	return 1;
-}
-
 static void
 enqueue_reply(struct queue *q, int status,
 	      const struct queue_enqueue_result *res, void *arg)
 {
-	struct pend *p = arg;
-
-	(void)q;
-	if (enqueue_result(status, res, p, p->ev.orch)) {
-		p->seq = res->seq;
-		p->queued = 1;
-		/*
-		 * Queued already and not acked: the daemons got it live or
-		 * get it from their replay; publishing it again changes
-		 * nothing (idempotent by event id).
-		 */
-		p->duplicate = res->duplicate;
-	}
-	p->outstanding--;
-	drain();
-}
-
-static void
-enqueue_orch_reply(struct queue *q, int status,
-		   const struct queue_enqueue_result *res, void *arg)
-{
 	struct pend_orch *po = arg;
 
 	(void)q;
-	if (enqueue_result(status, res, po->p, po->orch)) {
+	if (status != QUEUE_OK) {
+		note_unqueued(po->p, po->orch);
+	} else {
+		if (!res->duplicate)
+			atomic_fetch_add(&rl.st->queued, 1);
+		atomic_fetch_add(&rl.st->evicted, res->evicted);
 		po->seq = res->seq;
+		po->queued = 1;
+		/*
+		 * Queued already and not acked: the daemons got it live or
+		 * get it from their replay; publishing it again changes
+		 * nothing (idempotent by event id).  The seq we brought is
+		 * left unused.
+		 */
 		po->duplicate = res->duplicate;
 	}
 	po->p->outstanding--;
 	drain();
 }
 
+/*
+ * po has its seq (0: none could be had): queue it if it is to be queued,
+ * else it is ready.  An event that cannot be queued goes out live, with
+ * its seq if it has one.
+ */
 static void
-seq_reply(struct queue *q, int status, uint64_t n, void *arg)
+copy_seq(struct pend_orch *po, uint64_t seq)
 {
-	struct pend *p = arg;
+	po->seq = seq;
+	if (po->enqueue) {
+		if (seq != 0 &&
+		    queue_enqueue_seq(rl.queue, &po->p->ev, po->orch, seq,
+				      enqueue_reply, po) == 0)
+			return; /* still outstanding */
+		note_unqueued(po->p, po->orch);
+	}
+	po->p->outstanding--;
+}
+
+/* ---- seq leases ------------------------------------------------------- */
+
+/* FNV-1a 64. */
+static size_t
+lease_bucket(const char *orch, size_t nbuckets)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *orch != '\0'; orch++) {
+		h ^= (uint8_t)*orch;
+		h *= 0x100000001b3ULL;
+	}
+	return (size_t)h & (nbuckets - 1);
+}
+
+static void
+lru_unlink(struct lease *l)
+{
+	if (l->lprev != NULL)
+		l->lprev->lnext = l->lnext;
+	else if (rl.lru_head == l)
+		rl.lru_head = l->lnext;
+	else
+		return; /* not in the list */
+	if (l->lnext != NULL)
+		l->lnext->lprev = l->lprev;
+	else
+		rl.lru_tail = l->lprev;
+	l->lprev = l->lnext = NULL;
+}
+
+static void
+lru_append(struct lease *l)
+{
+	l->lprev = rl.lru_tail;
+	l->lnext = NULL;
+	if (rl.lru_tail != NULL)
+		rl.lru_tail->lnext = l;
+	else
+		rl.lru_head = l;
+	rl.lru_tail = l;
+}
+
+static void
+lease_grow(void)
+{
+	size_t n = rl.nlbuckets * 2;
+	struct lease **nb = util_calloc(n, sizeof(*nb));
+
+	for (size_t i = 0; i < rl.nlbuckets; i++) {
+		struct lease *l = rl.lbuckets[i], *next;
+
+		for (; l != NULL; l = next) {
+			size_t b = lease_bucket(l->orch, n);
+
+			next = l->hnext;
+			l->hnext = nb[b];
+			nb[b] = l;
+		}
+	}
+	free(rl.lbuckets);
+	rl.lbuckets = nb;
+	rl.nlbuckets = n;
+}
+
+/* Drop an idle lease (in the LRU list, waiting for no reply). */
+static void
+lease_drop(struct lease *l)
+{
+	struct lease **pp = &rl.lbuckets[lease_bucket(l->orch, rl.nlbuckets)];
+
+	while (*pp != l)
+		pp = &(*pp)->hnext;
+	*pp = l->hnext;
+	lru_unlink(l);
+	rl.nleases--;
+	free(l);
+}
+
+/*
+ * orch's lease, made if need be; it becomes the most recently used.  A
+ * lease waiting for a reply is never dropped (its reply would find it
+ * gone), so the index may pass LEASE_MAX by as many leases as there are
+ * replies due, which the Redis client bounds.
+ */
+static struct lease *
+lease_get(const char *orch)
+{
+	struct lease *l;
+	size_t b;
+
+	if (rl.lbuckets == NULL) {
+		rl.nlbuckets = 1024;
+		rl.lbuckets = util_calloc(rl.nlbuckets, sizeof(*rl.lbuckets));
+	}
+	b = lease_bucket(orch, rl.nlbuckets);
+	for (l = rl.lbuckets[b]; l != NULL; l = l->hnext) {
+		if (strcmp(l->orch, orch) == 0) {
+			if (!l->reserving && l != rl.lru_tail) {
+				lru_unlink(l);
+				lru_append(l);
+			}
+			return l;
+		}
+	}
+	if (rl.nleases >= LEASE_MAX && rl.lru_head != NULL)
+		lease_drop(rl.lru_head);
+	if (rl.nleases >= rl.nlbuckets)
+		lease_grow();
+	l = util_calloc(1, sizeof(*l));
+	util_strlcpy(l->orch, orch, sizeof(l->orch));
+	l->size = LEASE_FIRST;
+	b = lease_bucket(orch, rl.nlbuckets);
+	l->hnext = rl.lbuckets[b];
+	rl.lbuckets[b] = l;
+	lru_append(l);
+	rl.nleases++;
+	return l;
+}
+
+static uint64_t
+redis_epoch(void)
+{
+	struct redis_stats rs;
+
+	redis_get_stats(rl.redis, &rs);
+	return rs.connects;
+}
+
+static int
+block_ok(const struct block *bk, uint64_t epoch, uint64_t now)
+{
+	return bk->next < bk->end && bk->epoch == epoch &&
+	       now - bk->born_ms < rl.lease_ttl_ms;
+}
+
+static void lease_reply(struct queue *q, int status, uint64_t last, void *arg);
+
+/* Ask for the next block; -1 if the queue refused. */
+static int
+lease_reserve(struct lease *l)
+{
+	uint64_t now = util_now_ms();
+	unsigned n;
+
+	if (l->reserved_ms != 0 && now - l->reserved_ms < LEASE_GROW_MS)
+		l->size = l->size * 2 < LEASE_BLOCK_MAX ? l->size * 2
+							: LEASE_BLOCK_MAX;
+	else if (l->reserved_ms != 0 && now - l->reserved_ms > LEASE_SHRINK_MS)
+		l->size = l->size / 2 > LEASE_FIRST ? l->size / 2 : LEASE_FIRST;
+	/* Enough for the copies waiting, if the bound allows. */
+	n = l->nwait > l->size ? l->nwait : l->size;
+	if (n > LEASE_BLOCK_MAX)
+		n = LEASE_BLOCK_MAX;
+	if (queue_reserve(rl.queue, l->orch, n, lease_reply, l) != 0)
+		return -1;
+	l->asked = n;
+	l->reserving = 1;
+	l->reserved_ms = now;
+	lru_unlink(l); /* not to be dropped before the reply */
+	return 0;
+}
+
+/*
+ * The next seq of the lease, or 0 when it has none at hand.  Fetches the
+ * next block when a quarter of this one is left.
+ */
+static uint64_t
+lease_take(struct lease *l)
+{
+	uint64_t epoch = redis_epoch(), now = util_now_ms(), seq;
+
+	if (!block_ok(&l->cur, epoch, now)) {
+		l->cur = l->spare;
+		memset(&l->spare, 0, sizeof(l->spare));
+		if (!block_ok(&l->cur, epoch, now)) {
+			memset(&l->cur, 0, sizeof(l->cur));
+			return 0;
+		}
+	}
+	seq = l->cur.next++;
+	if (!l->reserving && !block_ok(&l->spare, epoch, now) &&
+	    l->cur.end - l->cur.next <= l->size / 4)
+		(void)lease_reserve(l); /* refused: the next take asks again */
+	return seq;
+}
+
+/* No seq to be had: the waiting copies go on without one. */
+static void
+lease_fail(struct lease *l)
+{
+	struct pend_orch *po;
+
+	while ((po = l->whead) != NULL) {
+		l->whead = po->wnext;
+		po->wnext = NULL;
+		copy_seq(po, 0);
+	}
+	l->wtail = NULL;
+	l->nwait = 0;
+}
+
+static void
+lease_reply(struct queue *q, int status, uint64_t last, void *arg)
+{
+	struct lease *l = arg;
+	struct pend_orch *po;
+	uint64_t seq = 0;
 
 	(void)q;
-	if (status == QUEUE_OK)
-		p->seq = n;
-	p->outstanding--;
+	l->reserving = 0;
+	if (status == QUEUE_OK) {
+		struct block bk = {last - l->asked + 1, last + 1, redis_epoch(),
+				   util_now_ms()};
+
+		/* Blocks come in counter order: this one is after cur. */
+		if (block_ok(&l->cur, bk.epoch, bk.born_ms))
+			l->spare = bk;
+		else
+			l->cur = bk;
+	}
+	/* In arrival order; a take may send the next reservation. */
+	while ((po = l->whead) != NULL &&
+	       (status != QUEUE_OK || (seq = lease_take(l)) != 0)) {
+		l->whead = po->wnext;
+		if (l->whead == NULL)
+			l->wtail = NULL;
+		po->wnext = NULL;
+		l->nwait--;
+		copy_seq(po, seq);
+	}
+	if (l->whead != NULL && !l->reserving && lease_reserve(l) != 0)
+		lease_fail(l);
+	if (!l->reserving)
+		lru_append(l);
 	drain();
 }
+
+/*
+ * Give po a seq from its orchestrator's lease, now if one is at hand (and
+ * no copy waits before it), else when the lease's next block comes.
+ */
+static void
+want_seq(struct pend_orch *po)
+{
+	struct lease *l = lease_get(po->orch);
+	uint64_t seq;
+
+	po->p->outstanding++;
+	if (l->whead == NULL && (seq = lease_take(l)) != 0) {
+		copy_seq(po, seq);
+		return;
+	}
+	po->wnext = NULL;
+	if (l->wtail != NULL)
+		l->wtail->wnext = po;
+	else
+		l->whead = po;
+	l->wtail = po;
+	l->nwait++;
+	if (!l->reserving && lease_reserve(l) != 0)
+		lease_fail(l);
+}
+
+/* ---- records ---------------------------------------------------------- */
 
 struct collect {
 	struct pend *p;
@@ -601,13 +909,14 @@ collect_cb(uint32_t slot, const struct registry_entry *e, void *arg)
 	}
 	memset(&p->orchs[p->norchs], 0, sizeof(p->orchs[0]));
 	p->orchs[p->norchs].p = p;
+	p->orchs[p->norchs].enqueue = 1;
 	util_strlcpy(p->orchs[p->norchs].orch, e->orchestrator,
 		     sizeof(p->orchs[0].orch));
 	p->norchs++;
 	return 0;
 }
 
-/* Start the Redis steps a valid record needs (PROTOCOL.md section 6). */
+/* Start the seqs and Redis steps a valid record needs (PROTOCOL.md 6). */
 static void
 plan(struct pend *p)
 {
@@ -616,19 +925,14 @@ plan(struct pend *p)
 	if (ev->target == EVENT_TARGET_ORCHESTRATOR) {
 		/*
 		 * requiresAck: queued before it is delivered.  Otherwise
-		 * queued only when the orchestrator has no connection, and
-		 * given a seq from the same counter when it has.
+		 * queued only when the orchestrator has no connection.
+		 * Either way it takes a seq from the lease.
 		 */
-		if (ev->requires_ack || registry_count(rl.registry, ev->orch) == 0) {
-			if (queue_enqueue(rl.queue, ev, ev->orch, enqueue_reply,
-					  p) == 0)
-				p->outstanding++;
-			else
-				note_unqueued(p, ev->orch);
-		} else if (queue_next_seq(rl.queue, ev->orch, seq_reply, p) ==
-			   0) {
-			p->outstanding++;
-		}
+		p->one.p = p;
+		util_strlcpy(p->one.orch, ev->orch, sizeof(p->one.orch));
+		p->one.enqueue = ev->requires_ack ||
+				 registry_count(rl.registry, ev->orch) == 0;
+		want_seq(&p->one);
 		return;
 	}
 	if (!ev->requires_ack)
@@ -637,14 +941,9 @@ plan(struct pend *p)
 		struct collect cl = {p, 0};
 
 		registry_foreach(rl.registry, collect_cb, &cl);
-		for (unsigned i = 0; i < p->norchs; i++) {
-			if (queue_enqueue(rl.queue, ev, p->orchs[i].orch,
-					  enqueue_orch_reply,
-					  &p->orchs[i]) == 0)
-				p->outstanding++;
-			else
-				note_unqueued(p, p->orchs[i].orch);
-		}
+		/* The array is complete: the copies' addresses hold. */
+		for (unsigned i = 0; i < p->norchs; i++)
+			want_seq(&p->orchs[i]);
 		if (p->norchs == 0) { /* nobody to queue it for */
 			free(p->orchs);
 			p->orchs = NULL;
@@ -782,6 +1081,7 @@ relay_run(const struct relay_args *a)
 			     "redis");
 	rl.queue = queue_new(rl.redis, rl.cfg->queue_max_events,
 			     rl.cfg->queue_retention_ms / 1000);
+	rl.lease_ttl_ms = rl.cfg->queue_retention_ms / 2;
 	rl.feed = feed_new(rl.loop, rl.cfg, &cb, NULL);
 	log_info("%s: started (start %u)", __func__, rl.generation);
 	ev_run(rl.loop, 0);

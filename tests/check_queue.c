@@ -335,6 +335,31 @@ next_seq(struct queue *q, const char *orch)
 	return res.n;
 }
 
+/* queue_enqueue_seq(); the event's marker is its id. */
+static struct queue_enqueue_result
+enq_seq(struct queue *q, const char *orch, const char *id, uint64_t seq)
+{
+	struct event ev;
+	struct res res = {0};
+
+	mkev(&ev, id, TS_BASE, id);
+	ck_assert_int_eq(queue_enqueue_seq(q, &ev, orch, seq, on_enq, &res), 0);
+	event_free(&ev);
+	wait_ok(&res.done, &res.status);
+	return res.enq;
+}
+
+/* queue_reserve(): the block's last seq. */
+static uint64_t
+reserve(struct queue *q, const char *orch, unsigned n)
+{
+	struct res res = {0};
+
+	ck_assert_int_eq(queue_reserve(q, orch, n, on_num, &res), 0);
+	wait_ok(&res.done, &res.status);
+	return res.n;
+}
+
 static uint64_t
 ack(struct queue *q, const char *orch, const char *const *ids, size_t n)
 {
@@ -851,6 +876,198 @@ START_TEST(test_next_seq)
 }
 END_TEST
 
+/*
+ * A lease: a fresh counter's block starts at the wall clock; blocks are
+ * disjoint and increasing; only the counter is written, with its TTL.
+ */
+START_TEST(test_reserve)
+{
+	struct redis *r = connect_client(5000);
+	struct queue *q = queue_new(r, 0, 3600);
+	uint64_t t0 = util_wall_ms(), a, b, c, d, e;
+	struct res res = {0};
+
+	a = reserve(q, ORCH, 16);
+	ck_assert_uint_ge(a - 15, t0);
+	ck_assert_uint_le(a - 15, util_wall_ms());
+	ck_assert_int_eq(key_num("GET", QUEUE_KEY_SEQ, ORCH, NULL),
+			 (long long)a);
+	ck_assert_int_gt(TTL(QUEUE_KEY_SEQ, ORCH), 3590);
+	for (size_t i = 0; i < 3; i++)
+		ck_assert_int_eq(EXISTS(all_prefixes[i], ORCH), 0);
+	/* The next blocks follow: (a, a + 32], then (b, b + 1]. */
+	b = reserve(q, ORCH, 32);
+	ck_assert_uint_eq(b, a + 32);
+	c = reserve(q, ORCH, 1);
+	ck_assert_uint_eq(c, b + 1);
+	/* A seq taken by queue_enqueue() is after them too, and before. */
+	d = enq(q, ORCH, "e1", TS_BASE, "x").seq;
+	ck_assert_uint_eq(d, c + 1);
+	e = reserve(q, ORCH, QUEUE_RESERVE_MAX);
+	ck_assert_uint_eq(e - QUEUE_RESERVE_MAX + 1, d + 1);
+	/* The TTL is refreshed. */
+	freeReplyObject(cmd("EXPIRE " QUEUE_KEY_SEQ ORCH " 5"));
+	reserve(q, ORCH, 4);
+	ck_assert_int_gt(TTL(QUEUE_KEY_SEQ, ORCH), 3590);
+	/* Another orchestrator has its own counter. */
+	ck_assert_uint_ge(reserve(q, "orch-2", 1), t0);
+	ck_assert_uint_lt(reserve(q, "orch-2", 1), e);
+	/* An expired counter starts again at the clock, above the old. */
+	usleep(20000);
+	freeReplyObject(cmd("DEL " QUEUE_KEY_SEQ "orch-2"));
+	ck_assert_uint_gt(reserve(q, "orch-2", 8) - 7, t0 + 10);
+	/* Refused: no seqs, too many, no orchestrator, no callback. */
+	ck_assert_int_eq(queue_reserve(q, ORCH, 0, on_num, &res), -1);
+	ck_assert_int_eq(
+	    queue_reserve(q, ORCH, QUEUE_RESERVE_MAX + 1, on_num, &res), -1);
+	ck_assert_int_eq(queue_reserve(q, "", 1, on_num, &res), -1);
+	ck_assert_int_eq(queue_reserve(q, ORCH, 1, NULL, &res), -1);
+	run_for(0.05);
+	ck_assert_int_eq(res.done, 0);
+	queue_free(q);
+	redis_free(r);
+}
+END_TEST
+
+/* Queued with the seq it brings: stored at that score, replayed by it. */
+START_TEST(test_enqueue_seq)
+{
+	struct redis *r = connect_client(5000);
+	struct queue *q = queue_new(r, 0, 3600);
+	uint64_t last = reserve(q, ORCH, 10), first = last - 9;
+	struct queue_enqueue_result a, b, c;
+	struct event ev;
+	struct res res = {0};
+	struct fres *f;
+	redisReply *rep;
+
+	/* Out of order between two ids: the score decides. */
+	a = enq_seq(q, ORCH, "e5", first + 5);
+	b = enq_seq(q, ORCH, "e2", first + 2);
+	ck_assert(!a.duplicate && !b.duplicate);
+	ck_assert_uint_eq(a.seq, first + 5);
+	ck_assert_uint_eq(b.seq, first + 2);
+	ck_assert_uint_eq(a.evicted + b.evicted, 0);
+	ck_assert_int_eq(ZSCORE(QUEUE_KEY_EVENTS, ORCH, "e5"),
+			 (long long)(first + 5));
+	ck_assert_int_eq(HEXISTS(ORCH, "e2"), 1);
+	ck_assert_int_eq(ZSCORE(QUEUE_KEY_TIMES, ORCH, "e2"),
+			 (long long)TS_BASE);
+	/* The counter is the lease's end still. */
+	ck_assert_int_eq(key_num("GET", QUEUE_KEY_SEQ, ORCH, NULL),
+			 (long long)last);
+	f = fetch(q, ORCH, first, 10, 0);
+	ck_assert_uint_eq(f->n, 2);
+	ck_assert_str_eq(f->id[0], "e2");
+	ck_assert_str_eq(f->id[1], "e5");
+	ck_assert_uint_eq(f->last_seq, last);
+	fres_free(f);
+	/* Idempotent by id: the first seq, nothing written. */
+	c = enq_seq(q, ORCH, "e5", first + 7);
+	ck_assert(c.duplicate);
+	ck_assert_uint_eq(c.seq, first + 5);
+	ck_assert_int_eq(ZCARD(QUEUE_KEY_EVENTS, ORCH), 2);
+	ck_assert_int_eq(HLEN(ORCH), 2);
+	rep = cmd("HGET " QUEUE_KEY_BODIES ORCH " e5");
+	ck_assert_ptr_nonnull(strstr(rep->str, "\"e5\""));
+	freeReplyObject(rep);
+	/* Every key has the retention, refreshed by a duplicate too. */
+	expect_ttls(ORCH, 3600);
+	for (size_t i = 0; i < 4; i++) {
+		char key[128];
+
+		snprintf(key, sizeof(key), "%s%s", all_prefixes[i], ORCH);
+		freeReplyObject(cmd("EXPIRE %s 5", key));
+	}
+	enq_seq(q, ORCH, "e2", first + 8);
+	expect_ttls(ORCH, 3600);
+	/* Refused: no seq, a seq past QUEUE_SEQ_MAX. */
+	mkev(&ev, "e9", TS_BASE, "x");
+	ck_assert_int_eq(queue_enqueue_seq(q, &ev, ORCH, 0, on_enq, &res), -1);
+	ck_assert_int_eq(
+	    queue_enqueue_seq(q, &ev, ORCH, QUEUE_SEQ_MAX + 1, on_enq, &res),
+	    -1);
+	ck_assert_int_eq(queue_enqueue_seq(q, &ev, "", first, on_enq, &res),
+			 -1);
+	ck_assert_int_eq(queue_enqueue_seq(q, &ev, ORCH, first, NULL, &res),
+			 -1);
+	event_free(&ev);
+	run_for(0.05);
+	ck_assert_int_eq(res.done, 0);
+	queue_free(q);
+	redis_free(r);
+}
+END_TEST
+
+/* The cap evicts the lowest seqs, whatever order they were queued in. */
+START_TEST(test_enqueue_seq_cap)
+{
+	struct redis *r = connect_client(5000);
+	struct queue *q = queue_new(r, 3, 0);
+	uint64_t first = reserve(q, ORCH, 10) - 9;
+	static const unsigned at[] = {4, 1, 6, 9, 2};
+	static const unsigned evicted[] = {0, 0, 0, 1, 1};
+	char id[8];
+	redisReply *rep;
+
+	for (size_t i = 0; i < UTIL_NELEM(at); i++) {
+		snprintf(id, sizeof(id), "e%u", at[i]);
+		ck_assert_uint_eq(enq_seq(q, ORCH, id, first + at[i]).evicted,
+				  evicted[i]);
+	}
+	/* e1 went when e9 came; e2 came last and was the lowest then. */
+	rep = cmd("ZRANGE " QUEUE_KEY_EVENTS ORCH " 0 -1");
+	ck_assert_uint_eq(rep->elements, 3);
+	ck_assert_str_eq(rep->element[0]->str, "e4");
+	ck_assert_str_eq(rep->element[1]->str, "e6");
+	ck_assert_str_eq(rep->element[2]->str, "e9");
+	freeReplyObject(rep);
+	ck_assert_int_eq(HLEN(ORCH), 3);
+	ck_assert_int_eq(ZCARD(QUEUE_KEY_TIMES, ORCH), 3);
+	ck_assert_int_eq(HEXISTS(ORCH, "e2"), 0);
+	queue_free(q);
+	redis_free(r);
+}
+END_TEST
+
+/*
+ * The counter is never below a queued seq: a reserve after
+ * queue_enqueue_seq() returns seqs above it, even when the counter was
+ * lost in between (then queue_enqueue_seq() raises it).
+ */
+START_TEST(test_reserve_after_enqueue_seq)
+{
+	struct redis *r = connect_client(5000);
+	struct queue *q = queue_new(r, 0, 0);
+	uint64_t last = reserve(q, ORCH, 16), big, s;
+	struct fres *f;
+
+	enq_seq(q, ORCH, "e1", last);
+	ck_assert_uint_eq(reserve(q, ORCH, 4) - 3, last + 1);
+	/* Lost: the lease holds seqs the counter no longer knows. */
+	freeReplyObject(cmd("DEL " QUEUE_KEY_SEQ ORCH));
+	big = util_wall_ms() + 1000000;
+	ck_assert_uint_eq(enq_seq(q, ORCH, "e2", big).seq, big);
+	ck_assert_int_eq(key_num("GET", QUEUE_KEY_SEQ, ORCH, NULL),
+			 (long long)big);
+	s = reserve(q, ORCH, 8);
+	ck_assert_uint_eq(s - 7, big + 1);
+	/* A seq below the counter leaves it alone. */
+	enq_seq(q, ORCH, "e3", big - 5);
+	ck_assert_int_eq(key_num("GET", QUEUE_KEY_SEQ, ORCH, NULL),
+			 (long long)s);
+	ck_assert_uint_gt(enq(q, ORCH, "e4", TS_BASE, "x").seq, s);
+	/* No queued seq is above the counter fetch reports. */
+	f = fetch(q, ORCH, 0, 10, 0);
+	ck_assert_uint_eq(f->n, 4);
+	for (size_t i = 0; i < f->n; i++)
+		ck_assert_uint_le(f->seq[i], f->last_seq);
+	fres_free(f);
+	queue_free(q);
+	redis_free(r);
+}
+END_TEST
+
 START_TEST(test_noscript_recovery)
 {
 	struct redis *r = connect_client(5000);
@@ -1188,6 +1405,10 @@ main(void)
 	tcase_add_test(tc, test_fetch_since);
 	tcase_add_test(tc, test_count);
 	tcase_add_test(tc, test_next_seq);
+	tcase_add_test(tc, test_reserve);
+	tcase_add_test(tc, test_enqueue_seq);
+	tcase_add_test(tc, test_enqueue_seq_cap);
+	tcase_add_test(tc, test_reserve_after_enqueue_seq);
 	tcase_add_test(tc, test_noscript_recovery);
 	tcase_add_test(tc, test_reload_after_reconnect);
 	tcase_add_test(tc, test_redis_down);

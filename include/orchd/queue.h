@@ -15,18 +15,25 @@
  * daemon:events:O ("daemon:events:O:bodies" is also the sorted set of an
  * orchestrator named "O:bodies", and one tenant could break another's
  * queue).  The four keys share one TTL, the retention, which every enqueue
- * refreshes (queue_next_seq() refreshes the counter's), so a queue nobody
+ * refreshes (queue_reserve() refreshes the counter's), so a queue nobody
  * writes to disappears whole.  All keys of one orchestrator are used by one
  * script, so the scheme needs a single Redis, not Redis Cluster.
  *
  * Sequence numbers: `seq` is "per-orchestrator sequence, strictly
- * increasing", so every event delivered to an orchestrator takes one,
- * queued (queue_enqueue()) or live only (queue_next_seq()): both INCR the
- * same counter.  A counter that does not exist yet (new orchestrator, or
- * expired after a retention of silence) starts at the caller's wall clock
- * in ms rather than at 1, so that seqs still only grow across an expiry and
- * a daemon's old resumeFrom cannot hide events queued after it.  Seqs stay
- * below 2^53 (exact as JSON numbers and as sorted-set scores).
+ * increasing" (not contiguous: gaps are allowed), so every event delivered
+ * to an orchestrator takes one from its counter.  The relay, the only
+ * process that allocates seqs, leases them in blocks: queue_reserve() INCRBYs
+ * the counter by n and hands back the block's last seq, and the relay gives
+ * the block's seqs out itself, to events delivered live only and to events
+ * it queues with queue_enqueue_seq().  The counter is thus never below a
+ * seq in use, and a block nobody used up (a relay restart, an evicted
+ * lease) is only a gap.  queue_enqueue() and queue_next_seq() take one seq
+ * from the counter in the same step, for callers without a lease.  A
+ * counter that does not exist yet (new orchestrator, or expired after a
+ * retention of silence) starts at the caller's wall clock in ms rather than
+ * at 1, so that seqs still only grow across an expiry and a daemon's old
+ * resumeFrom cannot hide events queued after it.  Seqs stay at most
+ * QUEUE_SEQ_MAX (exact as JSON numbers and as sorted-set scores).
  *
  * Every operation is one atomic step on the server (a Lua script sent with
  * EVALSHA; the scripts are loaded with SCRIPT LOAD on first use and on each
@@ -62,7 +69,9 @@
 #define QUEUE_RETENTION_LIMIT_S (365 * 86400) /* queue_retention range */
 #define QUEUE_ORCH_MAX 63                     /* bytes of an orchestrator id */
 #define QUEUE_ID_MAX 128                      /* bytes of an event id */
-#define QUEUE_BATCH_MAX 1000 /* ids per ack, events per fetch */
+#define QUEUE_BATCH_MAX 1000    /* ids per ack, events per fetch */
+#define QUEUE_RESERVE_MAX 65536 /* seqs per queue_reserve() */
+#define QUEUE_SEQ_MAX ((UINT64_C(1) << 53) - 1)
 
 enum queue_status {
 	QUEUE_OK = 0,
@@ -97,7 +106,10 @@ struct queue_fetch_result {
 typedef void (*queue_enqueue_fn)(struct queue *q, int status,
 				 const struct queue_enqueue_result *res,
 				 void *arg);
-/* queue_next_seq(): the seq; queue_ack(): removed; queue_count(): queued. */
+/*
+ * queue_reserve(): the block's last seq; queue_next_seq(): the seq;
+ * queue_ack(): removed; queue_count(): queued.
+ */
 typedef void (*queue_num_fn)(struct queue *q, int status, uint64_t n,
 			     void *arg);
 typedef void (*queue_fetch_fn)(struct queue *q, int status,
@@ -132,9 +144,22 @@ void queue_free(struct queue *q);
 int queue_enqueue(struct queue *q, const struct event *ev, const char *orch,
 		  queue_enqueue_fn fn, void *arg);
 /*
- * The next seq for an event delivered live and not queued (an event that
- * does not require an ack, to a connected orchestrator).
+ * queue_enqueue() with a seq the caller reserved (1..QUEUE_SEQ_MAX) instead
+ * of one taken from the counter; the same idempotency (a duplicate returns
+ * the seq it was queued with, and the given one stays unused), cap and
+ * TTLs.  Should the counter be below seq (lost since the reservation), it
+ * is raised to seq.
  */
+int queue_enqueue_seq(struct queue *q, const struct event *ev, const char *orch,
+		      uint64_t seq, queue_enqueue_fn fn, void *arg);
+/*
+ * Lease n seqs (1..QUEUE_RESERVE_MAX) from orch's counter and refresh its
+ * TTL: fn gets the last seq of the block, which is (last - n, last], every
+ * seq of it above any seq given before.  Nothing else is written.
+ */
+int queue_reserve(struct queue *q, const char *orch, unsigned n,
+		  queue_num_fn fn, void *arg);
+/* queue_reserve() of one seq: fn gets it. */
 int queue_next_seq(struct queue *q, const char *orch, queue_num_fn fn,
 		   void *arg);
 /*
