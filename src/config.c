@@ -496,6 +496,12 @@ static const struct enumval revocation_values[] = {
 	{NULL, 0},
 };
 
+static const struct enumval db_failure_values[] = {
+	{"fail-closed", CONFIG_DB_FAIL_CLOSED},
+	{"cached", CONFIG_DB_CACHED},
+	{NULL, 0},
+};
+
 static const struct enumval bool_values[] = {
 	{"on", 1},
 	{"off", 0},
@@ -632,6 +638,32 @@ static const struct directive directives[] = {
 	 .dump = dump_session_ttl, .syntax = "DURATION",
 	 .help = "lifetime of a connection's session key in Redis, renewed by "
 		 "its heartbeats; 0: 3 x heartbeat_interval"},
+	{.name = "database", .type = DT_CUSTOM, .set = cfgd_set_database,
+	 .dump = cfgd_dump_database, .syntax = "CONNINFO",
+	 .help = "PostgreSQL directory, as a libpq conninfo string or URI "
+		 "(default: none, the directory is off); -T hides it"},
+	{.name = "database_file", .type = DT_PATH, .off = OFF(database_file),
+	 .check = cfgd_load_database_file, .syntax = "PATH",
+	 .help = "file holding the PostgreSQL conninfo, instead of database"},
+	{.name = "database_timeout", .type = DT_DURATION,
+	 .off = OFF(database_timeout_ms), .def = "2s", .min = 100,
+	 .max = MS_MINUTE, .syntax = "DURATION",
+	 .help = "time a directory look-up (or a connect) has before the "
+		 "database counts as unavailable"},
+	{.name = "database_failure", .type = DT_ENUM,
+	 .off = OFF(database_failure), .def = "fail-closed",
+	 .enums = db_failure_values, .syntax = "fail-closed|cached",
+	 .help = "while the database is unavailable: refuse (fail-closed) or "
+		 "use the last answer (cached)"},
+	{.name = "database_cache_ttl", .type = DT_DURATION,
+	 .off = OFF(database_cache_ttl_ms), .def = "60s", .min = 0,
+	 .max = MS_DAY, .syntax = "DURATION",
+	 .help = "how long an orchestrator's directory look-up is reused; 0: "
+		 "never"},
+	{.name = "database_connections", .type = DT_UINT,
+	 .off = OFF(database_connections), .def = "2", .min = 1,
+	 .max = CONFIG_DB_MAX_CONNECTIONS, .syntax = "N",
+	 .help = "PostgreSQL connections each worker keeps for look-ups"},
 	{.name = "event_stream", .type = DT_BOOL, .off = OFF(event_stream),
 	 .def = "off", .syntax = "on|off",
 	 .help = "also read events from the Redis stream event_stream_key "
@@ -1259,11 +1291,39 @@ cross_check_session(struct pctx *c)
 		    ws->file, ws->line, ttl, hb, from);
 }
 
+/*
+ * The conninfo comes from one place: with both, which one orchd used would
+ * depend on the order of the lines.
+ */
+static void
+cross_check_database(struct pctx *c)
+{
+	const struct directive *dd = find_directive("database");
+	const struct directive *df = find_directive("database_file");
+	const struct where *wd = &c->first[dd - directives];
+	const struct where *wf = &c->first[df - directives];
+	const struct where *later;
+
+	if (wd->file == NULL || wf->file == NULL)
+		return;
+	later = wf;
+	if (strcmp(wd->file, wf->file) == 0 && wd->line > wf->line)
+		later = wd;
+	cfgp_report(c,
+		    "%s:%d: %s: database and database_file are both set "
+		    "(the other at %s:%d); give the conninfo in one place",
+		    later->file, later->line,
+		    later == wd ? "database" : "database_file",
+		    later == wd ? wf->file : wd->file,
+		    later == wd ? wf->line : wd->line);
+}
+
 /* Once every file is read. */
 static void
 finish(struct pctx *c)
 {
 	cross_check(c);
+	cross_check_database(c);
 	apply_env(c);
 	cross_check_paths(c);
 	cross_check_session(c);
@@ -1349,6 +1409,7 @@ config_free(struct config *cfg)
 		free(cfg->ws_allowed_origins[i]);
 	UTIL_FREE(cfg->ws_allowed_origins);
 	cfga_free(cfg);
+	cfgd_free(cfg);
 	free(cfg);
 }
 

@@ -7,6 +7,8 @@
  *  - src/config_auth.c: the handlers of the authentication directives (the
  *    JWT secret, public keys, expected claims, required scopes), which need
  *    the parse context to report errors and remember where values came from;
+ *  - src/config_db.c: the handlers of the PostgreSQL directives (the
+ *    conninfo, given inline or in a file, checked with libpq);
  *  - src/config_value.c: the value parsers.
  *
  * The value parsers are pure: text in, value or reason out, no context, no
@@ -239,5 +241,19 @@ void cfga_dump_scopes(const struct directive *d, const struct config *cfg,
 void cfga_apply_env(struct pctx *c);
 /* What the above allocated (the DT_STRING and DT_PATH fields excepted). */
 void cfga_free(struct config *cfg);
+
+/* ---- config_db.c: the PostgreSQL directory ----------------------------- */
+
+/* database CONNINFO (DT_CUSTOM). */
+void cfgd_set_database(struct pctx *c, const struct directive *d, char **argv,
+		       int argc);
+/* -T says whether it is set, never what it is. */
+void cfgd_dump_database(const struct directive *d, const struct config *cfg,
+			FILE *fp);
+/* database_file: load and check the conninfo now (check of a DT_PATH). */
+int cfgd_load_database_file(struct pctx *c, const struct directive *d,
+			    const char *path);
+/* What the above allocated (database_file excepted: a DT_PATH). */
+void cfgd_free(struct config *cfg);
 
 #endif

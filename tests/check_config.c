@@ -267,6 +267,18 @@ assert_same(const struct config *a, const struct config *b)
 	ck_assert_uint_eq(a->relay_pipe_queue, b->relay_pipe_queue);
 	ck_assert_uint_eq(a->drain_reconnect_delay_ms,
 			  b->drain_reconnect_delay_ms);
+	assert_str_same("database_file", a->database_file, b->database_file);
+	/*
+	 * An inline conninfo is hidden by -T, so a dump never carries it
+	 * back; one from database_file is read again from the file.
+	 */
+	if (a->database_file != NULL || b->database_file != NULL)
+		assert_str_same("database_conninfo", a->database_conninfo,
+				b->database_conninfo);
+	ck_assert_uint_eq(a->database_timeout_ms, b->database_timeout_ms);
+	ck_assert_int_eq(a->database_failure, b->database_failure);
+	ck_assert_uint_eq(a->database_cache_ttl_ms, b->database_cache_ttl_ms);
+	ck_assert_uint_eq(a->database_connections, b->database_connections);
 }
 
 void
@@ -336,6 +348,12 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->ws_compression_level, 1);
 	ck_assert_uint_eq(cfg->ws_compression_min_size, 64);
 	ck_assert_uint_eq(cfg->max_send_queue, 1048576);
+	ck_assert_ptr_null(cfg->database_conninfo);
+	ck_assert_ptr_null(cfg->database_file);
+	ck_assert_uint_eq(cfg->database_timeout_ms, 2000);
+	ck_assert_int_eq(cfg->database_failure, CONFIG_DB_FAIL_CLOSED);
+	ck_assert_uint_eq(cfg->database_cache_ttl_ms, 60000);
+	ck_assert_uint_eq(cfg->database_connections, 2);
 
 	/* An empty or comment-only file is valid and changes nothing. */
 	ck_assert_int_eq(load_text(&empty, "\n# nothing\n   \n\t# here\n", &e),
@@ -365,7 +383,7 @@ END_TEST
 
 START_TEST(test_every_directive)
 {
-	char secret[512], cert[512], key[512], inc[512], logf[512];
+	char secret[512], cert[512], key[512], inc[512], logf[512], dbf[512];
 	char text[8192];
 	struct config *cfg;
 	struct config_doc doc;
@@ -377,6 +395,8 @@ START_TEST(test_every_directive)
 	write_tmp(key, sizeof(key), "key.pem", "key", 3);
 	write_tmp(inc, sizeof(inc), "inc.conf", "log_level debug\n", 16);
 	snprintf(logf, sizeof(logf), "%s/orchd.log", tmpdir);
+	write_tmp(dbf, sizeof(dbf), "db.conninfo",
+		  "host=/run/postgresql dbname=orchd\n", 34);
 	snprintf(text, sizeof(text),
 		 "# every directive, none at its default\n"
 		 "listen 127.0.0.1:9000\n"
@@ -434,8 +454,13 @@ START_TEST(test_every_directive)
 		 "queue_retention 1h\n"
 		 "relay_canary_interval 0\n"
 		 "relay_pipe_queue 1m\n"
-		 "drain_reconnect_delay 2s\n",
-		 logf, secret, cert, key, inc);
+		 "drain_reconnect_delay 2s\n"
+		 "database_file %s\n"
+		 "database_timeout 500ms\n"
+		 "database_failure cached\n"
+		 "database_cache_ttl 5m\n"
+		 "database_connections 4\n",
+		 logf, secret, cert, key, inc, dbf);
 
 	/* The test stays complete when a directive is added to the table. */
 	for (size_t i = 0; config_directive_doc(i, &doc) == 0; i++) {
@@ -448,7 +473,12 @@ START_TEST(test_every_directive)
 		while ((p = strstr(p, needle)) != NULL &&
 		       !(p[-1] == '\n' || p[-1] == '\t'))
 			p += l;
-		ck_assert_msg(p != NULL || strcmp(doc.name, "log_level") == 0,
+		/*
+		 * log_level is in the included file; database excludes
+		 * database_file (tested on its own in test_database).
+		 */
+		ck_assert_msg(p != NULL || strcmp(doc.name, "log_level") == 0 ||
+				      strcmp(doc.name, "database") == 0,
 			      "directive %s is not in the test file", doc.name);
 	}
 
@@ -531,6 +561,13 @@ START_TEST(test_every_directive)
 	ck_assert_uint_eq(cfg->relay_canary_interval_ms, 0);
 	ck_assert_uint_eq(cfg->relay_pipe_queue, 1024 * 1024);
 	ck_assert_uint_eq(cfg->drain_reconnect_delay_ms, 2000);
+	ck_assert_str_eq(cfg->database_file, dbf);
+	ck_assert_str_eq(cfg->database_conninfo,
+			 "host=/run/postgresql dbname=orchd");
+	ck_assert_uint_eq(cfg->database_timeout_ms, 500);
+	ck_assert_int_eq(cfg->database_failure, CONFIG_DB_CACHED);
+	ck_assert_uint_eq(cfg->database_cache_ttl_ms, 300000);
+	ck_assert_uint_eq(cfg->database_connections, 4);
 	assert_round_trip(cfg);
 	errs_free(&e);
 	config_free(cfg);
@@ -1089,6 +1126,149 @@ START_TEST(test_jwt_secret_file)
 		"not a regular file");
 	EXPECT1("jwt_secret_file secret.txt\n", "t.conf:1: jwt_secret_file: ",
 		"not an absolute path");
+}
+END_TEST
+
+START_TEST(test_database)
+{
+	char p[512], text[1024], big[CONFIG_CONNINFO_MAX + 10];
+	struct config *cfg;
+	struct errs e;
+
+	/* A URI, a key=value list (quoted: it has blanks). */
+	ck_assert_int_eq(load_text(&cfg,
+				   "database postgresql://orchd:pw@10.0.0.5:5433"
+				   "/dir?sslmode=require\n",
+				   &e),
+			 0);
+	ck_assert_str_eq(cfg->database_conninfo,
+			 "postgresql://orchd:pw@10.0.0.5:5433/dir?"
+			 "sslmode=require");
+	ck_assert_ptr_null(cfg->database_file);
+	config_free(cfg);
+	ck_assert_int_eq(load_text(&cfg,
+				   "database \"hostaddr=10.0.0.5 dbname=orchd "
+				   "password='a b'\"\n",
+				   &e),
+			 0);
+	ck_assert_str_eq(cfg->database_conninfo,
+			 "hostaddr=10.0.0.5 dbname=orchd password='a b'");
+	config_free(cfg);
+
+	/* libpq's verdict, without what it quotes (maybe the password). */
+	EXPECT1("database \"host=/tmp Sekr1t-Pw\"\n",
+		"t.conf:1: database: not a valid libpq conninfo: ",
+		"missing \"=\" after \"...\"");
+	EXPECT1("database \"host=/tmp Sekr1t-Pw\"\n", "t.conf:1: database: ",
+		"conninfo");
+	{
+		struct errs e2;
+
+		ck_assert_int_eq(load_text(&cfg, "database \"host=/tmp "
+						 "Sekr1t-Pw\"\n"
+						 "database_connections 3\n"
+						 "database postgresql://u:"
+						 "Sekr1t-Pw@h/%zz\n",
+					   &e2),
+				 2);
+		ck_assert_ptr_null(strstr(e2.msg[0], "Sekr1t"));
+		ck_assert_ptr_null(strstr(e2.msg[1], "Sekr1t"));
+		ck_assert_msg(has_prefix(e2.msg[1], "t.conf:3: database: "
+						    "duplicate directive"),
+			      "%s", e2.msg[1]);
+		errs_free(&e2);
+		config_free(cfg);
+	}
+	EXPECT1("database postgresql://u:Sekr1t-Pw@h/%zz\n",
+		"t.conf:1: database: not a valid libpq conninfo: ",
+		"invalid percent-encoded token");
+	/* An unknown option's name is a keyword: shown. */
+	EXPECT1("database \"host=/tmp colour=blue\"\n",
+		"t.conf:1: database: not a valid libpq conninfo: ",
+		"invalid connection option \"colour\"");
+	EXPECT1("database \"\"\n", "t.conf:1: database: ", "empty conninfo");
+	EXPECT1("database host=/tmp dbname=x\n", "t.conf:1: database: ",
+		"too many values (syntax: database CONNINFO)");
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "dbname=", 7);
+	big[CONFIG_CONNINFO_MAX + 1] = '\0';
+	snprintf(text, sizeof(text), "database %.900s\n", big);
+	EXPECT0(text);
+
+	/* From a file: surrounding blanks go, lines may continue. */
+	write_tmp(p, sizeof(p), "db1",
+		  "\n  host=/run/postgresql\n  dbname=orchd\n\n", 39);
+	snprintf(text, sizeof(text), "database_file %s\n", p);
+	ck_assert_int_eq(load_text(&cfg, text, &e), 0);
+	ck_assert_str_eq(cfg->database_conninfo,
+			 "host=/run/postgresql\n  dbname=orchd");
+	ck_assert_str_eq(cfg->database_file, p);
+	config_free(cfg);
+	write_tmp(p, sizeof(p), "db2", "host=/tmp Sekr1t-Pw\n", 20);
+	snprintf(text, sizeof(text), "database_file %s\n", p);
+	EXPECT1(text, "t.conf:1: database_file: \"", "not a valid libpq "
+							"conninfo: missing");
+	write_tmp(p, sizeof(p), "db3", " \n\n", 3);
+	snprintf(text, sizeof(text), "\ndatabase_file %s\n", p);
+	EXPECT1(text, "t.conf:2: database_file: \"", "empty conninfo");
+	write_tmp(p, sizeof(p), "db4", big, CONFIG_CONNINFO_MAX + 1);
+	snprintf(text, sizeof(text), "database_file %s\n", p);
+	EXPECT1(text, "t.conf:1: database_file: \"",
+		"conninfo longer than 4096 bytes");
+	write_tmp(p, sizeof(p), "db4", big, CONFIG_CONNINFO_MAX);
+	EXPECT0(text);
+	write_tmp(p, sizeof(p), "db6", "dbname=a\0b", 10);
+	snprintf(text, sizeof(text), "database_file %s\n", p);
+	EXPECT1(text, "t.conf:1: database_file: \"", "holds a NUL byte");
+	EXPECT1("database_file /nonexistent/orchd/db\n",
+		"t.conf:1: database_file: cannot read "
+		"\"/nonexistent/orchd/db\"",
+		"No such file");
+	EXPECT1("database_file /\n", "t.conf:1: database_file: ",
+		"not a regular file");
+	EXPECT1("database_file db.conf\n", "t.conf:1: database_file: ",
+		"not an absolute path");
+
+	/* Not both: the later line is the mistake. */
+	write_tmp(p, sizeof(p), "db1", "dbname=orchd\n", 13);
+	snprintf(text, sizeof(text),
+		 "database_file %s\n\ndatabase \"dbname=x\"\n", p);
+	EXPECT1(text, "t.conf:3: database: database and database_file are both "
+		      "set (the other at t.conf:1)",
+		"");
+	snprintf(text, sizeof(text),
+		 "database \"dbname=x\"\ndatabase_file %s\n", p);
+	EXPECT1(text, "t.conf:2: database_file: database and database_file are "
+		      "both set (the other at t.conf:1)",
+		"");
+
+	/* The plain ones. */
+	EXPECT1("database_timeout 50ms\n",
+		"t.conf:1: database_timeout: \"50ms\" is out of range "
+		"(100ms..1m)",
+		"");
+	EXPECT1("database_failure open\n",
+		"t.conf:1: database_failure: \"open\" is not one of "
+		"fail-closed or cached",
+		"");
+	EXPECT1("database_connections 0\n",
+		"t.conf:1: database_connections: \"0\" is out of range "
+		"(1..16)",
+		"");
+	EXPECT1("database_connections 17\n",
+		"t.conf:1: database_connections: \"17\" is out of range", "");
+	EXPECT1("database_cache_ttl 2d\n",
+		"t.conf:1: database_cache_ttl: \"2d\" is out of range "
+		"(0s..1d)",
+		"");
+	/* Without a database they are harmless: the directory is off. */
+	ck_assert_int_eq(load_text(&cfg, "database_failure cached\n"
+					 "database_cache_ttl 0\n",
+				   &e),
+			 0);
+	ck_assert_ptr_null(cfg->database_conninfo);
+	ck_assert_uint_eq(cfg->database_cache_ttl_ms, 0);
+	config_free(cfg);
 }
 END_TEST
 
@@ -2006,6 +2186,12 @@ START_TEST(test_dump_format)
 	ck_assert_ptr_nonnull(strstr(text, "\nws_compression_level 1\n"));
 	ck_assert_ptr_nonnull(strstr(text, "\nws_compression_min_size 64\n"));
 	ck_assert_ptr_nonnull(strstr(text, "\nmax_send_queue 1m\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\n# database (not set)\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\n# database_file (not set)\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\ndatabase_timeout 2s\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\ndatabase_failure fail-closed\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\ndatabase_cache_ttl 1m\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\ndatabase_connections 2\n"));
 	assert_round_trip(cfg);
 	free(text);
 	config_free(cfg);
@@ -2120,6 +2306,31 @@ START_TEST(test_dump_hides_secret)
 	free(dump);
 	config_free(cfg);
 	unsetenv("DAEMON_JWT_SECRET");
+
+	/* The conninfo, inline or from its file, is never printed. */
+	ck_assert_int_eq(load_text(&cfg,
+				   "database postgresql://orchd:Pw-Qz81@"
+				   "10.1.2.3/orchd\n",
+				   &e),
+			 0);
+	dump = dump_text(cfg);
+	ck_assert_ptr_null(strstr(dump, "Pw-Qz81"));
+	ck_assert_ptr_null(strstr(dump, "10.1.2.3"));
+	ck_assert_ptr_nonnull(
+		strstr(dump, "\n# database (set; hidden: it may hold a "
+			     "password)\n"));
+	free(dump);
+	config_free(cfg);
+	write_tmp(p, sizeof(p), "dbhidden", "password=Pw-Qz82 dbname=o", 25);
+	snprintf(text, sizeof(text), "database_file %s\n", p);
+	ck_assert_int_eq(load_text(&cfg, text, &e), 0);
+	dump = dump_text(cfg);
+	ck_assert_ptr_null(strstr(dump, "Pw-Qz82"));
+	ck_assert_ptr_nonnull(strstr(dump, text));
+	ck_assert_ptr_nonnull(strstr(dump, "\n# database (not set)\n"));
+	assert_round_trip(cfg);
+	free(dump);
+	config_free(cfg);
 }
 END_TEST
 
@@ -2250,6 +2461,7 @@ config_suite(void)
 	tcase_add_test(tc, test_duplicate);
 	tcase_add_test(tc, test_strings);
 	tcase_add_test(tc, test_jwt_secret_file);
+	tcase_add_test(tc, test_database);
 	tcase_add_test(tc, test_tls_cross_check);
 	tcase_add_test(tc, test_all_errors_reported);
 	tcase_add_test(tc, test_not_a_config);

@@ -38,6 +38,15 @@ enum config_revocation {
 	CONFIG_REVOCATION_OFF,         /* never checked */
 };
 
+/* database_failure: what a PostgreSQL outage does to directory look-ups. */
+enum config_db_failure {
+	CONFIG_DB_FAIL_CLOSED = 0, /* the look-up fails: auth gets UNAVAILABLE */
+	CONFIG_DB_CACHED,          /* the last answer is used, if there is one */
+};
+
+#define CONFIG_CONNINFO_MAX 4096      /* bytes of a PostgreSQL conninfo */
+#define CONFIG_DB_MAX_CONNECTIONS 16 /* database_connections, per worker */
+
 struct config_listen {
 	struct sockaddr_storage addr; /* AF_INET or AF_INET6, port set */
 	socklen_t addrlen;
@@ -158,6 +167,19 @@ struct config {
 
 	char *tls_certificate;
 	char *tls_certificate_key;
+
+	/*
+	 * The PostgreSQL directory: off while database_conninfo is NULL.  The
+	 * conninfo comes from "database" or from the file "database_file"
+	 * names (never both); it may hold a password, so it is never logged
+	 * nor printed by -T, and it is wiped when the config is freed.
+	 */
+	char *database_conninfo;
+	char *database_file;
+	uint64_t database_timeout_ms;   /* a look-up, a connect, a prepare */
+	int database_failure;           /* enum config_db_failure */
+	uint64_t database_cache_ttl_ms; /* an orchestrator's look-up; 0: none */
+	unsigned database_connections;  /* per worker, 1..16 */
 };
 
 /* Receives one error message, without a trailing newline. */
