@@ -208,24 +208,20 @@ static int
 check_queue_bound(struct conn *c, size_t queued, size_t frame_len)
 {
 	const struct config *cfg = c->w->cfg;
-
-	if (queued <= cfg->max_send_queue || queued == frame_len)
-		return 0;
 	/*
-	 * Output goes out once per loop iteration: a burst queued in one
-	 * iteration (many events from one pipe read) is not a slow consumer
-	 * until the socket has refused some of it.
+	 * Output goes out once per loop iteration: until the socket has
+	 * refused some (wblocked), bytes queued in this iteration (a burst of
+	 * events from one pipe read) are not a sign of a slow consumer, and
+	 * get room up to 4 x max_send_queue, which still bounds the memory.
 	 */
-	if (!c->wblocked) {
-		if (conn_flush(c) == -1)
-			return -1;
-		if (c->q.bytes <= cfg->max_send_queue)
-			return 0;
-	}
+	size_t bound = c->wblocked ? cfg->max_send_queue
+				   : 4 * cfg->max_send_queue;
+
+	if (queued <= bound || queued == frame_len)
+		return 0;
 	atomic_fetch_add(&c->w->stats->slow_consumers, 1);
 	log_info("%s: fd %d %s: send queue over %llu bytes, closing", __func__,
-		 c->fd, conn_peer_str(c),
-		 (unsigned long long)cfg->max_send_queue);
+		 c->fd, conn_peer_str(c), (unsigned long long)bound);
 	wsconn_close(c, WS_CLOSE_POLICY, "send queue full");
 	return -1;
 }
