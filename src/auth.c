@@ -3,8 +3,12 @@
  *
  * Order of checks on auth: the JWT (signature first, then claims), the
  * token's orchestrator and daemon against the message, required scopes,
- * the revoked-jti set in Redis (asynchronous), and last the quota slot in
- * the shared registry, so that a refused connection never holds a slot.
+ * the revoked-jti set in Redis (asynchronous), the orchestrator in the
+ * PostgreSQL directory when one is configured (asynchronous; its
+ * organization and workspace replace the token's), and last the quota slot
+ * in the shared registry, so that a refused connection never holds a slot.
+ * A token refresh is not looked up again: the directory's change notices
+ * already end the connections of a disabled orchestrator.
  */
 #include "config.h"
 
@@ -14,6 +18,7 @@
 
 #include "orchd/auth.h"
 #include "orchd/deliver.h"
+#include "orchd/directory.h"
 #include "orchd/queue.h"
 #include "orchd/conn.h"
 #include "orchd/json.h"
@@ -40,6 +45,7 @@ struct proto_pending {
 	char daemon[REGISTRY_ID_MAX];
 	char org[REGISTRY_ID_MAX];
 	char workspace[REGISTRY_ID_MAX];
+	char user[REGISTRY_ID_MAX]; /* from the directory */
 	char scopes[JWT_SCOPES_MAX][JWT_SCOPE_SIZE];
 	unsigned nscopes;
 	int has_resume;
@@ -54,6 +60,7 @@ struct proto_success {
 };
 
 static void auth_complete(struct conn *c, struct proto_pending *pp);
+static int auth_continue(struct conn *c, struct proto_pending *pp);
 static void auth_ready(struct conn *c, uint64_t queued, int recovered);
 
 int
@@ -244,7 +251,8 @@ revocation_reply(struct redis *r, redisReply *rep, void *arg)
 						  "failed; best-effort: "
 						  "accepting %s",
 						  pp->orch);
-					auth_complete(c, pp);
+					if (auth_continue(c, pp))
+						return; /* pp lives on */
 				} else {
 					p->state = pp->refresh ? PROTO_AUTHED
 							       : PROTO_UNAUTH;
@@ -259,13 +267,83 @@ revocation_reply(struct redis *r, redisReply *rep, void *arg)
 				auth_fail(c, "TOKEN_REVOKED",
 					  "the token has been revoked",
 					  PROTO_CLOSE_AUTH_FAILED);
-			} else {
-				auth_complete(c, pp);
+			} else if (auth_continue(c, pp)) {
+				return; /* pp lives on */
 			}
 			proto_replay_held(c);
 		}
 	}
 	free(pp);
+}
+
+static void
+directory_reply(enum directory_status st, const struct directory_entry *e,
+		void *arg)
+{
+	struct proto_pending *pp = arg;
+	struct conn *c = pp->c;
+
+	c->refs--;
+	if (!pp->cancelled) {
+		struct proto_conn *p = c->proto;
+
+		p->pending = NULL;
+		if (c->state == CONN_WS_OPEN) {
+			switch (st) {
+			case DIR_OK:
+				util_strlcpy(pp->user, e->user,
+					     sizeof(pp->user));
+				util_strlcpy(pp->org, e->org, sizeof(pp->org));
+				util_strlcpy(pp->workspace, e->workspace,
+					     sizeof(pp->workspace));
+				auth_complete(c, pp);
+				break;
+			case DIR_UNKNOWN:
+			case DIR_DISABLED:
+				p->state = PROTO_UNAUTH;
+				auth_fail(c, "ORCHESTRATOR_DISABLED",
+					  st == DIR_UNKNOWN
+						  ? "unknown orchestrator"
+						  : "the orchestrator or its "
+						    "user is not active",
+					  PROTO_CLOSE_AUTH_FAILED);
+				break;
+			case DIR_UNAVAILABLE:
+				p->state = PROTO_UNAUTH;
+				auth_fail(c, "UNAVAILABLE",
+					  "the directory is unavailable",
+					  PROTO_CLOSE_AUTH_FAILED);
+				break;
+			}
+			proto_replay_held(c);
+		}
+	}
+	free(pp);
+}
+
+/*
+ * The token is good: look the orchestrator up in the directory (when one
+ * is configured, and not for a refresh), else finish now.  1 when the
+ * look-up owns pp (directory_reply() frees it), 0 when the caller still
+ * does.
+ */
+static int
+auth_continue(struct conn *c, struct proto_pending *pp)
+{
+	struct worker *w = c->w;
+	struct proto_conn *p = c->proto;
+
+	if (w->dir == NULL || pp->refresh) {
+		auth_complete(c, pp);
+		return 0;
+	}
+	pp->c = c;
+	pp->cancelled = 0;
+	c->refs++;
+	p->pending = pp;
+	p->state = PROTO_AUTHING;
+	directory_lookup(w->dir, pp->orch, directory_reply, pp);
+	return 1;
 }
 
 /* Monotonic deadline for a wall-clock expiry in seconds. */
@@ -330,6 +408,7 @@ auth_complete(struct conn *c, struct proto_pending *pp)
 	memcpy(p->daemon, pp->daemon, sizeof(p->daemon));
 	memcpy(p->org, pp->org, sizeof(p->org));
 	memcpy(p->workspace, pp->workspace, sizeof(p->workspace));
+	memcpy(p->user, pp->user, sizeof(p->user));
 	p->scope_mask = pp->scope_mask;
 	p->token_exp_ms = exp_deadline(c, pp->exp);
 	p->hb_deadline_ms = now + 3 * cfg->heartbeat_interval_ms;
@@ -518,7 +597,8 @@ proto_handle_auth(struct conn *c, const struct json_doc *d, int payload)
 			  "the revocation check",
 			  pp->orch);
 	}
-	auth_complete(c, pp);
+	if (auth_continue(c, pp))
+		return; /* pp lives on */
 drop:
 	free(pp);
 }

@@ -20,6 +20,7 @@
 #include "orchd/api.h"
 #include "orchd/conn.h"
 #include "orchd/deliver.h"
+#include "orchd/directory.h"
 #include "orchd/proto.h"
 #include "orchd/http.h"
 #include "orchd/wsconn.h"
@@ -206,17 +207,30 @@ worker_healthz(struct conn *c, const struct http_request *req)
 
 /*
  * Ready when the relay is subscribed to Redis: until then no event can
- * reach a daemon.  The body carries the relay's counters for operators and
- * tests.
+ * reach a daemon; and, with the directory on, when this worker has a
+ * connection to the database: until then no daemon can authenticate
+ * (under database_failure fail-closed).  The body carries the relay's
+ * counters for operators and tests.
  */
 static void
 worker_readyz(struct conn *c, const struct http_request *req)
 {
 	const struct shm_relay *r = &c->w->shm->relay;
-	int ready = atomic_load(&r->subscribed) != 0;
-	char body[1024];
+	int subscribed = atomic_load(&r->subscribed) != 0;
+	int dir_on = c->w->dir != NULL;
+	int db_up = dir_on && directory_ready(c->w->dir);
+	int ready = subscribed && (!dir_on || db_up);
+	const char *reason = "";
+	char body[1200], dbpart[64] = "";
 	int blen;
 
+	if (!subscribed)
+		reason = "\"reason\":\"the relay is not subscribed to Redis\",";
+	else if (!ready)
+		reason = "\"reason\":\"the database is not connected\",";
+	if (dir_on)
+		snprintf(dbpart, sizeof(dbpart), ",\"database\":{\"ready\":%s}",
+			 db_up ? "true" : "false");
 	blen = snprintf(
 		body, sizeof(body),
 		"{\"status\":\"%s\",%s\"relay\":{\"subscribed\":%s,"
@@ -224,10 +238,9 @@ worker_readyz(struct conn *c, const struct http_request *req)
 		"\"invalid\":%llu,\"routed\":%llu,\"queued\":%llu,"
 		"\"evicted\":%llu,\"unqueued\":%llu,\"unrouted\":%llu,"
 		"\"dropped\":%llu,\"overflow\":%llu,\"reconnects\":%llu,"
-		"\"backlog\":%llu}}\n",
-		ready ? "ready" : "not ready",
-		ready ? "" : "\"reason\":\"the relay is not subscribed to Redis\",",
-		ready ? "true" : "false", atomic_load(&r->pid),
+		"\"backlog\":%llu}%s}\n",
+		ready ? "ready" : "not ready", reason,
+		subscribed ? "true" : "false", atomic_load(&r->pid),
 		(unsigned long long)atomic_load(&r->restarts),
 		(unsigned long long)atomic_load(&r->received),
 		(unsigned long long)atomic_load(&r->invalid),
@@ -239,7 +252,7 @@ worker_readyz(struct conn *c, const struct http_request *req)
 		(unsigned long long)atomic_load(&r->dropped),
 		(unsigned long long)atomic_load(&r->overflow),
 		(unsigned long long)atomic_load(&r->reconnects),
-		(unsigned long long)atomic_load(&r->backlog));
+		(unsigned long long)atomic_load(&r->backlog), dbpart);
 	send_json(c, req, ready ? 200 : 503, body, (size_t)blen);
 }
 
@@ -481,6 +494,7 @@ worker_run(const struct worker_args *a)
 	w->queue = queue_new(w->redis, w->cfg->queue_max_events,
 			     w->cfg->queue_retention_ms / 1000);
 	w->deliver = deliver_new(w, a->relay_fd, a->ctl_fd);
+	w->dir = directory_new(w); /* NULL: no database configured */
 	addrlimit_init(&w->addrlimit, w->cfg->connection_rate_per_address,
 		       w->cfg->workers);
 	pmd_config_default(&w->pmdcfg);
@@ -526,6 +540,7 @@ worker_run(const struct worker_args *a)
 	log_info("%s: started (generation %u), %d listeners", __func__,
 		 w->generation, w->nlisteners);
 	ev_run(w->loop, 0);
+	directory_free(w->dir);
 	deliver_free(w->deliver);
 	queue_free(w->queue);
 	redis_free(w->redis);

@@ -39,7 +39,7 @@ struct worker;
 
 enum proto_state {
 	PROTO_UNAUTH = 0, /* waiting for auth */
-	PROTO_AUTHING,    /* auth checks in flight (Redis) */
+	PROTO_AUTHING,    /* auth checks in flight (Redis, directory) */
 	PROTO_AUTHED,
 };
 
@@ -61,6 +61,7 @@ struct proto_conn {
 	char daemon[REGISTRY_ID_MAX];
 	char org[REGISTRY_ID_MAX];
 	char workspace[REGISTRY_ID_MAX];
+	char user[REGISTRY_ID_MAX]; /* the directory's user id; "" without */
 	struct sub sub;
 	struct ratelimit rl;
 	uint64_t over_since_ms; /* first rate_limit warning of this burst */

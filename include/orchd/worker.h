@@ -24,6 +24,7 @@ struct queue;
 struct redis;
 struct registry;
 struct deliver;
+struct directory;
 
 struct worker_listener {
 	ev_io io;
@@ -53,6 +54,7 @@ struct worker {
 	struct redis *redis;
 	struct queue *queue;     /* the durable event queue (replay, acks) */
 	struct deliver *deliver; /* events from the relay's pipe */
+	struct directory *dir;   /* PostgreSQL directory; NULL: off */
 	struct jwt_keyring *keyring;
 	struct registry *registry;
 	uint64_t conn_seq;

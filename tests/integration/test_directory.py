@@ -1,0 +1,221 @@
+"""The PostgreSQL directory on auth (orchd.conf(5), "Directory"; issue 6,
+"On auth" and "Failure policy"): the real orchd (2 workers), a private
+PostgreSQL (pgfix, etc/schema.sql applied), a real redis-server (redisfix).
+
+Covered: an unknown orchestrator and a suspended user are refused with
+ORCHESTRATOR_DISABLED / 4001; the organization comes from the database,
+not from the token (the session key in Redis); a users UPDATE closes the
+live connections of that user's orchestrators with 4006 within a second,
+on both workers, and leaves other users' alone; with PostgreSQL stopped,
+fail-closed refuses new auths with UNAVAILABLE while authenticated
+connections keep working and /readyz answers 503 naming the database;
+cached lets a recently seen orchestrator in; PostgreSQL back, auth works
+again.
+
+Needs PostgreSQL 15 (initdb/postgres/psql), redis-server and openssl.
+Every wait is bounded; cleanup always stops orchd, redis and postgres.
+
+    cd tests/integration && ORCHD_BIN=.../orchd python3 -m unittest test_directory -v
+"""
+
+import json
+import os
+import time
+import unittest
+import uuid
+
+from harness import http_request, wait_for
+from pgfix import PG_BINDIR
+from test_proto import ProtoTestCase
+
+HAVE_PG = os.path.exists(os.path.join(PG_BINDIR, "postgres"))
+
+
+def sql_str(s):
+    return "'" + s.replace("'", "''") + "'"
+
+
+@unittest.skipUnless(HAVE_PG, "PostgreSQL server binaries not found in %s" % PG_BINDIR)
+class DirectoryTest(ProtoTestCase):
+
+    def setUp(self):
+        super().setUp()
+        from pgfix import start_postgres
+        self.pg = start_postgres(self)
+        self.user = "user-" + uuid.uuid4().hex[:8]
+        self.db_org = "org-db-" + uuid.uuid4().hex[:6]
+        self.add_user(self.user)
+        self.add_org(self.db_org)
+        self.add_vps(self.orch, self.user, self.db_org)
+
+    # ---- fixtures ---------------------------------------------------------
+
+    def add_org(self, org):
+        self.pg.sql("INSERT INTO organizations (id, slug) VALUES (%s, %s);"
+                    % (sql_str(org), sql_str(org)))
+
+    def add_user(self, user, status="ACTIVE"):
+        self.pg.sql("INSERT INTO users (id, status) VALUES (%s, %s);"
+                    % (sql_str(user), sql_str(status)))
+
+    def add_vps(self, vps, user, org, status="ACTIVE", workspace=None):
+        self.pg.sql("INSERT INTO vps (id, user_id, organization_id, workspace_id, status) "
+                    "VALUES (%s, %s, %s, %s, %s);"
+                    % (sql_str(vps), sql_str(user), sql_str(org),
+                       sql_str(workspace) if workspace else "NULL", sql_str(status)))
+
+    def pg_down(self):
+        # pgfix runs with synchronous_commit=off: without a checkpoint an
+        # immediate stop may lose the rows written just before it.
+        self.pg.sql("CHECKPOINT;")
+        self.pg.stop("immediate")
+
+    def start(self, **overrides):
+        cfg = {"database": '"%s"' % self.pg.conninfo, "database_timeout": "1s"}
+        cfg.update(overrides)
+        o = self.start_stack(**cfg)
+        self.wait_readyz(200)
+        return o
+
+    def readyz_all(self):
+        """(status, body) of /readyz from several requests (both workers
+        answer, SO_REUSEPORT spreads them)."""
+        out = []
+        for _ in range(6):
+            r = http_request(self.o.port, "GET", "/readyz")
+            out.append((r.status, r.json()))
+        return out
+
+    def wait_readyz(self, status, timeout=10.0):
+        def ok():
+            got = self.readyz_all()
+            return got if all(s == status for s, _ in got) else None
+        got = wait_for(ok, timeout, 0.1)
+        self.assertTrue(got, "/readyz never answered %d from every worker: %s%s"
+                        % (status, self.readyz_all(), self.diag()))
+        return got
+
+    def auth_msg(self, orch=None, daemon=None, **tok):
+        orch = orch or self.orch
+        daemon = daemon or "daemon-" + uuid.uuid4().hex[:8]
+        c = self.client()
+        msg = c.auth(self.token(orch=orch, daemon=daemon, **tok), daemon, orch)
+        return c, msg
+
+    def authed_to(self, orch, **tok):
+        c, msg = self.auth_msg(orch=orch, **tok)
+        self.assertEqual(msg["type"], "auth_success", json.dumps(msg) + self.diag())
+        return c, msg["payload"]
+
+    # ---- tests ------------------------------------------------------------
+
+    def test_unknown_orchestrator_refused(self):
+        self.start()
+        c, msg = self.auth_msg(orch="orch-nobody-" + uuid.uuid4().hex[:6])
+        self.assert_auth_error(c, msg, "ORCHESTRATOR_DISABLED")
+
+    def test_suspended_user_and_inactive_vps_refused(self):
+        self.start()
+        u2, v2 = "user-s-" + uuid.uuid4().hex[:6], "orch-s-" + uuid.uuid4().hex[:6]
+        self.add_user(u2, "SUSPENDED")
+        self.add_vps(v2, u2, self.db_org)
+        c, msg = self.auth_msg(orch=v2)
+        self.assert_auth_error(c, msg, "ORCHESTRATOR_DISABLED")
+        v3 = "orch-i-" + uuid.uuid4().hex[:6]
+        self.add_vps(v3, self.user, self.db_org, status="SUSPENDED")
+        c, msg = self.auth_msg(orch=v3)
+        self.assert_auth_error(c, msg, "ORCHESTRATOR_DISABLED")
+        # The known, active one gets in.
+        self.authed_to(self.orch)
+
+    def test_organization_from_database(self):
+        self.start()
+        c, p = self.authed_to(self.orch, org="org-from-token")
+
+        def org():
+            return self.session(p["connectionId"]).get("organizationId")
+        got = wait_for(org, 5.0)
+        self.assertEqual(got, self.db_org, "session organization %r, want the database's %r"
+                         % (got, self.db_org))
+        c.heartbeat()
+
+    def test_user_suspended_closes_connections_4006(self):
+        self.start()
+        v2 = "orch-b-" + uuid.uuid4().hex[:6]
+        self.add_vps(v2, self.user, self.db_org)
+        other_user, other_vps = "user-o-" + uuid.uuid4().hex[:6], "orch-o-" + uuid.uuid4().hex[:6]
+        self.add_user(other_user)
+        self.add_vps(other_vps, other_user, self.db_org)
+        victims = [self.authed_to(o)[0] for o in (self.orch, self.orch, v2, v2, self.orch, v2)]
+        bystander, _ = self.authed_to(other_vps)
+        self.pg.sql("UPDATE users SET status = 'SUSPENDED' WHERE id = %s;" % sql_str(self.user))
+        t0 = time.monotonic()
+        for c in victims:
+            code, reason = c.expect_close(timeout=max(0.05, 1.0 - (time.monotonic() - t0)))
+            self.assertEqual(code, 4006, "close %s %r" % (code, reason))
+        self.assertLess(time.monotonic() - t0, 1.0)
+        bystander.heartbeat()
+        # Suspended: a new auth is refused.
+        c, msg = self.auth_msg(orch=self.orch)
+        self.assert_auth_error(c, msg, "ORCHESTRATOR_DISABLED")
+        # Active again: in again (the notice dropped the cached answer).
+        self.pg.sql("UPDATE users SET status = 'ACTIVE' WHERE id = %s;" % sql_str(self.user))
+        ok = wait_for(lambda: self.auth_msg(orch=self.orch)[1]["type"] == "auth_success",
+                      3.0, 0.1)
+        self.assertTrue(ok, self.diag())
+
+    def test_vps_deleted_closes_4006(self):
+        self.start()
+        c, _ = self.authed_to(self.orch)
+        self.pg.sql("DELETE FROM vps WHERE id = %s;" % sql_str(self.orch))
+        code, reason = c.expect_close(timeout=1.5)
+        self.assertEqual(code, 4006, reason)
+
+    def test_fail_closed_database_down(self):
+        self.start(database_failure="fail-closed")
+        live = [self.authed_to(self.orch)[0] for _ in range(4)]
+        self.pg_down()
+        got = self.wait_readyz(503)
+        for _, body in got:
+            self.assertIn("database", body.get("reason", ""), body)
+            self.assertEqual(body.get("database"), {"ready": False}, body)
+        c, msg = self.auth_msg(orch=self.orch)
+        self.assert_auth_error(c, msg, "UNAVAILABLE")
+        for lc in live:
+            lc.heartbeat()
+        self.pg.start()
+        got = self.wait_readyz(200, timeout=15.0)
+        for _, body in got:
+            self.assertEqual(body.get("database"), {"ready": True}, body)
+        ok = wait_for(lambda: self.auth_msg(orch=self.orch)[1]["type"] == "auth_success",
+                      5.0, 0.2)
+        self.assertTrue(ok, self.diag())
+        for lc in live:
+            lc.heartbeat()
+
+    def test_cached_database_down(self):
+        # TTL 0: every auth asks, so the answer below comes from the
+        # cache's fallback, not from a fresh entry.
+        self.start(database_failure="cached", database_cache_ttl="0s")
+        for _ in range(6):  # both workers see it
+            c, _ = self.authed_to(self.orch)
+            c.close()
+        never = "orch-never-" + uuid.uuid4().hex[:6]
+        self.add_vps(never, self.user, self.db_org)
+        self.pg_down()
+        self.wait_readyz(503)
+        for _ in range(4):
+            c, msg = self.auth_msg(orch=self.orch)
+            self.assertEqual(msg["type"], "auth_success", json.dumps(msg) + self.diag())
+            c.close()
+        c, msg = self.auth_msg(orch=never)
+        self.assert_auth_error(c, msg, "UNAVAILABLE")
+        self.pg.start()
+        self.wait_readyz(200, timeout=15.0)
+        ok = wait_for(lambda: self.auth_msg(orch=never)[1]["type"] == "auth_success",
+                      5.0, 0.2)
+        self.assertTrue(ok, self.diag())
+
+
+if __name__ == "__main__":
+    unittest.main()
