@@ -15,6 +15,7 @@
 
 #include "orchd/conn.h"
 #include "orchd/deliver.h"
+#include "orchd/directory.h"
 #include "orchd/event.h"
 #include "orchd/ipc.h"
 #include "orchd/log.h"
@@ -318,6 +319,21 @@ conn_may_get(const struct conn *c, const char *type, const char *daemon)
 	return proto_may_receive(p, type);
 }
 
+/*
+ * With the directory on, an event of a channel reaches c only when c's user
+ * is a member of that channel (as its loaded set says).
+ */
+static int
+member_ok(const struct conn *c, const char *channel)
+{
+	const struct proto_conn *p = c->proto;
+
+	if (channel[0] == '\0' || c->w->dir == NULL)
+		return 1;
+	return p->members != NULL &&
+	       directory_members_has(p->members, channel);
+}
+
 static void
 send_held(struct deliver *d, struct conn *c)
 {
@@ -327,6 +343,7 @@ send_held(struct deliver *d, struct conn *c)
 	while ((h = r->held) != NULL) {
 		r->held = h->next;
 		if (c->state == CONN_WS_OPEN && !replay_seen(r, h->id_hash) &&
+		    member_ok(c, h->channel) &&
 		    sub_wants(&c->proto->sub, h->type,
 			      h->channel[0] != '\0' ? h->channel : NULL)) {
 			if (wsconn_send(c, WS_OP_TEXT, h->msg->data, h->msg->len,
@@ -422,7 +439,8 @@ take_page(struct conn *c, const struct queue_fetch_result *res)
 				  qi->id, c->proto->orch, err);
 			continue;
 		}
-		if (conn_may_get(c, ev.type, ev.daemon)) {
+		if (conn_may_get(c, ev.type, ev.daemon) &&
+		    member_ok(c, ev.channel)) {
 			cap = event_message_size_hint(&ev);
 			b = outbuf_new(cap);
 			len = event_message(&ev, qi->seq, (char *)b->data, cap);
@@ -535,6 +553,25 @@ fetch_page(struct conn *c)
 		replay_done(c->w->deliver, c);
 }
 
+/*
+ * The first load of the user's channels is over (loaded or failed): the
+ * replay starts.  Live events were held meanwhile (r->active).
+ */
+static void
+members_ready(void *arg)
+{
+	struct deliver_replay *r = arg;
+	struct conn *c = r->c;
+
+	c->refs--;
+	r->in_flight = 0;
+	if (r->cancelled) {
+		replay_free(r);
+		return;
+	}
+	fetch_page(c);
+}
+
 void
 deliver_conn_start(struct conn *c, int has_resume, uint64_t resume_from,
 		   deliver_ready_fn ready)
@@ -545,6 +582,8 @@ deliver_conn_start(struct conn *c, int has_resume, uint64_t resume_from,
 
 	if (w->deliver != NULL && !p->indexed)
 		conn_index(w->deliver, c);
+	if (w->dir != NULL && p->members == NULL && p->user[0] != '\0')
+		p->members = directory_members_get(w->dir, p->user);
 	if (w->queue == NULL) {
 		ready(c, 0, 0);
 		return;
@@ -561,6 +600,17 @@ deliver_conn_start(struct conn *c, int has_resume, uint64_t resume_from,
 	r->after_seq = has_resume ? resume_from : 0;
 	r->held_tail = &r->held;
 	p->replay = r;
+	/*
+	 * The user's first connection here: auth_success (and the replay)
+	 * wait for its channels, so that no channel event published after
+	 * auth_success is refused for want of them.
+	 */
+	if (p->members != NULL &&
+	    directory_members_wait(p->members, members_ready, r)) {
+		c->refs++;
+		r->in_flight = 1;
+		return;
+	}
 	fetch_page(c);
 }
 
@@ -574,6 +624,10 @@ deliver_conn_end(struct conn *c)
 		return;
 	if (d != NULL)
 		conn_unindex(d, c);
+	if (p->members != NULL) {
+		directory_members_put(c->w->dir, p->members);
+		p->members = NULL;
+	}
 	if (p->replay != NULL) {
 		if (p->replay->in_flight)
 			p->replay->cancelled = 1; /* fetch_reply frees it */
@@ -720,7 +774,7 @@ consider(struct deliver *d, struct conn *c, const struct ipc_event *ev,
 		}
 		replay_expire(c, now);
 	}
-	if (p->state != PROTO_AUTHED ||
+	if (p->state != PROTO_AUTHED || !member_ok(c, channel) ||
 	    !sub_wants(&p->sub, type, channel[0] != '\0' ? channel : NULL))
 		return;
 	add_target(d, n, c);

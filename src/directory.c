@@ -43,6 +43,30 @@
 
 #define NBUCKETS 32768 /* power of two */
 #define MAX_TRIES 3
+#define MEMBERS_NBUCKETS 4096 /* power of two */
+
+struct members_waiter {
+	struct members_waiter *next;
+	void (*cb)(void *);
+	void *arg;
+};
+
+struct directory_members {
+	struct directory *d;
+	struct directory_members *hnext; /* hash chain */
+	uint32_t hash;
+	unsigned refs; /* holders, plus one while a query is in flight */
+	int orphan;    /* the directory is gone: put() only frees */
+	int loaded;    /* chans is the user's set (as of the last load) */
+	int loading;   /* a query is in flight */
+	int again;     /* a notice came meanwhile: ask again once it ends */
+	int failed;    /* the last load failed: the retry timer asks again */
+	size_t n;
+	char **chans; /* sorted, into blob */
+	char *blob;
+	struct members_waiter *waiters; /* for the first load */
+	char user[REGISTRY_ID_MAX];
+};
 
 struct dir_cached {
 	struct dir_cached *hnext;            /* hash chain */
@@ -76,6 +100,8 @@ struct directory {
 	unsigned ncached;
 	struct dir_req *deferred, **deferred_tail;
 	ev_timer defer_timer;
+	struct directory_members *mbuckets[MEMBERS_NBUCKETS];
+	ev_timer members_retry;
 };
 
 const char *
@@ -400,6 +426,240 @@ directory_ready(const struct directory *d)
 	return d != NULL && db_ready(d->db);
 }
 
+/* ---- channel membership -------------------------------------------------- */
+
+static struct directory_members *
+members_find(struct directory *d, const char *user)
+{
+	uint32_t h = hash_str(user);
+
+	for (struct directory_members *m =
+		     d->mbuckets[h & (MEMBERS_NBUCKETS - 1)];
+	     m != NULL; m = m->hnext)
+		if (m->hash == h && strcmp(m->user, user) == 0)
+			return m;
+	return NULL;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The answer of DIRECTORY_MEMBERS_SQL becomes m's set. */
+static void
+members_set(struct directory_members *m, const PGresult *res)
+{
+	int rows = PQnfields(res) >= 1 ? PQntuples(res) : 0;
+	size_t n = 0, k = 0, bytes = 0;
+	char **chans, *blob, *at;
+
+	if (rows > DIRECTORY_MEMBERS_MAX) {
+		log_warnx("directory: user %s is a member of %d channels; "
+			  "only %d are kept, events of the others do not "
+			  "reach it",
+			  m->user, rows, DIRECTORY_MEMBERS_MAX);
+		rows = DIRECTORY_MEMBERS_MAX;
+	}
+	for (int i = 0; i < rows; i++)
+		if (!PQgetisnull(res, i, 0))
+			bytes += (size_t)PQgetlength(res, i, 0) + 1;
+	chans = util_calloc(rows > 0 ? (size_t)rows : 1, sizeof(*chans));
+	at = blob = util_calloc(bytes > 0 ? bytes : 1, 1);
+	for (int i = 0; i < rows; i++) {
+		size_t len;
+
+		if (PQgetisnull(res, i, 0))
+			continue;
+		len = (size_t)PQgetlength(res, i, 0);
+		memcpy(at, PQgetvalue(res, i, 0), len);
+		at[len] = '\0';
+		chans[n++] = at;
+		at += len + 1;
+	}
+	if (n > 1)
+		qsort(chans, n, sizeof(*chans), cmp_str);
+	for (size_t i = 0; i < n; i++) /* one row per membership: dedupe */
+		if (k == 0 || strcmp(chans[k - 1], chans[i]) != 0)
+			chans[k++] = chans[i];
+	free(m->chans);
+	free(m->blob);
+	m->chans = chans;
+	m->blob = blob;
+	m->n = k;
+	m->loaded = 1;
+}
+
+static void
+members_retry_arm(struct directory *d)
+{
+	if (d->freeing || ev_is_active(&d->members_retry))
+		return;
+	ev_timer_set(&d->members_retry, DIRECTORY_MEMBERS_RETRY_MS / 1000.,
+		     0.);
+	ev_timer_start(d->w->loop, &d->members_retry);
+}
+
+static void members_reply(struct db *db, enum db_status st,
+			  const PGresult *res, void *arg);
+
+/* Ask for m's set (again, once the query in flight ends, if there is one). */
+static void
+members_load(struct directory_members *m)
+{
+	const char *values[1] = {m->user};
+
+	if (m->loading) {
+		m->again = 1;
+		return;
+	}
+	if (m->orphan || m->d->freeing)
+		return;
+	m->again = 0;
+	if (db_query(m->d->db, DIRECTORY_MEMBERS_STATEMENT, 1, values,
+		     members_reply, m) != 0) {
+		if (!m->failed)
+			log_warnx("directory: channels of user %s: no query "
+				  "possible (%s); asking again in %dms",
+				  m->user, strerror(errno),
+				  DIRECTORY_MEMBERS_RETRY_MS);
+		m->failed = 1;
+		members_retry_arm(m->d);
+		return;
+	}
+	m->loading = 1;
+	m->refs++; /* the query's */
+}
+
+static void
+members_reply(struct db *db, enum db_status st, const PGresult *res,
+	      void *arg)
+{
+	struct directory_members *m = arg;
+	struct directory *d = m->d;
+	struct members_waiter *wt;
+
+	(void)db;
+	m->loading = 0;
+	if (st == DB_OK) {
+		members_set(m, res);
+		m->failed = 0;
+		log_debug("directory: user %s: %zu channels", m->user, m->n);
+	} else {
+		log_warnx("directory: channels of user %s: %s; %s", m->user,
+			  st == DB_ERROR ? PQresultErrorMessage(res)
+					 : "database unavailable",
+			  m->loaded ? "the previous set stays"
+				    : "its channel events are refused");
+		m->failed = 1;
+		members_retry_arm(d);
+	}
+	if (m->again && m->refs > 1 && !d->freeing)
+		members_load(m);
+	while ((wt = m->waiters) != NULL) {
+		m->waiters = wt->next;
+		wt->cb(wt->arg);
+		free(wt);
+	}
+	directory_members_put(d, m);
+}
+
+static void
+members_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct directory *d = t->data;
+
+	(void)loop;
+	(void)revents;
+	for (size_t b = 0; b < MEMBERS_NBUCKETS; b++)
+		for (struct directory_members *m = d->mbuckets[b]; m != NULL;
+		     m = m->hnext)
+			if (m->failed && !m->loading)
+				members_load(m);
+}
+
+/* Every loaded set may be stale (notices missed): ask again. */
+static void
+members_reload_all(struct directory *d)
+{
+	for (size_t b = 0; b < MEMBERS_NBUCKETS; b++)
+		for (struct directory_members *m = d->mbuckets[b]; m != NULL;
+		     m = m->hnext)
+			members_load(m);
+}
+
+struct directory_members *
+directory_members_get(struct directory *d, const char *user)
+{
+	struct directory_members *m = members_find(d, user);
+
+	if (m == NULL) {
+		uint32_t h = hash_str(user);
+
+		m = util_calloc(1, sizeof(*m));
+		m->d = d;
+		m->hash = h;
+		util_strlcpy(m->user, user, sizeof(m->user));
+		m->hnext = d->mbuckets[h & (MEMBERS_NBUCKETS - 1)];
+		d->mbuckets[h & (MEMBERS_NBUCKETS - 1)] = m;
+		members_load(m);
+	}
+	m->refs++;
+	return m;
+}
+
+void
+directory_members_put(struct directory *d, struct directory_members *m)
+{
+	if (m == NULL || --m->refs > 0)
+		return;
+	if (!m->orphan) {
+		struct directory_members **pp =
+			&d->mbuckets[m->hash & (MEMBERS_NBUCKETS - 1)];
+
+		while (*pp != m)
+			pp = &(*pp)->hnext;
+		*pp = m->hnext;
+	}
+	free(m->chans);
+	free(m->blob);
+	free(m);
+}
+
+int
+directory_members_wait(struct directory_members *m, void (*cb)(void *),
+		       void *arg)
+{
+	struct members_waiter *wt;
+
+	if (m->loaded || !m->loading)
+		return 0;
+	wt = util_calloc(1, sizeof(*wt));
+	wt->cb = cb;
+	wt->arg = arg;
+	wt->next = m->waiters;
+	m->waiters = wt;
+	return 1;
+}
+
+int
+directory_members_has(const struct directory_members *m, const char *channel)
+{
+	return m->loaded && m->n > 0 &&
+	       bsearch(&channel, m->chans, m->n, sizeof(*m->chans),
+		       cmp_str) != NULL;
+}
+
+static void
+notice_member(struct directory *d, const char *user)
+{
+	struct directory_members *m = members_find(d, user);
+
+	if (m != NULL)
+		members_load(m);
+}
+
 /* ---- change notices: re-check live connections -------------------------- */
 
 /* A connection that holds an orchestrator (authenticated or finishing). */
@@ -443,6 +703,13 @@ recheck_reply(enum directory_status st, const struct directory_entry *e,
 		if ((p = live_proto(c)) == NULL || strcmp(p->orch, rc->orch))
 			continue;
 		if (st == DIR_OK) {
+			/* Moved to another user: its channels now. */
+			if (p->members != NULL &&
+			    strcmp(p->user, e->user) != 0) {
+				directory_members_put(rc->d, p->members);
+				p->members =
+					directory_members_get(rc->d, e->user);
+			}
 			/* Moved: events are matched against these. */
 			memcpy(p->user, e->user, sizeof(p->user));
 			memcpy(p->org, e->org, sizeof(p->org));
@@ -535,6 +802,7 @@ notify_cb(struct db *db, enum db_notify_event ev, const char *channel,
 			 d->ncached);
 		d->gen++;
 		cache_clear(d);
+		members_reload_all(d);
 		return;
 	case DB_LISTEN_LOST:
 		log_warnx("directory: change notices lost until the database "
@@ -562,6 +830,14 @@ notify_cb(struct db *db, enum db_notify_event ev, const char *channel,
 			notice_vps(d, id);
 		else if (strcmp(table, "users") == 0)
 			notice_user(d, id);
+	} else if (json_get_string(&doc, json_obj_get(&doc, root, "table"),
+				   table, sizeof(table), NULL) == 0 &&
+		   strcmp(table, "channel_members") == 0 &&
+		   json_get_string(&doc, json_obj_get(&doc, root, "user_id"),
+				   id, sizeof(id), NULL) == 0) {
+		log_debug("directory: change notice: channel_members of %s",
+			  id);
+		notice_member(d, id);
 	}
 	json_doc_free(&doc);
 }
@@ -581,11 +857,15 @@ directory_new(struct worker *w)
 	d->deferred_tail = &d->deferred;
 	ev_init(&d->defer_timer, defer_cb);
 	d->defer_timer.data = d;
+	ev_init(&d->members_retry, members_retry_cb);
+	d->members_retry.data = d;
 	d->db = db_new(w->loop, cfg->database_conninfo,
 		       cfg->database_connections, cfg->database_timeout_ms,
 		       "database");
 	if (db_prepare(d->db, DIRECTORY_STATEMENT, DIRECTORY_LOOKUP_SQL, 1) !=
 		    0 ||
+	    db_prepare(d->db, DIRECTORY_MEMBERS_STATEMENT,
+		       DIRECTORY_MEMBERS_SQL, 1) != 0 ||
 	    db_listen(d->db, DIRECTORY_CHANNEL, notify_cb, d) != 0)
 		fatalx("%s: cannot register the directory look-up", __func__);
 	db_start(d->db);
@@ -599,7 +879,8 @@ directory_free(struct directory *d)
 		return;
 	d->freeing = 1;
 	ev_timer_stop(d->w->loop, &d->defer_timer);
-	db_free(d->db); /* in-flight look-ups: answered now */
+	ev_timer_stop(d->w->loop, &d->members_retry);
+	db_free(d->db); /* in-flight look-ups and loads: answered now */
 	while (d->deferred != NULL) {
 		struct dir_req *r = d->deferred;
 
@@ -607,5 +888,15 @@ directory_free(struct directory *d)
 		answer_now(r, DIR_UNAVAILABLE, NULL);
 	}
 	cache_clear(d);
+	/* Sets still referenced by connections outlive us, orphaned. */
+	for (size_t b = 0; b < MEMBERS_NBUCKETS; b++) {
+		struct directory_members *m, *next;
+
+		for (m = d->mbuckets[b]; m != NULL; m = next) {
+			next = m->hnext;
+			m->orphan = 1;
+			m->d = NULL;
+		}
+	}
 	free(d);
 }

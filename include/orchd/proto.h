@@ -19,6 +19,7 @@
 #include "orchd/sub.h"
 
 struct conn;
+struct directory_members;
 struct worker;
 
 /* Close codes of PROTOCOL.md section 5. */
@@ -62,6 +63,8 @@ struct proto_conn {
 	char org[REGISTRY_ID_MAX];
 	char workspace[REGISTRY_ID_MAX];
 	char user[REGISTRY_ID_MAX]; /* the directory's user id; "" without */
+	/* deliver.c: user's channels (a reference); NULL: directory off */
+	struct directory_members *members;
 	struct sub sub;
 	struct ratelimit rl;
 	uint64_t over_since_ms; /* first rate_limit warning of this burst */

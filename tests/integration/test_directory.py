@@ -12,6 +12,12 @@ connections keep working and /readyz answers 503 naming the database;
 cached lets a recently seen orchestrator in; PostgreSQL back, auth works
 again.
 
+Channel membership (issue 6, item 4): a channel event reaches only the
+orchestrators whose user is a member of the channel, on both workers; an
+INSERT into channel_members lets the next channel event reach the new
+member without reconnecting, an UPDATE of left_at stops them, and events
+without a channel reach everyone throughout.
+
 Needs PostgreSQL 15 (initdb/postgres/psql), redis-server and openssl.
 Every wait is bounded; cleanup always stops orchd, redis and postgres.
 
@@ -26,6 +32,7 @@ import uuid
 
 from harness import http_request, wait_for
 from pgfix import PG_BINDIR
+from test_events import EventTestCase, record
 from test_proto import ProtoTestCase
 
 HAVE_PG = os.path.exists(os.path.join(PG_BINDIR, "postgres"))
@@ -35,20 +42,8 @@ def sql_str(s):
     return "'" + s.replace("'", "''") + "'"
 
 
-@unittest.skipUnless(HAVE_PG, "PostgreSQL server binaries not found in %s" % PG_BINDIR)
-class DirectoryTest(ProtoTestCase):
-
-    def setUp(self):
-        super().setUp()
-        from pgfix import start_postgres
-        self.pg = start_postgres(self)
-        self.user = "user-" + uuid.uuid4().hex[:8]
-        self.db_org = "org-db-" + uuid.uuid4().hex[:6]
-        self.add_user(self.user)
-        self.add_org(self.db_org)
-        self.add_vps(self.orch, self.user, self.db_org)
-
-    # ---- fixtures ---------------------------------------------------------
+class DirectoryFixtures:
+    """Rows of the directory (self.pg: a pgfix server)."""
 
     def add_org(self, org):
         self.pg.sql("INSERT INTO organizations (id, slug) VALUES (%s, %s);"
@@ -63,6 +58,20 @@ class DirectoryTest(ProtoTestCase):
                     "VALUES (%s, %s, %s, %s, %s);"
                     % (sql_str(vps), sql_str(user), sql_str(org),
                        sql_str(workspace) if workspace else "NULL", sql_str(status)))
+
+
+@unittest.skipUnless(HAVE_PG, "PostgreSQL server binaries not found in %s" % PG_BINDIR)
+class DirectoryTest(DirectoryFixtures, ProtoTestCase):
+
+    def setUp(self):
+        super().setUp()
+        from pgfix import start_postgres
+        self.pg = start_postgres(self)
+        self.user = "user-" + uuid.uuid4().hex[:8]
+        self.db_org = "org-db-" + uuid.uuid4().hex[:6]
+        self.add_user(self.user)
+        self.add_org(self.db_org)
+        self.add_vps(self.orch, self.user, self.db_org)
 
     def pg_down(self):
         # pgfix runs with synchronous_commit=off: without a checkpoint an
@@ -215,6 +224,155 @@ class DirectoryTest(ProtoTestCase):
         ok = wait_for(lambda: self.auth_msg(orch=never)[1]["type"] == "auth_success",
                       5.0, 0.2)
         self.assertTrue(ok, self.diag())
+
+
+@unittest.skipUnless(HAVE_PG, "PostgreSQL server binaries not found in %s" % PG_BINDIR)
+class ChannelMembershipTest(DirectoryFixtures, EventTestCase):
+    """Two orchestrators of two users; user 1 is a member of self.chan,
+    user 2 of nothing."""
+
+    def setUp(self):
+        super().setUp()
+        from pgfix import start_postgres
+        self.pg = start_postgres(self)
+        self.db_org = "org-db-" + uuid.uuid4().hex[:6]
+        self.add_org(self.db_org)
+        self.u1, self.u2 = ("user-%d-%s" % (i, uuid.uuid4().hex[:6]) for i in (1, 2))
+        self.o1, self.o2 = ("orch-%d-%s" % (i, uuid.uuid4().hex[:6]) for i in (1, 2))
+        self.chan = "chan-" + uuid.uuid4().hex[:8]
+        for u, o in ((self.u1, self.o1), (self.u2, self.o2)):
+            self.add_user(u)
+            self.add_vps(o, u, self.db_org)
+        self.join(self.chan, self.u1)
+
+    def join(self, chan, user):
+        self.pg.sql("INSERT INTO channel_members (channel_id, user_id) VALUES (%s, %s);"
+                    % (sql_str(chan), sql_str(user)))
+
+    def leave(self, chan, user):
+        self.pg.sql("UPDATE channel_members SET left_at = now() WHERE channel_id = %s "
+                    "AND user_id = %s AND left_at IS NULL;" % (sql_str(chan), sql_str(user)))
+
+    def start_db(self, **overrides):
+        cfg = {"database": '"%s"' % self.pg.conninfo, "database_timeout": "1s"}
+        cfg.update(overrides)
+        return self.start_stack(**cfg)
+
+    def reaches(self, c, others, timeout=1.5):
+        """Publish channel events (global, then fenced) until one reaches
+        c; True if one did within timeout.  others are drained too."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            e = record("channel.message", channel=self.chan)
+            self.publish(e)
+            self.fence([c] + others)
+            if e["id"] in c.ids():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stops(self, c, others, timeout=1.5):
+        """Publish channel events until one does not reach c."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            e = record("channel.message", channel=self.chan)
+            self.publish(e)
+            self.fence([c] + others)
+            if e["id"] not in c.ids():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def test_channel_event_reaches_members_only(self):
+        self.start_db()
+        m, _ = self.connect_spread(self.o1, 2)
+        n, _ = self.connect_spread(self.o2, 2)
+        # Published at once: a member's first connection waited for its
+        # channels before auth_success.
+        bcast = record("channel.message", channel=self.chan)
+        to_o1 = record("message.received", self.o1, channel=self.chan)
+        to_o2 = record("message.received", self.o2, channel=self.chan)
+        other = record("message.received", channel="chan-nobody-" + uuid.uuid4().hex[:6])
+        plain = record("message.received")
+        plain_o2 = record("message.received", self.o2)
+        for e in (bcast, to_o1, to_o2, other, plain, plain_o2):
+            self.publish(e)
+        self.fence(m + n)
+        for c in m:
+            self.assert_got(c, [bcast["id"], to_o1["id"], plain["id"]])
+            self.check_event(c, bcast, seq="none")
+        for c in n:
+            self.assert_got(c, [plain["id"], plain_o2["id"]])
+
+    def test_channel_filter_still_applies_on_top(self):
+        self.start_db()
+        other = "chan-o-" + uuid.uuid4().hex[:6]
+        self.join(other, self.u1)
+        narrow = self.connect(self.o1, channels=[other], name="narrow")
+        wide = self.connect(self.o1, name="wide")
+        e1 = record("channel.message", channel=self.chan)
+        e2 = record("channel.message", channel=other)
+        for e in (e1, e2):
+            self.publish(e)
+        self.fence([narrow, wide])
+        self.assert_got(narrow, [e2["id"]])
+        self.assert_got(wide, [e1["id"], e2["id"]])
+
+    def test_join_and_leave_without_reconnecting(self):
+        self.start_db()
+        m, _ = self.connect_spread(self.o1, 2)
+        n, _ = self.connect_spread(self.o2, 2)
+        e = record("channel.message", channel=self.chan)
+        self.publish(e)
+        self.fence(m + n)
+        for c in n:
+            self.assertNotIn(e["id"], c.ids())
+        # Joins: the next channel event reaches it, on both workers.
+        self.join(self.chan, self.u2)
+        t0 = time.monotonic()
+        for c in n:
+            self.assertTrue(self.reaches(c, m + n, max(0.1, 1.5 - (time.monotonic() - t0))),
+                            "%r not reached after joining%s" % (c, self.diag()))
+        self.assertLess(time.monotonic() - t0, 1.5)
+        # Leaves (left_at set): they stop.
+        self.leave(self.chan, self.u2)
+        t0 = time.monotonic()
+        for c in n:
+            self.assertTrue(self.stops(c, m + n, max(0.1, 1.5 - (time.monotonic() - t0))),
+                            "%r still reached after leaving%s" % (c, self.diag()))
+        e = record("channel.message", channel=self.chan)
+        plain = record("presence.changed")
+        self.publish(e)
+        self.publish(plain)
+        self.fence(m + n)
+        for c in n:
+            self.assertNotIn(e["id"], c.ids())
+            self.assertIn(plain["id"], c.ids())
+        for c in m:
+            self.assertIn(e["id"], c.ids())
+            self.assertIn(plain["id"], c.ids())
+        # DELETE of user 1's row: user 1 stops too.
+        self.pg.sql("DELETE FROM channel_members WHERE user_id = %s;" % sql_str(self.u1))
+        t0 = time.monotonic()
+        for c in m:
+            self.assertTrue(self.stops(c, m + n, max(0.1, 1.5 - (time.monotonic() - t0))),
+                            "%r still reached after the DELETE%s" % (c, self.diag()))
+
+    def test_notices_missed_while_not_listening(self):
+        self.start_db()
+        n, _ = self.connect_spread(self.o2, 2)
+        # The listening connections go; the join lands before they are
+        # back (reconnects wait 100ms at least), so its notice is lost:
+        # LISTEN in effect again loads every set again.
+        self.pg.sql("SELECT pg_terminate_backend(pid, 3000) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN %%' AND pid <> pg_backend_pid(); "
+                    "INSERT INTO channel_members (channel_id, user_id) VALUES (%s, %s);"
+                    % (sql_str(self.chan), sql_str(self.u2)))
+        t0 = time.monotonic()
+        for c in n:
+            self.assertTrue(self.reaches(c, n, max(0.1, 3.0 - (time.monotonic() - t0))),
+                            "%r not reached after the listener came back%s"
+                            % (c, self.diag()))
 
 
 if __name__ == "__main__":
