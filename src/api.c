@@ -18,9 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "orchd/api.h"
 #include "orchd/auth.h"
 #include "orchd/conn.h"
+#include "orchd/credentials.h"
+#include "orchd/directory.h"
 #include "orchd/event.h"
 #include "orchd/json.h"
 #include "orchd/jwt.h"
@@ -34,6 +38,8 @@
 
 #define API_PATH_HEARTBEAT "/api/daemon/heartbeat"
 #define API_PATH_EVENTS "/api/daemon/events"
+#define API_PATH_AUTH "/api/daemon/auth"
+#define API_PATH_REFRESH "/api/daemon/auth/refresh"
 
 #define API_EVENTS_LIMIT_DEFAULT 100
 /*
@@ -92,7 +98,9 @@ int
 api_handles(const char *path)
 {
 	return strcmp(path, API_PATH_HEARTBEAT) == 0 ||
-	       strcmp(path, API_PATH_EVENTS) == 0;
+	       strcmp(path, API_PATH_EVENTS) == 0 ||
+	       strcmp(path, API_PATH_AUTH) == 0 ||
+	       strcmp(path, API_PATH_REFRESH) == 0;
 }
 
 void
@@ -807,9 +815,486 @@ api_request(struct conn *c, const struct http_request *req,
 		call_free(a);
 }
 
+/* ---- POST /api/daemon/auth and /api/daemon/auth/refresh ----------------- */
+
+/*
+ * Token issuance.  auth: body {apiKey, apiSecret} -> the credential row
+ * (cred_lookup) -> secret check -> the directory (the vps must exist and be
+ * ACTIVE, as on the WebSocket) -> tokens; the refresh token's id is stored
+ * in Redis (API_REFRESH_PREFIX jti = "sessionId apiKey", expiring with the
+ * token) before the answer.  refresh: body {refreshToken} -> JWT check
+ * (type refresh) -> GET of its key (gone: TOKEN_REVOKED) -> the credential
+ * and the directory again -> DEL of its key, which must remove it (else a
+ * concurrent refresh spent it: TOKEN_REVOKED) -> new tokens, as for auth.
+ * Each asynchronous step holds the connection as the Bearer endpoints do.
+ */
+#define API_REFRESH_PREFIX "daemon:refresh:"
+#define API_ISSUED_MAX 2048 /* bytes of an issued token */
+
+/* Scopes of an issued access token, with required_scopes added. */
+static const char *const api_default_scopes[] = {
+    "messages:read", "channels:read", "presence:read", "vp:status",
+    "calls:join"};
+
+struct tok_call {
+	struct conn *c;
+	int keep_alive;
+	int refresh; /* the refresh endpoint */
+	char key[CRED_KEY_MAX + 1];
+	char secret[CRED_SECRET_MAX + 1];
+	char vp[CRED_VP_MAX];
+	char sid[37];
+	char old_jti[JWT_ID_SIZE]; /* refresh: the token being spent */
+	char jti[37];              /* the new refresh token's id */
+	struct directory_entry e;
+	char access[API_ISSUED_MAX], rtok[API_ISSUED_MAX];
+	uint64_t access_exp_ms, refresh_exp_ms;
+};
+
+static void
+tok_free(struct tok_call *t)
+{
+	OPENSSL_cleanse(t->secret, sizeof(t->secret));
+	free(t);
+}
+
+/* Answered: let the response go, forget the call. */
+static void
+tok_done(struct tok_call *t)
+{
+	conn_response_ready(t->c);
+	tok_free(t);
+}
+
+static void
+tok_auth_failed(struct tok_call *t)
+{
+	api_send_error(t->c, 401, "AUTH_FAILED",
+		       t->refresh ? "the refresh token is not valid"
+				  : "invalid API key or secret");
+}
+
+/* One token's claims and signature into out; 0 or -1. */
+static int
+tok_sign(struct tok_call *t, int refresh, const char *jti, uint64_t now_s,
+	 uint64_t life_ms, char *out, size_t cap)
+{
+	const struct config *cfg = t->c->w->cfg;
+	char claims[2048];
+	struct json_writer jw;
+	size_t len;
+
+	json_w_init(&jw, claims, sizeof(claims));
+	json_w_obj_begin(&jw);
+	json_w_key(&jw, "sub");
+	json_w_str(&jw, t->vp);
+	json_w_key(&jw, "orchestratorId");
+	json_w_str(&jw, t->vp);
+	if (!refresh && t->e.org[0] != '\0') {
+		json_w_key(&jw, "organizationId");
+		json_w_str(&jw, t->e.org);
+	}
+	if (!refresh && t->e.workspace[0] != '\0') {
+		json_w_key(&jw, "workspaceId");
+		json_w_str(&jw, t->e.workspace);
+	}
+	if (!refresh) {
+		json_w_key(&jw, "scopes");
+		json_w_arr_begin(&jw);
+		for (size_t i = 0; i < sizeof(api_default_scopes) /
+					   sizeof(api_default_scopes[0]);
+		     i++)
+			json_w_str(&jw, api_default_scopes[i]);
+		for (size_t i = 0; i < cfg->nrequired_scopes; i++) {
+			size_t k;
+
+			for (k = 0; k < sizeof(api_default_scopes) /
+					    sizeof(api_default_scopes[0]);
+			     k++)
+				if (strcmp(api_default_scopes[k],
+					   cfg->required_scopes[i]) == 0)
+					break;
+			if (k == sizeof(api_default_scopes) /
+				     sizeof(api_default_scopes[0]))
+				json_w_str(&jw, cfg->required_scopes[i]);
+		}
+		json_w_arr_end(&jw);
+	}
+	json_w_key(&jw, "type");
+	json_w_str(&jw, refresh ? "refresh" : "access");
+	json_w_key(&jw, "sessionId");
+	json_w_str(&jw, t->sid);
+	json_w_key(&jw, "jti");
+	json_w_str(&jw, jti);
+	json_w_key(&jw, "iat");
+	json_w_uint(&jw, now_s);
+	json_w_key(&jw, "exp");
+	json_w_uint(&jw, now_s + life_ms / 1000);
+	if (cfg->jwt_issuer != NULL) {
+		json_w_key(&jw, "iss");
+		json_w_str(&jw, cfg->jwt_issuer);
+	}
+	if (cfg->jwt_audience != NULL) {
+		json_w_key(&jw, "aud");
+		json_w_str(&jw, cfg->jwt_audience);
+	}
+	json_w_obj_end(&jw);
+	if (json_w_finish(&jw, &len) != 0 || len >= sizeof(claims))
+		return -1;
+	claims[len] = '\0'; /* json_w_finish() does not terminate */
+	return jwt_sign_hs256(cfg->jwt_secret, cfg->jwt_secret_len, claims,
+			      out, cap) < 0
+		   ? -1
+		   : 0;
+}
+
+static void
+tok_answer(struct tok_call *t)
+{
+	struct json_writer jw;
+	char out[3 * API_ISSUED_MAX];
+	size_t len;
+
+	json_w_init(&jw, out, sizeof(out));
+	json_w_obj_begin(&jw);
+	json_w_key(&jw, "accessToken");
+	json_w_str(&jw, t->access);
+	json_w_key(&jw, "tokenType");
+	json_w_str(&jw, "Bearer");
+	json_w_key(&jw, "expiresAt");
+	json_w_timestamp(&jw, t->access_exp_ms);
+	json_w_key(&jw, "refreshToken");
+	json_w_str(&jw, t->rtok);
+	json_w_key(&jw, "refreshExpiresAt");
+	json_w_timestamp(&jw, t->refresh_exp_ms);
+	json_w_key(&jw, "sessionId");
+	json_w_str(&jw, t->sid);
+	json_w_key(&jw, "orchestratorId");
+	json_w_str(&jw, t->vp);
+	json_w_obj_end(&jw);
+	if (json_w_finish(&jw, &len) != 0) {
+		api_send_error(t->c, 500, "INTERNAL_ERROR",
+			       "response too large");
+		return;
+	}
+	send_json(t->c, t->keep_alive, out, len);
+}
+
+static void
+tok_stored(struct redis *r, redisReply *rep, void *arg)
+{
+	struct tok_call *t = arg;
+
+	(void)r;
+	if (!release(t->c)) {
+		tok_free(t);
+		return;
+	}
+	if (rep == NULL || rep->type != REDIS_REPLY_STATUS)
+		api_send_error(t->c, 503, "UNAVAILABLE",
+			       "the token store (Redis) is unavailable");
+	else
+		tok_answer(t);
+	tok_done(t);
+}
+
+/* Sign both tokens and store the refresh token's id; API_* or answered. */
+static int
+tok_issue(struct tok_call *t)
+{
+	const struct config *cfg = t->c->w->cfg;
+	uint64_t now_ms = util_wall_ms(), now_s = now_ms / 1000;
+	char access_jti[37], value[64 + CRED_KEY_MAX];
+
+	json_uuid_v4(access_jti);
+	json_uuid_v4(t->jti);
+	t->access_exp_ms = (now_s * 1000) + cfg->token_lifetime_ms;
+	t->refresh_exp_ms = (now_s * 1000) + cfg->refresh_token_lifetime_ms;
+	if (tok_sign(t, 0, access_jti, now_s, cfg->token_lifetime_ms,
+		     t->access, sizeof(t->access)) != 0 ||
+	    tok_sign(t, 1, t->jti, now_s, cfg->refresh_token_lifetime_ms,
+		     t->rtok, sizeof(t->rtok)) != 0) {
+		api_send_error(t->c, 500, "INTERNAL_ERROR",
+			       "cannot sign the tokens");
+		return API_ANSWERED;
+	}
+	snprintf(value, sizeof(value), "%s %s", t->sid, t->key);
+	/* Kept a little longer than the token: leeway. */
+	if (redis_command(t->c->w->redis, tok_stored, t,
+			  "SET " API_REFRESH_PREFIX "%s %s EX %llu", t->jti,
+			  value,
+			  (unsigned long long)(cfg->refresh_token_lifetime_ms /
+						   1000 +
+					       cfg->jwt_leeway_ms / 1000)) != 0) {
+		api_send_error(t->c, 503, "UNAVAILABLE",
+			       "the token store (Redis) is unavailable");
+		return API_ANSWERED;
+	}
+	return hold(t->c);
+}
+
+static void
+tok_spent(struct redis *r, redisReply *rep, void *arg)
+{
+	struct tok_call *t = arg;
+
+	(void)r;
+	if (!release(t->c)) {
+		tok_free(t);
+		return;
+	}
+	if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+		api_send_error(t->c, 503, "UNAVAILABLE",
+			       "the token store (Redis) is unavailable");
+	} else if (rep->integer != 1) {
+		/* Another refresh spent it meanwhile. */
+		api_send_error(t->c, 401, "TOKEN_REVOKED",
+			       "the refresh token has already been used");
+	} else if (tok_issue(t) == API_PENDING) {
+		return;
+	}
+	tok_done(t);
+}
+
+static void
+tok_directory(enum directory_status st, const struct directory_entry *e,
+	      void *arg)
+{
+	struct tok_call *t = arg;
+
+	if (!release(t->c)) {
+		tok_free(t);
+		return;
+	}
+	switch (st) {
+	case DIR_OK:
+		t->e = *e;
+		if (!t->refresh) {
+			cred_touch(cred_store(t->c->w), t->key);
+			if (tok_issue(t) == API_PENDING)
+				return;
+			break;
+		}
+		/* Spend the refresh token: only one refresh may win. */
+		if (redis_command(t->c->w->redis, tok_spent, t,
+				  "DEL " API_REFRESH_PREFIX "%s",
+				  t->old_jti) == 0) {
+			hold(t->c);
+			return;
+		}
+		api_send_error(t->c, 503, "UNAVAILABLE",
+			       "the token store (Redis) is unavailable");
+		break;
+	case DIR_UNKNOWN:
+	case DIR_DISABLED:
+		api_send_error(t->c, 403, "ORCHESTRATOR_DISABLED",
+			       "the credential's orchestrator is unknown or "
+			       "not active");
+		break;
+	case DIR_UNAVAILABLE:
+		api_send_error(t->c, 503, "UNAVAILABLE",
+			       "the directory database is unavailable");
+		break;
+	}
+	tok_done(t);
+}
+
+static void
+tok_credential(enum cred_status st, const struct cred_row *row, void *arg)
+{
+	struct tok_call *t = arg;
+	int ok;
+
+	if (!release(t->c)) {
+		tok_free(t);
+		return;
+	}
+	if (st == CRED_UNAVAILABLE) {
+		api_send_error(t->c, 503, "UNAVAILABLE",
+			       "the credential database is unavailable");
+		tok_done(t);
+		return;
+	}
+	if (t->refresh) {
+		/* The token was checked; the credential must still be good. */
+		ok = st == CRED_OK && row->active && !row->expired &&
+		     strcmp(row->vp_id, t->vp) == 0;
+	} else {
+		/* The derivation runs whatever the row says: same time. */
+		ok = cred_verify(t->secret, strlen(t->secret),
+				 st == CRED_OK ? row->hash : NULL);
+		ok = ok && st == CRED_OK && row->active && !row->expired;
+		if (ok)
+			util_strlcpy(t->vp, row->vp_id, sizeof(t->vp));
+	}
+	OPENSSL_cleanse(t->secret, sizeof(t->secret));
+	if (!ok) {
+		tok_auth_failed(t);
+		tok_done(t);
+		return;
+	}
+	hold(t->c);
+	directory_lookup(t->c->w->dir, t->vp, tok_directory, t);
+}
+
+static void
+tok_refresh_found(struct redis *r, redisReply *rep, void *arg)
+{
+	struct tok_call *t = arg;
+	const char *sp;
+
+	(void)r;
+	if (!release(t->c)) {
+		tok_free(t);
+		return;
+	}
+	if (rep == NULL || (rep->type != REDIS_REPLY_STRING &&
+			    rep->type != REDIS_REPLY_NIL)) {
+		api_send_error(t->c, 503, "UNAVAILABLE",
+			       "the token store (Redis) is unavailable");
+	} else if (rep->type == REDIS_REPLY_NIL) {
+		api_send_error(t->c, 401, "TOKEN_REVOKED",
+			       "the refresh token has been used or revoked");
+	} else if ((sp = memchr(rep->str, ' ', rep->len)) == NULL ||
+		   sp - rep->str != 36 ||
+		   rep->len - 37 > CRED_KEY_MAX || rep->len <= 37) {
+		tok_auth_failed(t);
+	} else {
+		memcpy(t->sid, rep->str, 36);
+		t->sid[36] = '\0';
+		memcpy(t->key, sp + 1, rep->len - 37);
+		t->key[rep->len - 37] = '\0';
+		hold(t->c);
+		cred_lookup(cred_store(t->c->w), t->key, tok_credential, t);
+		return;
+	}
+	tok_done(t);
+}
+
+/* A string member of 1..cap-1 bytes without NUL; 0 or -1. */
+static int
+tok_field(const struct json_doc *d, const char *name, char *out, size_t cap)
+{
+	int v = json_obj_get(d, json_root(d), name);
+	size_t len = 0;
+
+	if (json_type(d, v) != JSON_STRING ||
+	    json_get_string(d, v, out, cap, &len) != 0 || len == 0 ||
+	    strlen(out) != len)
+		return -1;
+	return 0;
+}
+
+static void
+tok_request(struct conn *c, const struct http_request *req, int refresh)
+{
+	struct worker *w = c->w;
+	const struct config *cfg = w->cfg;
+	struct json_limits lim = {
+	    .max_tokens = 64, .max_depth = 4, .flags = JSON_REQUIRE_OBJECT};
+	struct cred_store *store;
+	struct tok_call *t;
+	struct json_doc d;
+	char msg[128];
+	int rc;
+
+	if ((store = cred_store(w)) == NULL || w->dir == NULL) {
+		api_send_error(c, 503, "UNAVAILABLE",
+			       "credential authentication is not configured "
+			       "(no database)");
+		return;
+	}
+	if (cfg->jwt_secret == NULL || !auth_keyring_usable(w)) {
+		api_send_error(c, 503, "UNAVAILABLE",
+			       "token issuance is not configured (no "
+			       "jwt_secret_file)");
+		return;
+	}
+	if ((rc = json_parse(&d, (const char *)req->body, req->body_len,
+			     &lim)) != 0) {
+		snprintf(msg, sizeof(msg), "the body must be a JSON object: %s",
+			 json_strerror(rc));
+		api_send_error(c, 400, "INVALID_MESSAGE", msg);
+		return;
+	}
+	t = util_calloc(1, sizeof(*t));
+	t->c = c;
+	t->keep_alive = req->keep_alive;
+	t->refresh = refresh;
+	if (!refresh) {
+		if (tok_field(&d, "apiKey", t->key, sizeof(t->key)) != 0 ||
+		    tok_field(&d, "apiSecret", t->secret, sizeof(t->secret)) !=
+			0) {
+			api_send_error(c, 400, "INVALID_MESSAGE",
+				       "apiKey and apiSecret must be strings "
+				       "of 1..255 bytes");
+			goto answered;
+		}
+		json_doc_free(&d);
+		json_uuid_v4(t->sid);
+		hold(c);
+		cred_lookup(store, t->key, tok_credential, t);
+		return;
+	} else {
+		char token[API_TOKEN_MAX + 1], err[256];
+		struct jwt_policy pol;
+		struct jwt_claims cl;
+
+		if (tok_field(&d, "refreshToken", token, sizeof(token)) != 0) {
+			api_send_error(c, 400, "INVALID_MESSAGE",
+				       "refreshToken must be a string");
+			goto answered;
+		}
+		jwt_policy_init(&pol);
+		pol.leeway = (unsigned)(cfg->jwt_leeway_ms / 1000);
+		pol.iss = cfg->jwt_issuer;
+		pol.aud = cfg->jwt_audience;
+		pol.type = "refresh";
+		pol.max_len = API_TOKEN_MAX;
+		rc = jwt_verify(w->keyring, &pol, token, strlen(token), &cl,
+				err, sizeof(err));
+		if (rc != JWT_OK || cl.jti[0] == '\0' ||
+		    strlen(cl.orchestrator) >= sizeof(t->vp)) {
+			api_send_error(c, 401,
+				       rc == JWT_EEXPIRED ? "TOKEN_EXPIRED"
+							  : "AUTH_FAILED",
+				       rc != JWT_OK ? err
+						    : "the refresh token is "
+						      "not valid");
+			goto answered;
+		}
+		util_strlcpy(t->old_jti, cl.jti, sizeof(t->old_jti));
+		util_strlcpy(t->vp, cl.orchestrator, sizeof(t->vp));
+		json_doc_free(&d);
+		if (redis_command(w->redis, tok_refresh_found, t,
+				  "GET " API_REFRESH_PREFIX "%s",
+				  t->old_jti) != 0) {
+			api_send_error(c, 503, "UNAVAILABLE",
+				       "the token store (Redis) is "
+				       "unavailable");
+			tok_free(t);
+			return;
+		}
+		hold(c);
+		return;
+	}
+answered:
+	json_doc_free(&d);
+	tok_free(t);
+}
+
 void
 api_dispatch(struct conn *c, const struct http_request *req, const char *path)
 {
+	if (strcmp(path, API_PATH_AUTH) == 0 ||
+	    strcmp(path, API_PATH_REFRESH) == 0) {
+		if (req->method != HTTP_METHOD_POST) {
+			conn_send_error(c, 405, "Allow: POST\r\n");
+			return;
+		}
+		tok_request(c, req, strcmp(path, API_PATH_REFRESH) == 0);
+		return;
+	}
 	if (strcmp(path, API_PATH_HEARTBEAT) == 0) {
 		if (req->method != HTTP_METHOD_POST) {
 			conn_send_error(c, 405, "Allow: POST\r\n");

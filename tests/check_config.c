@@ -237,6 +237,9 @@ assert_same(const struct config *a, const struct config *b)
 	assert_str_same("jwt_issuer", a->jwt_issuer, b->jwt_issuer);
 	assert_str_same("jwt_audience", a->jwt_audience, b->jwt_audience);
 	ck_assert_uint_eq(a->jwt_leeway_ms, b->jwt_leeway_ms);
+	ck_assert_uint_eq(a->token_lifetime_ms, b->token_lifetime_ms);
+	ck_assert_uint_eq(a->refresh_token_lifetime_ms,
+			  b->refresh_token_lifetime_ms);
 	ck_assert_uint_eq(a->nrequired_scopes, b->nrequired_scopes);
 	for (size_t i = 0; i < a->nrequired_scopes; i++)
 		ck_assert_str_eq(a->required_scopes[i], b->required_scopes[i]);
@@ -441,6 +444,8 @@ START_TEST(test_every_directive)
 		 "jwt_issuer https://auth.example.com\n"
 		 "jwt_audience \"orchd daemons\"\n"
 		 "jwt_leeway 5s\n"
+		 "token_lifetime 10m\n"
+		 "refresh_token_lifetime 7d\n"
 		 "required_scopes messages:read vp:status\n"
 		 "revocation_check best-effort\n"
 		 "rate_limit_messages 600\n"
@@ -545,6 +550,8 @@ START_TEST(test_every_directive)
 	ck_assert_str_eq(cfg->jwt_issuer, "https://auth.example.com");
 	ck_assert_str_eq(cfg->jwt_audience, "orchd daemons");
 	ck_assert_uint_eq(cfg->jwt_leeway_ms, 5000);
+	ck_assert_uint_eq(cfg->token_lifetime_ms, 600000);
+	ck_assert_uint_eq(cfg->refresh_token_lifetime_ms, 7 * 86400000ULL);
 	ck_assert_uint_eq(cfg->nrequired_scopes, 2);
 	ck_assert_str_eq(cfg->required_scopes[0], "messages:read");
 	ck_assert_str_eq(cfg->required_scopes[1], "vp:status");

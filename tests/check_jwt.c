@@ -21,6 +21,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "orchd/credentials.h"
 #include "orchd/jwt.h"
 
 #define NOW 1800000000LL
@@ -1434,6 +1435,88 @@ START_TEST(test_err_sanitized)
 }
 END_TEST
 
+/* ---- issued tokens and credential hashes (POST /api/daemon/auth) -------- */
+
+/* A refresh token as api.c issues it: accepted only as type refresh. */
+START_TEST(test_issued_refresh_token)
+{
+	char tok[1024];
+	const char *c = "{\"sub\":\"vp-1\",\"orchestratorId\":\"vp-1\","
+			"\"type\":\"refresh\",\"sessionId\":\"s-1\","
+			"\"jti\":\"j-1\",\"iat\":1800000000,"
+			"\"exp\":1800003600}";
+	int n = jwt_sign_hs256(secret, strlen(secret), c, tok, sizeof(tok));
+
+	ck_assert_int_gt(n, 0);
+	pol.type = "refresh";
+	ck_assert_int_eq(jwt_verify(kr, &pol, tok, (size_t)n, &cl, errbuf,
+				    sizeof(errbuf)),
+			 JWT_OK);
+	ck_assert_str_eq(cl.orchestrator, "vp-1");
+	ck_assert_str_eq(cl.jti, "j-1");
+	ck_assert_str_eq(cl.type, "refresh");
+	pol.type = NULL; /* not an access token */
+	ck_assert_int_eq(jwt_verify(kr, &pol, tok, (size_t)n, &cl, errbuf,
+				    sizeof(errbuf)),
+			 JWT_ECLAIMS);
+}
+END_TEST
+
+START_TEST(test_credential_hash)
+{
+	/* From python3 hashlib.pbkdf2_hmac (scripts/orchd-credential). */
+	static const char py[] =
+	    "pbkdf2-sha256$10000$MDEyMzQ1Njc4OWFiY2RlZg==$"
+	    "6umsHhz0yhb+YIJ/FUgCrsOB+tK+gGdB+tvI2KPIHns=";
+	char h[CRED_HASH_TEXT_MAX], h2[CRED_HASH_TEXT_MAX];
+
+	ck_assert_int_eq(cred_verify("secret", 6, py), 1);
+	ck_assert_int_eq(cred_verify("secreT", 6, py), 0);
+	ck_assert_int_eq(cred_verify("secret", 5, py), 0);
+	ck_assert_int_eq(cred_hash("s3cr3t", 6, CRED_ITER_DEFAULT, h,
+				   sizeof(h)),
+			 0);
+	ck_assert_int_eq(strncmp(h, "pbkdf2-sha256$10000$", 20), 0);
+	ck_assert_int_eq(cred_verify("s3cr3t", 6, h), 1);
+	ck_assert_int_eq(cred_verify("s3cr3", 5, h), 0);
+	/* A fresh salt every time. */
+	ck_assert_int_eq(cred_hash("s3cr3t", 6, CRED_ITER_MIN, h2,
+				   sizeof(h2)),
+			 0);
+	ck_assert_str_ne(h, h2);
+	ck_assert_int_eq(cred_verify("s3cr3t", 6, h2), 1);
+	/* Refusals. */
+	ck_assert_int_eq(cred_hash("x", 1, CRED_ITER_MIN - 1, h, sizeof(h)),
+			 -1);
+	ck_assert_int_eq(cred_hash("x", 1, CRED_ITER_DEFAULT, h, 20), -1);
+	/* Malformed hashes never match (and never crash). */
+	static const char *const bad[] = {
+	    "",
+	    "secret",
+	    "pbkdf2-sha256$",
+	    "pbkdf2-sha256$10000$MDEyMzQ1Njc4OWFiY2RlZg==",
+	    "pbkdf2-sha256$999$MDEyMzQ1Njc4OWFiY2RlZg==$"
+	    "6umsHhz0yhb+YIJ/FUgCrsOB+tK+gGdB+tvI2KPIHns=",
+	    "pbkdf2-sha256$x$MDEyMzQ1Njc4OWFiY2RlZg==$"
+	    "6umsHhz0yhb+YIJ/FUgCrsOB+tK+gGdB+tvI2KPIHns=",
+	    "pbkdf2-sha1$10000$MDEyMzQ1Njc4OWFiY2RlZg==$"
+	    "6umsHhz0yhb+YIJ/FUgCrsOB+tK+gGdB+tvI2KPIHns=",
+	    "pbkdf2-sha256$10000$MDEyMzQ1Njc4OWFiY2RlZg$"
+	    "6umsHhz0yhb+YIJ/FUgCrsOB+tK+gGdB+tvI2KPIHns=",
+	    "pbkdf2-sha256$10000$MDEyMzQ1Njc4OWFiY2RlZg==$"
+	    "6umsHhz0yhb+YIJ/FUgCrsOB+tK+gGdB+tvI2KPI",
+	    "pbkdf2-sha256$10000$MDEyMzQ1Njc4OWFiY2RlZg==$"
+	    "6umsHhz0yhb+YIJ/FUgCrsOB+tK+gGdB+tvI2KPIHns=$",
+	    "pbkdf2-sha256$10000$MDEy=zQ1Njc4OWFiY2RlZg==$"
+	    "6umsHhz0yhb+YIJ/FUgCrsOB+tK+gGdB+tvI2KPIHns=",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(cred_verify("secret", 6, bad[i]) == 0, "%s",
+			      bad[i]);
+	ck_assert_int_eq(cred_verify("secret", 6, NULL), 0);
+}
+END_TEST
+
 static Suite *
 jwt_suite(void)
 {
@@ -1480,6 +1563,8 @@ jwt_suite(void)
 	tcase_add_test(tc, test_sign_refusals);
 	tcase_add_test(tc, test_strerror);
 	tcase_add_test(tc, test_err_sanitized);
+	tcase_add_test(tc, test_issued_refresh_token);
+	tcase_add_test(tc, test_credential_hash);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -141,6 +141,9 @@ struct config {
 	char *jwt_issuer;           /* expected iss; NULL: not checked */
 	char *jwt_audience;         /* expected aud; NULL: not checked */
 	uint64_t jwt_leeway_ms;     /* a whole number of seconds */
+	/* Tokens issued by POST /api/daemon/auth (whole seconds). */
+	uint64_t token_lifetime_ms;
+	uint64_t refresh_token_lifetime_ms;
 	char **required_scopes;     /* a token must carry each to connect */
 	size_t nrequired_scopes;    /* 0..CONFIG_MAX_SCOPES */
 	int revocation_check;       /* enum config_revocation */
