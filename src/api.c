@@ -3,8 +3,12 @@
  *
  * A request is authenticated like a WebSocket auth, minus the quota: the
  * JWT first, then (asynchronously) the revoked-jti set in Redis, under the
- * same revocation_check policy.  Then the endpoint's own step runs, which
- * may itself wait for Redis (the events endpoints call the durable queue).
+ * same revocation_check policy, then (asynchronously, when a database is
+ * configured) the token's orchestrator in the directory, as WebSocket auth
+ * does: unknown or not active is 403 ORCHESTRATOR_DISABLED, no answer 503
+ * UNAVAILABLE, and the organization comes from the directory, not the
+ * token.  Then the endpoint's own step runs, which may itself wait for
+ * Redis (the events endpoints call the durable queue).
  *
  * Every asynchronous step follows one rule: before the call, c->refs++ and
  * CONN_HTTP_WAIT (the connection is not freed, and its timer bounds the
@@ -72,6 +76,8 @@ struct api_call {
 	enum api_endpoint ep;
 	int keep_alive;
 	struct jwt_claims cl;
+	int have_dir;             /* e is the directory's answer */
+	struct directory_entry e; /* the orchestrator's, when have_dir */
 	uint8_t *body; /* a copy: the request buffer is gone by the reply */
 	size_t body_len;
 
@@ -188,7 +194,8 @@ heartbeat_finish(struct api_call *a)
 	memset(&hb, 0, sizeof(hb));
 	hb.orch = a->cl.orchestrator;
 	hb.daemon = a->cl.daemon_id;
-	hb.org = a->cl.organization_id;
+	/* As on the WebSocket: the directory's organization, if asked. */
+	hb.org = a->have_dir ? a->e.org : a->cl.organization_id;
 	hb.status = status;
 	m = json_obj_get(&d, json_root(&d), "metrics");
 	if (m >= 0)
@@ -653,9 +660,9 @@ events_delete(struct api_call *a)
 
 /* ---- authentication ---------------------------------------------------- */
 
-/* The token is accepted: the endpoint's own step. */
+/* The token and its orchestrator are accepted: the endpoint's own step. */
 static int
-authorized(struct api_call *a)
+endpoint_step(struct api_call *a)
 {
 	switch (a->ep) {
 	case API_EVENTS_GET:
@@ -667,6 +674,58 @@ authorized(struct api_call *a)
 	}
 	heartbeat_finish(a);
 	return API_ANSWERED;
+}
+
+static void
+directory_answer(enum directory_status st, const struct directory_entry *e,
+		 void *arg)
+{
+	struct api_call *a = arg;
+	struct conn *c = a->c;
+
+	if (!release(c)) {
+		call_free(a);
+		return;
+	}
+	switch (st) {
+	case DIR_OK:
+		a->e = *e;
+		a->have_dir = 1;
+		if (endpoint_step(a) == API_PENDING)
+			return;
+		break;
+	case DIR_UNKNOWN:
+	case DIR_DISABLED:
+		api_send_error(c, 403, "ORCHESTRATOR_DISABLED",
+			       st == DIR_UNKNOWN
+				   ? "unknown orchestrator"
+				   : "the orchestrator or its user is not "
+				     "active");
+		break;
+	case DIR_UNAVAILABLE:
+		api_send_error(c, 503, "UNAVAILABLE",
+			       "the directory is unavailable");
+		break;
+	}
+	conn_response_ready(c);
+	call_free(a);
+}
+
+/*
+ * The token is accepted (JWT, revocation): look its orchestrator up in the
+ * directory when one is configured (the answer always comes later), else
+ * go on to the endpoint's step.
+ */
+static int
+authorized(struct api_call *a)
+{
+	struct worker *w = a->c->w;
+
+	if (w->dir == NULL)
+		return endpoint_step(a);
+	hold(a->c);
+	directory_lookup(w->dir, a->cl.orchestrator, directory_answer, a);
+	return API_PENDING;
 }
 
 static void

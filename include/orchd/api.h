@@ -2,6 +2,10 @@
  * api: the daemon HTTP API on the same listener (PROTOCOL.md section 7):
  * Bearer-token endpoints under /api/daemon/: POST heartbeat, and GET and
  * DELETE events (the orchestrator's durable queue, read and acknowledged).
+ * With a database configured, the token's orchestrator must be known and
+ * active in the directory (else 403 ORCHESTRATOR_DISABLED, or 503
+ * UNAVAILABLE without an answer), as on the WebSocket.  POST auth and
+ * auth/refresh issue tokens from the credentials table.
  */
 #ifndef ORCHD_API_H
 #define ORCHD_API_H

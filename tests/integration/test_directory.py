@@ -18,6 +18,13 @@ INSERT into channel_members lets the next channel event reach the new
 member without reconnecting, an UPDATE of left_at stops them, and events
 without a channel reach everyone throughout.
 
+The HTTP endpoints that take an access token (POST /api/daemon/heartbeat,
+GET and DELETE /api/daemon/events): a suspended user's orchestrator and an
+unknown one get 403 ORCHESTRATOR_DISABLED, PostgreSQL down under
+fail-closed 503 UNAVAILABLE (and 200 again once it is back), the heartbeat
+notice goes to the database's organization, and clients that go away
+during the look-up do no harm.
+
 Needs PostgreSQL 15 (initdb/postgres/psql), redis-server and openssl.
 Every wait is bounded; cleanup always stops orchd, redis and postgres.
 
@@ -30,7 +37,7 @@ import time
 import unittest
 import uuid
 
-from harness import http_request, wait_for
+from harness import RawConn, http_request, wait_for
 from pgfix import PG_BINDIR
 from test_events import EventTestCase, record
 from test_proto import ProtoTestCase
@@ -60,8 +67,9 @@ class DirectoryFixtures:
                        sql_str(workspace) if workspace else "NULL", sql_str(status)))
 
 
-@unittest.skipUnless(HAVE_PG, "PostgreSQL server binaries not found in %s" % PG_BINDIR)
-class DirectoryTest(DirectoryFixtures, ProtoTestCase):
+class DirectoryStack(DirectoryFixtures, ProtoTestCase):
+    """orchd with a database: self.orch is an ACTIVE vps of an ACTIVE user
+    in self.db_org.  No tests of its own."""
 
     def setUp(self):
         super().setUp()
@@ -116,7 +124,9 @@ class DirectoryTest(DirectoryFixtures, ProtoTestCase):
         self.assertEqual(msg["type"], "auth_success", json.dumps(msg) + self.diag())
         return c, msg["payload"]
 
-    # ---- tests ------------------------------------------------------------
+
+@unittest.skipUnless(HAVE_PG, "PostgreSQL server binaries not found in %s" % PG_BINDIR)
+class DirectoryTest(DirectoryStack):
 
     def test_unknown_orchestrator_refused(self):
         self.start()
@@ -224,6 +234,107 @@ class DirectoryTest(DirectoryFixtures, ProtoTestCase):
         ok = wait_for(lambda: self.auth_msg(orch=never)[1]["type"] == "auth_success",
                       5.0, 0.2)
         self.assertTrue(ok, self.diag())
+
+
+@unittest.skipUnless(HAVE_PG, "PostgreSQL server binaries not found in %s" % PG_BINDIR)
+class DirectoryApiTest(DirectoryStack):
+    """The HTTP endpoints that take an access token (POST heartbeat, GET
+    and DELETE events) look the token's orchestrator up as WebSocket auth
+    does: 403 ORCHESTRATOR_DISABLED for an unknown one or a suspended user,
+    503 UNAVAILABLE with PostgreSQL down under fail-closed; the heartbeat
+    notice goes to the database's organization, not the token's."""
+
+    HB_BODY = json.dumps({"status": "active"}).encode()
+
+    def hdrs(self, orch, **tok):
+        return {"Authorization": "Bearer " + self.token(orch=orch, daemon=self.daemon, **tok),
+                "Content-Type": "application/json"}
+
+    def heartbeat(self, orch, **tok):
+        return http_request(self.o.port, "POST", "/api/daemon/heartbeat",
+                            headers=self.hdrs(orch, **tok), body=self.HB_BODY)
+
+    def events_get(self, orch):
+        return http_request(self.o.port, "GET", "/api/daemon/events", headers=self.hdrs(orch))
+
+    def events_delete(self, orch):
+        return http_request(self.o.port, "DELETE", "/api/daemon/events", headers=self.hdrs(orch),
+                            body=json.dumps({"eventIds": ["ev-1"]}).encode())
+
+    def assert_error(self, r, status, code):
+        self.assertEqual(r.status, status, "%r%s" % (r, self.diag()))
+        doc = r.json()
+        self.assertEqual(doc.get("code"), code, doc)
+        self.assertIsInstance(doc.get("error"), str, doc)
+
+    def all_endpoints(self, orch):
+        # Several of each: both workers answer (SO_REUSEPORT).
+        for _ in range(3):
+            yield "heartbeat", self.heartbeat(orch)
+            yield "GET events", self.events_get(orch)
+            yield "DELETE events", self.events_delete(orch)
+
+    def test_suspended_user_refused(self):
+        self.start()
+        u2, v2 = "user-s-" + uuid.uuid4().hex[:6], "orch-s-" + uuid.uuid4().hex[:6]
+        self.add_user(u2, "SUSPENDED")
+        self.add_vps(v2, u2, self.db_org)
+        for what, r in self.all_endpoints(v2):
+            with self.subTest(what):
+                self.assert_error(r, 403, "ORCHESTRATOR_DISABLED")
+        self.assertFalse(self.redis.command("EXISTS", "daemon:heartbeat:%s" % v2),
+                         "a refused heartbeat was recorded")
+        # The known, active one is served.
+        for what, r in self.all_endpoints(self.orch):
+            with self.subTest(what):
+                self.assertEqual(r.status, 200, "%r%s" % (r, self.diag()))
+
+    def test_unknown_orchestrator_refused(self):
+        self.start()
+        nobody = "orch-nobody-" + uuid.uuid4().hex[:6]
+        for what, r in self.all_endpoints(nobody):
+            with self.subTest(what):
+                self.assert_error(r, 403, "ORCHESTRATOR_DISABLED")
+
+    def test_heartbeat_organization_from_database(self):
+        self.start()
+        sub_db = self.redis.pubsub_listen("daemon:heartbeats:%s" % self.db_org)
+        sub_tok = self.redis.pubsub_listen("daemon:heartbeats:org-from-token")
+        r = self.heartbeat(self.orch, org="org-from-token")
+        self.assertEqual(r.status, 200, "%r%s" % (r, self.diag()))
+        msg = sub_db.wait_message(timeout=3)
+        self.assertIsNotNone(msg, "no notice on daemon:heartbeats:%s" % self.db_org)
+        self.assertEqual(json.loads(msg[1]).get("organizationId"), self.db_org, msg)
+        self.assertIsNone(sub_tok.wait_message(timeout=0.3),
+                          "a notice went to the token's organization")
+
+    def test_client_gone_during_lookup(self):
+        self.start()
+        for _ in range(20):
+            c = RawConn(self.o.port)
+            c.send(("GET /api/daemon/events HTTP/1.1\r\nHost: x\r\n"
+                    "Authorization: Bearer %s\r\n\r\n"
+                    % self.token(orch=self.orch, daemon=self.daemon)).encode())
+            c.close()
+        for what, r in self.all_endpoints(self.orch):
+            with self.subTest(what):
+                self.assertEqual(r.status, 200, "%r%s" % (r, self.diag()))
+
+    def test_fail_closed_database_down(self):
+        self.start(database_failure="fail-closed")
+        self.assertEqual(self.heartbeat(self.orch).status, 200)
+        self.pg_down()
+        self.wait_readyz(503)
+        for what, r in self.all_endpoints(self.orch):
+            with self.subTest(what):
+                self.assert_error(r, 503, "UNAVAILABLE")
+        self.pg.start()
+        self.wait_readyz(200, timeout=15.0)
+        ok = wait_for(lambda: self.heartbeat(self.orch).status == 200, 5.0, 0.2)
+        self.assertTrue(ok, self.diag())
+        for what, r in self.all_endpoints(self.orch):
+            with self.subTest(what):
+                self.assertEqual(r.status, 200, "%r%s" % (r, self.diag()))
 
 
 @unittest.skipUnless(HAVE_PG, "PostgreSQL server binaries not found in %s" % PG_BINDIR)
