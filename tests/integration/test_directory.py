@@ -216,7 +216,10 @@ class DirectoryTest(DirectoryStack):
         # TTL 0: every auth asks, so the answer below comes from the
         # cache's fallback, not from a fresh entry.
         self.start(database_failure="cached", database_cache_ttl="0s")
-        for _ in range(6):  # both workers see it
+        # Both workers must have it cached; SO_REUSEPORT spreads
+        # connections at random, so enough of them that one worker
+        # missing out is odds of 2^-23.
+        for _ in range(24):
             c, _ = self.authed_to(self.orch)
             c.close()
         never = "orch-never-" + uuid.uuid4().hex[:6]

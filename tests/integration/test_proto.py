@@ -1158,7 +1158,13 @@ class HeartbeatTest(ProtoTestCase):
         for i in range(1, 106):
             c.heartbeat("active", {"messagesSent": i, "uptimeSeconds": i})
         mkey = "daemon:metrics:%s" % self.orch
-        self.assertTrue(wait_for(lambda: self.redis.command("LLEN", mkey) == 100, 2.0),
+
+        def settled():
+            # The last heartbeat is in (LPUSH puts it first), and trimmed.
+            head = self.redis.command("LRANGE", mkey, 0, 0)
+            return (self.redis.command("LLEN", mkey) == 100 and head
+                    and 105 in find_values(json.loads(head[0]), "messagesSent"))
+        self.assertTrue(wait_for(settled, 5.0),
                         "LLEN %s = %s" % (mkey, self.redis.command("LLEN", mkey)))
         entries = [json.loads(e) for e in self.redis.command("LRANGE", mkey, 0, -1)]
         seqs = set()
