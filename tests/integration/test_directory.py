@@ -40,7 +40,7 @@ import uuid
 from harness import RawConn, http_request, wait_for
 from pgfix import PG_BINDIR
 from test_events import EventTestCase, record
-from test_proto import ProtoTestCase
+from test_proto import ProtoClient, ProtoTestCase
 
 HAVE_PG = os.path.exists(os.path.join(PG_BINDIR, "postgres"))
 
@@ -341,7 +341,7 @@ class DirectoryApiTest(DirectoryStack):
 
 
 @unittest.skipUnless(HAVE_PG, "PostgreSQL server binaries not found in %s" % PG_BINDIR)
-class ChannelMembershipTest(DirectoryFixtures, EventTestCase):
+class ChannelStack(DirectoryFixtures, EventTestCase):
     """Two orchestrators of two users; user 1 is a member of self.chan,
     user 2 of nothing."""
 
@@ -396,6 +396,10 @@ class ChannelMembershipTest(DirectoryFixtures, EventTestCase):
                 return True
             time.sleep(0.05)
         return False
+
+
+
+class ChannelMembershipTest(ChannelStack):
 
     def test_channel_event_reaches_members_only(self):
         self.start_db()
@@ -491,3 +495,61 @@ class ChannelMembershipTest(DirectoryFixtures, EventTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class OutageUnderLoadTest(ChannelStack):
+    """PostgreSQL stopped and restarted while events flow to connected
+    daemons and new daemons keep trying to authenticate: the connected ones
+    get every event throughout, under both failure policies, and new auths
+    follow the policy."""
+
+    def auth_once(self, orch):
+        pc = ProtoClient(self, self.o.port)
+        try:
+            msg = pc.auth(self.token(orch=orch, org=self.org, exp_in=3600),
+                          "d-" + uuid.uuid4().hex[:8], orch)
+        finally:
+            pc.close()
+        if msg["type"] == "auth_success":
+            return "ok"
+        return msg.get("payload", {}).get("code") or json.dumps(msg)
+
+    def run_outage(self, policy):
+        self.start_db(database_failure=policy, database_cache_ttl="0s")
+        readers, _ = self.connect_spread(self.o1, 4)
+        sent = []
+
+        def burst(n):
+            got = []
+            for _ in range(n):
+                e = record("presence.changed", payload={"i": len(sent)})
+                self.publish(e)
+                sent.append(e["id"])
+                got.append(self.auth_once(self.o1))
+            return got
+
+        before = burst(10)
+        self.pg.sql("CHECKPOINT;")
+        self.pg.stop("immediate")
+        during = burst(20)
+        self.pg.start()
+        ok = wait_for(lambda: all(http_request(self.o.port, "GET", "/readyz").status == 200
+                                  for _ in range(12)), 15.0, 0.1)
+        self.assertTrue(ok, "/readyz not 200 after the restart" + self.diag())
+        after = burst(10)
+        self.fence(readers)
+        for c in readers:
+            self.assert_got(c, sent, exact=False)
+        return before, during, after
+
+    def test_outage_fail_closed(self):
+        before, during, after = self.run_outage("fail-closed")
+        self.assertEqual(before, ["ok"] * 10, before)
+        self.assertEqual(during, ["UNAVAILABLE"] * 20, during)
+        self.assertEqual(after, ["ok"] * 10, after)
+
+    def test_outage_cached(self):
+        before, during, after = self.run_outage("cached")
+        # A known orchestrator keeps authenticating from the cache.
+        self.assertEqual(before + during + after, ["ok"] * 40,
+                         (before, during, after))
