@@ -49,7 +49,7 @@
 
 struct db;
 
-#define DB_MAX_PENDING 1024   /* queued queries (not yet sent); beyond: -1 */
+#define DB_MAX_PENDING 16384 /* queued queries (not yet sent); beyond: -1 */
 #define DB_MAX_STATEMENTS 64  /* db_prepare() names */
 #define DB_MAX_PARAMS 16      /* parameters of one statement */
 #define DB_MAX_CHANNELS 8     /* db_listen() channels */
