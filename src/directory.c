@@ -782,6 +782,46 @@ notice_user(struct directory *d, const char *id)
 	free(seen);
 }
 
+/*
+ * After the notice connection came back, every orchestrator with live
+ * connections here is looked up again: a suspension made while notices
+ * could not arrive takes effect now, not at the next auth.  A look-up
+ * that gets no answer leaves the connections alone.
+ */
+static void
+recheck_all(struct directory *d)
+{
+	const char **names = NULL;
+	size_t n = 0, cap = 0, k = 0;
+
+	for (struct conn *c = d->w->conns; c != NULL; c = c->next) {
+		struct proto_conn *p = live_proto(c);
+
+		if (p == NULL)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			names = util_realloc(names, cap * sizeof(*names));
+		}
+		names[n++] = p->orch;
+	}
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && strcmp(names[i], names[i - 1]) == 0)
+			continue;
+		names[k++] = names[i];
+	}
+	if (k > 0)
+		log_info("directory: checking the %zu orchestrators connected "
+			 "here again",
+			 k);
+	/* Look-ups answer later: recheck() copies each name. */
+	for (size_t i = 0; i < k; i++)
+		recheck(d, names[i]);
+	free(names);
+}
+
 static void
 notify_cb(struct db *db, enum db_notify_event ev, const char *channel,
 	  const char *payload, void *arg)
@@ -803,6 +843,7 @@ notify_cb(struct db *db, enum db_notify_event ev, const char *channel,
 		d->gen++;
 		cache_clear(d);
 		members_reload_all(d);
+		recheck_all(d);
 		return;
 	case DB_LISTEN_LOST:
 		log_warnx("directory: change notices lost until the database "

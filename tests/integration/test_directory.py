@@ -183,6 +183,20 @@ class DirectoryTest(DirectoryStack):
                       3.0, 0.1)
         self.assertTrue(ok, self.diag())
 
+    def test_suspension_missed_while_not_listening_closes_4006(self):
+        self.start()
+        live = [self.authed_to(self.orch)[0] for _ in range(4)]
+        # The listening connections go and the suspension lands before
+        # they are back (reconnects wait 100ms at least): its notice is
+        # lost, and LISTEN in effect again re-checks the live connections.
+        self.pg.sql("SELECT pg_terminate_backend(pid, 3000) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN %%' AND pid <> pg_backend_pid(); "
+                    "UPDATE users SET status = 'SUSPENDED' WHERE id = %s;"
+                    % sql_str(self.user))
+        for c in live:
+            code, reason = c.expect_close(timeout=3.0)
+            self.assertEqual(code, 4006, reason)
+
     def test_vps_deleted_closes_4006(self):
         self.start()
         c, _ = self.authed_to(self.orch)
@@ -493,9 +507,6 @@ class ChannelMembershipTest(ChannelStack):
                             % (c, self.diag()))
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class OutageUnderLoadTest(ChannelStack):
     """PostgreSQL stopped and restarted while events flow to connected
@@ -553,3 +564,7 @@ class OutageUnderLoadTest(ChannelStack):
         # A known orchestrator keeps authenticating from the cache.
         self.assertEqual(before + during + after, ["ok"] * 40,
                          (before, during, after))
+
+
+if __name__ == "__main__":
+    unittest.main()
