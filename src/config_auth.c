@@ -43,8 +43,8 @@
  * nothing for a regular file.  Returns the descriptor, or -1 once the error
  * is reported.
  */
-static int
-open_regular(struct pctx *c, const struct directive *d, const char *path)
+int
+cfga_open_regular(struct pctx *c, const struct directive *d, const char *path)
 {
 	struct stat st;
 	int fd;
@@ -100,7 +100,7 @@ cfga_load_jwt_secret(struct pctx *c, const struct directive *d,
 
 	if (c->defaults)
 		return 0;
-	if ((fd = open_regular(c, d, path)) == -1)
+	if ((fd = cfga_open_regular(c, d, path)) == -1)
 		return -1;
 	while (n < sizeof(buf)) {
 		ssize_t r = read(fd, buf + n, sizeof(buf) - n);
@@ -253,7 +253,7 @@ cfga_add_public_key(struct pctx *c, const struct directive *d, char **argv,
 		return;
 	}
 	if (!c->defaults) {
-		if ((fd = open_regular(c, d, path)) == -1)
+		if ((fd = cfga_open_regular(c, d, path)) == -1)
 			return;
 		close(fd);
 	}

@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -171,23 +170,13 @@ cfgd_load_database_file(struct pctx *c, const struct directive *d,
 			const char *path)
 {
 	char buf[CONFIG_CONNINFO_MAX + 2], *s;
-	struct stat st;
 	size_t n = 0;
 	int fd, rc = -1;
 
 	if (c->defaults)
 		return 0;
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	if (fd == -1) {
-		cfgp_derr(c, d, "cannot read %s: %s", cfgp_show(c, path),
-			  strerror(errno));
+	if ((fd = cfga_open_regular(c, d, path)) == -1)
 		return -1;
-	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		cfgp_derr(c, d, "%s is not a regular file", cfgp_show(c, path));
-		close(fd);
-		return -1;
-	}
 	while (n < sizeof(buf) - 1) {
 		ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
 

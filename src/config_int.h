@@ -219,6 +219,12 @@ const char *cfgp_show(struct pctx *c, const char *v);
 
 /* ---- config_auth.c: the authentication directives ---------------------- */
 
+/*
+ * Open path for reading, refusing anything but a regular file (a FIFO
+ * would hang "orchd -t").  The descriptor, or -1 once reported.
+ */
+int cfga_open_regular(struct pctx *c, const struct directive *d,
+		      const char *path);
 /* jwt_secret_file: load the secret now (check of a DT_PATH). */
 int cfga_load_jwt_secret(struct pctx *c, const struct directive *d,
 			 const char *path);
