@@ -122,6 +122,7 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	for (int i = 0; i < WORKER_ACCEPT_BUDGET; i++) {
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof(peer);
+		struct conn *c;
 		int fd;
 
 		fd = accept4(l->fd, (struct sockaddr *)&peer, &plen,
@@ -160,7 +161,9 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		}
 		atomic_fetch_add(&w->stats->accepted, 1);
 		atomic_fetch_add(&w->stats->active, 1);
-		conn_new(w, fd, &peer, l->tls);
+		c = conn_new(w, fd, &peer, l->tls);
+		if (c != NULL)
+			c->admin = l->admin;
 	}
 }
 
@@ -405,6 +408,7 @@ worker_drain(struct worker *w, const char *reason)
 	ev_timer_stop(w->loop, &w->accept_resume);
 	for (c = w->conns; c != NULL; c = next) {
 		next = c->next;
+		conn_account_draining(c);
 		if (conn_is_idle(c)) {
 			conn_close(c, "draining");
 		} else if (c->state == CONN_WS_OPEN) {
@@ -506,6 +510,7 @@ worker_run(const struct worker_args *a)
 
 		l->fd = a->fds[i];
 		l->tls = a->tls[i];
+		l->admin = a->admin[i];
 		l->w = w;
 		ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
 		l->io.data = l;

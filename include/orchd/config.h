@@ -51,6 +51,7 @@ struct config_listen {
 	struct sockaddr_storage addr; /* AF_INET or AF_INET6, port set */
 	socklen_t addrlen;
 	int tls;                      /* "tls" flag on the directive */
+	int admin; /* "admin" flag: its clients may read /metrics, /stats */
 	char text[80];                /* as written back by -T: "[::1]:8080" */
 };
 
