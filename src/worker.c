@@ -30,6 +30,7 @@
 #include "orchd/tls.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
+#include "orchd/worker_admin.h"
 
 #define ACCEPT_RETRY_MS 100
 
@@ -282,6 +283,8 @@ worker_dispatch_http(struct conn *c, const struct http_request *req)
 	char path[1024];
 	int status;
 
+	atomic_fetch_add_explicit(&c->w->stats->requests, 1,
+				  memory_order_relaxed);
 	if (cfg->keepalive_timeout_ms == 0)
 		c->keep_alive = 0;
 	/* Routes compare decoded paths: "/daemon%2Fws" is "/daemon/ws". */
@@ -320,6 +323,10 @@ worker_dispatch_http(struct conn *c, const struct http_request *req)
 			worker_healthz(c, req);
 		else
 			worker_readyz(c, req);
+		return;
+	}
+	if (worker_admin_handles(path)) {
+		worker_admin_dispatch(c, req, path);
 		return;
 	}
 	conn_send_error(c, 404, NULL);
