@@ -27,7 +27,8 @@
 #include "orchd/config.h"
 #include "orchd/util.h"
 
-/* ---- addresses ------------------------------------------------------------ */
+/* ---- addresses ------------------------------------------------------------
+ */
 
 const char *
 config_parse_cidr(const char *s, struct config_cidr *out)
@@ -70,7 +71,7 @@ config_parse_cidr(const char *s, struct config_cidr *out)
 	}
 	/* Host bits past the prefix are ignored by the match; keep them off. */
 	for (unsigned bit = out->prefix; bit < max; bit++)
-		out->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+		out->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
 	inet_ntop(out->family, out->addr, canon, sizeof(canon));
 	if (out->prefix == max)
 		snprintf(out->text, sizeof(out->text), "%s", canon);
@@ -101,10 +102,10 @@ config_admin_allowed(const struct config *cfg, const struct sockaddr *peer)
 		return 0;
 	if (peer->sa_family == AF_INET) {
 		v4 = (const uint8_t *)&((const struct sockaddr_in *)peer)
-			     ->sin_addr;
+			 ->sin_addr;
 	} else if (peer->sa_family == AF_INET6) {
 		const struct in6_addr *a =
-			&((const struct sockaddr_in6 *)peer)->sin6_addr;
+		    &((const struct sockaddr_in6 *)peer)->sin6_addr;
 
 		v6 = a->s6_addr;
 		if (IN6_IS_ADDR_V4MAPPED(a))
@@ -144,7 +145,8 @@ config_admin_token_ok(const struct config *cfg, const char *tok, size_t len)
 	return diff == 0;
 }
 
-/* ---- admin_allow ------------------------------------------------------------ */
+/* ---- admin_allow ------------------------------------------------------------
+ */
 
 void
 cfgadm_set_allow(struct pctx *c, const struct directive *d, char **argv,
@@ -163,8 +165,9 @@ cfgadm_set_allow(struct pctx *c, const struct directive *d, char **argv,
 		if (strcmp(argv[i], "none") != 0)
 			continue;
 		if (argc > 1 || cfg->nadmin_allow > 0) {
-			cfgp_derr(c, d, "none stands alone (no address with "
-					"it in the files)");
+			cfgp_derr(c, d,
+				  "none stands alone (no address with "
+				  "it in the files)");
 			return;
 		}
 		cfg->nadmin_allow = 0;
@@ -196,16 +199,15 @@ cfgadm_set_allow(struct pctx *c, const struct directive *d, char **argv,
 		return;
 	}
 	cfg->admin_allow =
-		util_realloc(cfg->admin_allow, (cfg->nadmin_allow + n) *
-						       sizeof(*cfg->admin_allow));
+	    util_realloc(cfg->admin_allow,
+			 (cfg->nadmin_allow + n) * sizeof(*cfg->admin_allow));
 	memcpy(cfg->admin_allow + cfg->nadmin_allow, list, n * sizeof(*list));
 	cfg->nadmin_allow += n;
 	free(list);
 }
 
 void
-cfgadm_dump_allow(const struct directive *d, const struct config *cfg,
-		  FILE *fp)
+cfgadm_dump_allow(const struct directive *d, const struct config *cfg, FILE *fp)
 {
 	fprintf(fp, "%s", d->name);
 	if (cfg->nadmin_allow == 0)
@@ -215,7 +217,8 @@ cfgadm_dump_allow(const struct directive *d, const struct config *cfg,
 	fputc('\n', fp);
 }
 
-/* ---- admin_token_file ------------------------------------------------------ */
+/* ---- admin_token_file ------------------------------------------------------
+ */
 
 static void
 wipe_free(char *p, size_t n)
@@ -230,8 +233,7 @@ wipe_free(char *p, size_t n)
 }
 
 int
-cfgadm_load_token(struct pctx *c, const struct directive *d,
-		  const char *path)
+cfgadm_load_token(struct pctx *c, const struct directive *d, const char *path)
 {
 	char buf[CONFIG_ADMIN_TOKEN_MAX + 2];
 	size_t n = 0;

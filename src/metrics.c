@@ -164,8 +164,8 @@ orch_count_cb(uint32_t slot, const struct registry_entry *e, void *arg)
 	(void)slot;
 	if (e->orchestrator[0] == '\0')
 		return 0;
-	for (i = hash_id(e->orchestrator) & (t->cap - 1);
-	     t->e[i].id[0] != '\0'; i = (i + 1) & (t->cap - 1))
+	for (i = hash_id(e->orchestrator) & (t->cap - 1); t->e[i].id[0] != '\0';
+	     i = (i + 1) & (t->cap - 1))
 		if (strcmp(t->e[i].id, e->orchestrator) == 0) {
 			t->e[i].connections++;
 			return 0;
@@ -242,7 +242,7 @@ metrics_snapshot(struct metrics_snapshot *s, const struct shm_segment *shm,
 		m->slot = (int)i;
 		m->rss_bytes = metrics_rss_bytes(m->pid);
 		m->authenticated =
-			i < REGISTRY_MAX_WORKERS ? rs.per_worker[i] : 0;
+		    i < REGISTRY_MAX_WORKERS ? rs.per_worker[i] : 0;
 		m->pipe_queue_bytes = LOAD(shm->relay.pipe_queue_bytes[i]);
 		m->pipe_dropped = LOAD(shm->relay.pipe_dropped[i]);
 		s->relay.pipe_queue_bytes += m->pipe_queue_bytes;
@@ -311,82 +311,81 @@ struct wfam {
 #define WOFF(f) offsetof(struct metrics_worker, f)
 
 static const struct wfam wfams[] = {
-	{"orchd_worker_start_time_seconds", "gauge",
-	 "Start time of the worker process in the slot, seconds since the "
-	 "epoch.",
-	 WOFF(started_ms)},
-	{"orchd_worker_restarts_total", "counter",
-	 "Worker processes of the slot respawned after an unplanned exit.",
-	 WOFF(restarts)},
-	{"orchd_connections_open", "gauge",
-	 "Client connections open (any state).", WOFF(open)},
-	{"orchd_connections_authenticated", "gauge",
-	 "Authenticated daemon connections (registry slots held).",
-	 WOFF(authenticated)},
-	{"orchd_connections_draining", "gauge",
-	 "Connections of worker processes that are draining (reload, stop).",
-	 WOFF(draining)},
-	{"orchd_connections_accepted_total", "counter",
-	 "Connections accepted.", WOFF(accepted)},
-	{"orchd_connections_closed_total", "counter",
-	 "Connections closed and freed.", WOFF(closed)},
-	{"orchd_connections_refused_rate_total", "counter",
-	 "Connections refused with 429 by connection_rate_per_address.",
-	 WOFF(addr_limited)},
-	{"orchd_accept_paused_total", "counter",
-	 "Times accept was paused for lack of descriptors or memory.",
-	 WOFF(accept_paused)},
-	{"orchd_http_requests_total", "counter",
-	 "HTTP requests (WebSocket upgrades included).", WOFF(requests)},
-	{"orchd_ws_upgrades_total", "counter", "WebSocket upgrades.",
-	 WOFF(ws_upgrades)},
-	{"orchd_ws_messages_in_total", "counter",
-	 "WebSocket data messages received (every endpoint).",
-	 WOFF(ws_messages_in)},
-	{"orchd_ws_protocol_errors_total", "counter",
-	 "WebSocket protocol errors by clients.", WOFF(ws_protocol_errors)},
-	{"orchd_ws_compressed_total", "counter",
-	 "Messages sent compressed (permessage-deflate).", WOFF(ws_deflates)},
-	{"orchd_slow_consumers_total", "counter",
-	 "Connections closed (1008) because their send queue was full.",
-	 WOFF(slow_consumers)},
-	{"orchd_send_queue_bytes", "gauge",
-	 "Output bytes queued on connections, not yet written.",
-	 WOFF(send_queue_bytes)},
-	{"orchd_auth_timeouts_total", "counter",
-	 "Connections closed (4002) for not authenticating in time.",
-	 WOFF(auth_timeouts)},
-	{"orchd_auth_refreshes_total", "counter",
-	 "Tokens refreshed in place on an authenticated connection.",
-	 WOFF(auth_refreshes)},
-	{"orchd_heartbeats_total", "counter",
-	 "Daemon heartbeats (WebSocket and HTTP).", WOFF(heartbeats)},
-	{"orchd_client_rate_limited_total", "counter",
-	 "rate_limit warnings sent to clients over their message rate.",
-	 WOFF(rate_limited)},
-	{"orchd_events_received_total", "counter",
-	 "Events the worker read from the relay's pipe.",
-	 WOFF(events_received)},
-	{"orchd_events_delivered_total", "counter",
-	 "Live events queued on a daemon's socket (one per connection).",
-	 WOFF(events_delivered)},
-	{"orchd_events_replayed_total", "counter",
-	 "Events replayed from the durable queue after auth.",
-	 WOFF(events_replayed)},
-	{"orchd_events_acked_total", "counter",
-	 "Events removed from the durable queue by acknowledgements.",
-	 WOFF(events_acked)},
-	{"orchd_db_lookups_total", "counter",
-	 "Queries the directory sent to PostgreSQL.", WOFF(db_lookups)},
-	{"orchd_db_errors_total", "counter",
-	 "Directory queries refused, failed or timed out.", WOFF(db_errors)},
-	{"orchd_relay_pipe_queue_bytes", "gauge",
-	 "Bytes the relay has queued for the worker's pipe.",
-	 WOFF(pipe_queue_bytes)},
-	{"orchd_relay_pipe_dropped_total", "counter",
-	 "Event frames for the worker dropped by the relay (pipe queue full "
-	 "or pipe gone).",
-	 WOFF(pipe_dropped)},
+    {"orchd_worker_start_time_seconds", "gauge",
+     "Start time of the worker process in the slot, seconds since the "
+     "epoch.",
+     WOFF(started_ms)},
+    {"orchd_worker_restarts_total", "counter",
+     "Worker processes of the slot respawned after an unplanned exit.",
+     WOFF(restarts)},
+    {"orchd_connections_open", "gauge", "Client connections open (any state).",
+     WOFF(open)},
+    {"orchd_connections_authenticated", "gauge",
+     "Authenticated daemon connections (registry slots held).",
+     WOFF(authenticated)},
+    {"orchd_connections_draining", "gauge",
+     "Connections of worker processes that are draining (reload, stop).",
+     WOFF(draining)},
+    {"orchd_connections_accepted_total", "counter", "Connections accepted.",
+     WOFF(accepted)},
+    {"orchd_connections_closed_total", "counter",
+     "Connections closed and freed.", WOFF(closed)},
+    {"orchd_connections_refused_rate_total", "counter",
+     "Connections refused with 429 by connection_rate_per_address.",
+     WOFF(addr_limited)},
+    {"orchd_accept_paused_total", "counter",
+     "Times accept was paused for lack of descriptors or memory.",
+     WOFF(accept_paused)},
+    {"orchd_http_requests_total", "counter",
+     "HTTP requests (WebSocket upgrades included).", WOFF(requests)},
+    {"orchd_ws_upgrades_total", "counter", "WebSocket upgrades.",
+     WOFF(ws_upgrades)},
+    {"orchd_ws_messages_in_total", "counter",
+     "WebSocket data messages received (every endpoint).",
+     WOFF(ws_messages_in)},
+    {"orchd_ws_protocol_errors_total", "counter",
+     "WebSocket protocol errors by clients.", WOFF(ws_protocol_errors)},
+    {"orchd_ws_compressed_total", "counter",
+     "Messages sent compressed (permessage-deflate).", WOFF(ws_deflates)},
+    {"orchd_slow_consumers_total", "counter",
+     "Connections closed (1008) because their send queue was full.",
+     WOFF(slow_consumers)},
+    {"orchd_send_queue_bytes", "gauge",
+     "Output bytes queued on connections, not yet written.",
+     WOFF(send_queue_bytes)},
+    {"orchd_auth_timeouts_total", "counter",
+     "Connections closed (4002) for not authenticating in time.",
+     WOFF(auth_timeouts)},
+    {"orchd_auth_refreshes_total", "counter",
+     "Tokens refreshed in place on an authenticated connection.",
+     WOFF(auth_refreshes)},
+    {"orchd_heartbeats_total", "counter",
+     "Daemon heartbeats (WebSocket and HTTP).", WOFF(heartbeats)},
+    {"orchd_client_rate_limited_total", "counter",
+     "rate_limit warnings sent to clients over their message rate.",
+     WOFF(rate_limited)},
+    {"orchd_events_received_total", "counter",
+     "Events the worker read from the relay's pipe.", WOFF(events_received)},
+    {"orchd_events_delivered_total", "counter",
+     "Live events queued on a daemon's socket (one per connection).",
+     WOFF(events_delivered)},
+    {"orchd_events_replayed_total", "counter",
+     "Events replayed from the durable queue after auth.",
+     WOFF(events_replayed)},
+    {"orchd_events_acked_total", "counter",
+     "Events removed from the durable queue by acknowledgements.",
+     WOFF(events_acked)},
+    {"orchd_db_lookups_total", "counter",
+     "Queries the directory sent to PostgreSQL.", WOFF(db_lookups)},
+    {"orchd_db_errors_total", "counter",
+     "Directory queries refused, failed or timed out.", WOFF(db_errors)},
+    {"orchd_relay_pipe_queue_bytes", "gauge",
+     "Bytes the relay has queued for the worker's pipe.",
+     WOFF(pipe_queue_bytes)},
+    {"orchd_relay_pipe_dropped_total", "counter",
+     "Event frames for the worker dropped by the relay (pipe queue full "
+     "or pipe gone).",
+     WOFF(pipe_dropped)},
 };
 
 static uint64_t
@@ -407,7 +406,7 @@ labelled(struct out *o, const struct metrics_snapshot *s, const char *name,
 	family(o, name, type, help);
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		const uint64_t *v =
-			(const uint64_t *)((const char *)&s->workers[i] + off);
+		    (const uint64_t *)((const char *)&s->workers[i] + off);
 
 		for (unsigned k = 0; k < n; k++)
 			outf(o, "%s{worker=\"%u\",%s=\"%s\"} %llu\n", name, i,
@@ -428,19 +427,22 @@ histogram(struct out *o, const struct metrics_snapshot *s, const char *name,
 	family(o, name, "histogram", help);
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		const struct metrics_hist *h =
-			(const struct metrics_hist *)((const char *)&s
-							      ->workers[i] +
-						      off);
+		    (const struct metrics_hist *)((const char *)&s->workers[i] +
+						  off);
 		uint64_t cum = 0;
 
 		for (int b = 0; b < SHM_NBUCKETS; b++) {
 			cum += h->bucket[b];
 			if (b < SHM_NBUCKETS - 1)
-				outf(o, "%s_bucket{worker=\"%u\",le=\"%g\"} %llu\n",
-				     name, i, (double)shm_bucket_us[b] / 1e6,
-				     (unsigned long long)cum);
+				outf(
+				    o,
+				    "%s_bucket{worker=\"%u\",le=\"%g\"} %llu\n",
+				    name, i, (double)shm_bucket_us[b] / 1e6,
+				    (unsigned long long)cum);
 			else
-				outf(o, "%s_bucket{worker=\"%u\",le=\"+Inf\"} %llu\n",
+				outf(o,
+				     "%s_bucket{worker=\"%u\",le=\"+Inf\"} "
+				     "%llu\n",
 				     name, i, (unsigned long long)cum);
 		}
 		outf(o, "%s_sum{worker=\"%u\"} %.6f\n", name, i,
@@ -533,7 +535,8 @@ metrics_render_prometheus(const struct metrics_snapshot *s, char *buf,
 	     "orchd_process_resident_memory_bytes{process=\"supervisor\"} "
 	     "%llu\n",
 	     (unsigned long long)s->supervisor_rss_bytes);
-	outf(&o, "orchd_process_resident_memory_bytes{process=\"relay\"} %llu\n",
+	outf(&o,
+	     "orchd_process_resident_memory_bytes{process=\"relay\"} %llu\n",
 	     (unsigned long long)r->rss_bytes);
 	for (unsigned i = 0; i < s->nworkers; i++)
 		outf(&o,
@@ -591,7 +594,8 @@ metrics_render_prometheus(const struct metrics_snapshot *s, char *buf,
 	return 0;
 }
 
-/* ---- /stats JSON ----------------------------------------------------------- */
+/* ---- /stats JSON -----------------------------------------------------------
+ */
 
 static void
 kv(struct json_writer *jw, const char *k, uint64_t v)

@@ -62,8 +62,8 @@ worker_admin_access(const struct conn *c, const struct http_request *req)
 
 /* Queue the whole response; body may be NULL for a HEAD. */
 static void
-send_body(struct conn *c, const struct http_request *req,
-	  const char *ctype, const char *body, size_t blen)
+send_body(struct conn *c, const struct http_request *req, const char *ctype,
+	  const char *body, size_t blen)
 {
 	size_t cap = blen + ADMIN_HEAD_ROOM;
 	char *resp = util_malloc(cap);
@@ -84,8 +84,8 @@ typedef int (*render_fn)(const struct metrics_snapshot *s, char *buf,
 			 size_t cap, size_t *len);
 
 static void
-send_rendered(struct conn *c, const struct http_request *req,
-	      const char *ctype, render_fn render)
+send_rendered(struct conn *c, const struct http_request *req, const char *ctype,
+	      render_fn render)
 {
 	struct worker *w = c->w;
 	struct metrics_snapshot *s = util_malloc(sizeof(*s));
@@ -127,11 +127,11 @@ worker_admin_dispatch(struct conn *c, const struct http_request *req,
 		return;
 	}
 	if (strcmp(path, "/metrics") == 0)
-		send_rendered(c, req, "text/plain; version=0.0.4; charset=utf-8",
+		send_rendered(c, req,
+			      "text/plain; version=0.0.4; charset=utf-8",
 			      metrics_render_prometheus);
 	else if (strcmp(path, "/stats") == 0)
-		send_rendered(c, req, "application/json",
-			      metrics_render_json);
+		send_rendered(c, req, "application/json", metrics_render_json);
 	else
 		send_body(c, req, "text/html; charset=utf-8", status_html,
 			  status_html_len);

@@ -49,8 +49,8 @@ fam_find(struct pstate *p, const char *name)
 static int
 valid_name(const char *s, size_t n)
 {
-	if (n == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_' ||
-			s[0] == ':'))
+	if (n == 0 ||
+	    !(isalpha((unsigned char)s[0]) || s[0] == '_' || s[0] == ':'))
 		return 0;
 	for (size_t i = 1; i < n; i++)
 		if (!(isalnum((unsigned char)s[i]) || s[i] == '_' ||
@@ -128,8 +128,8 @@ validate(const char *text, size_t len, struct pstate *p)
 			ck_assert_msg(f != NULL && !f->typed,
 				      "TYPE without HELP or twice: %s", buf);
 			ck_assert_msg(strcmp(s + n, " counter") == 0 ||
-					      strcmp(s + n, " gauge") == 0 ||
-					      strcmp(s + n, " histogram") == 0,
+					  strcmp(s + n, " gauge") == 0 ||
+					  strcmp(s + n, " histogram") == 0,
 				      "bad type: %s", buf);
 			snprintf(f->type, sizeof(f->type), "%s", s + n + 1);
 			f->typed = 1;
@@ -144,14 +144,13 @@ validate(const char *text, size_t len, struct pstate *p)
 			struct fam *f = sample_family(p, name);
 
 			ck_assert_msg(f != NULL && f->help && f->typed,
-				      "sample of no announced family: %s",
-				      buf);
+				      "sample of no announced family: %s", buf);
 			if (strcmp(f->type, "counter") == 0)
 				ck_assert_msg(
-					strlen(name) > 6 &&
-						strcmp(name + strlen(name) - 6,
-						       "_total") == 0,
-					"counter not named _total: %s", name);
+				    strlen(name) > 6 &&
+					strcmp(name + strlen(name) - 6,
+					       "_total") == 0,
+				    "counter not named _total: %s", name);
 		}
 		s = buf + n;
 		if (*s == '{') {
@@ -307,34 +306,30 @@ START_TEST(test_prometheus_valid)
 	ck_assert_double_eq(sample(buf, "orchd_build_info{version=\"9.8.7\"}"),
 			    1);
 	ck_assert_double_eq(
-		sample(buf, "orchd_ws_close_total{worker=\"1\",code=\"4006\"}"),
-		4);
-	ck_assert_double_eq(
-		sample(buf, "orchd_auth_results_total{worker=\"0\","
-			    "code=\"TOKEN_EXPIRED\"}"),
-		1);
-	ck_assert_double_eq(
-		sample(buf, "orchd_messages_out_total{worker=\"0\","
-			    "type=\"event\"}"),
-		7);
-	ck_assert_double_eq(
-		sample(buf, "orchd_connections_state{worker=\"0\","
-			    "state=\"ws_open\"}"),
-		3);
+	    sample(buf, "orchd_ws_close_total{worker=\"1\",code=\"4006\"}"), 4);
+	ck_assert_double_eq(sample(buf, "orchd_auth_results_total{worker=\"0\","
+					"code=\"TOKEN_EXPIRED\"}"),
+			    1);
+	ck_assert_double_eq(sample(buf, "orchd_messages_out_total{worker=\"0\","
+					"type=\"event\"}"),
+			    7);
+	ck_assert_double_eq(sample(buf, "orchd_connections_state{worker=\"0\","
+					"state=\"ws_open\"}"),
+			    3);
 	ck_assert_double_eq(sample(buf, "orchd_connections_open{worker=\"1\"}"),
 			    6);
 	ck_assert_double_eq(sample(buf, "orchd_relay_redis_up"), 1);
 	ck_assert_double_eq(
-		sample(buf, "orchd_process_resident_memory_bytes{process="
-			    "\"worker\",worker=\"1\"}"),
-		8192);
+	    sample(buf, "orchd_process_resident_memory_bytes{process="
+			"\"worker\",worker=\"1\"}"),
+	    8192);
 	check_hist(buf, "orchd_event_delivery_latency_seconds", 0, 4);
 	check_hist(buf, "orchd_event_delivery_latency_seconds", 1, 4);
 	check_hist(buf, "orchd_db_lookup_latency_seconds", 1, 5);
 	ck_assert_double_eq_tol(
-		sample(buf, "orchd_event_delivery_latency_seconds_sum{worker="
-			    "\"0\"}"),
-		20.0061, 1e-9);
+	    sample(buf, "orchd_event_delivery_latency_seconds_sum{worker="
+			"\"0\"}"),
+	    20.0061, 1e-9);
 	/* Without a database, no database gauge. */
 	ck_assert_ptr_null(strstr(buf, "orchd_database_ready"));
 }
@@ -354,8 +349,7 @@ START_TEST(test_prometheus_bounded)
 	ck_assert_int_eq(metrics_render_prometheus(&s, buf, full, &len), -1);
 	ck_assert_int_eq(metrics_render_prometheus(&s, buf, 10, &len), -1);
 	ck_assert_int_eq(metrics_render_prometheus(&s, buf, 0, &len), -1);
-	ck_assert_int_eq(
-		metrics_render_prometheus(&s, buf, full + 1, &len), 0);
+	ck_assert_int_eq(metrics_render_prometheus(&s, buf, full + 1, &len), 0);
 	ck_assert_uint_eq(len, full);
 }
 END_TEST
@@ -428,13 +422,22 @@ START_TEST(test_json)
 	ck_assert_int_eq(json_array_len(&d, w), 2);
 	t = json_array_get(&d, w, 1);
 	{
-		static const char *const keys[] = {
-			"slot",		   "pid",	    "generation",
-			"started_ms",	   "open",	    "authenticated",
-			"accepted",	   "closed",	    "messages_in",
-			"messages_out",	   "events_delivered",
-			"send_queue_bytes", "slow_consumers",
-			"auth_successes",  "auth_failures", "rss_bytes"};
+		static const char *const keys[] = {"slot",
+						   "pid",
+						   "generation",
+						   "started_ms",
+						   "open",
+						   "authenticated",
+						   "accepted",
+						   "closed",
+						   "messages_in",
+						   "messages_out",
+						   "events_delivered",
+						   "send_queue_bytes",
+						   "slow_consumers",
+						   "auth_successes",
+						   "auth_failures",
+						   "rss_bytes"};
 
 		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 			(void)juint(&d, t, keys[i]);
@@ -448,9 +451,9 @@ START_TEST(test_json)
 	ck_assert_uint_eq(juint(&d, t, "pid"), 300);
 	{
 		static const char *const keys[] = {
-			"received", "routed",	  "queued",	"evicted",
-			"dropped",  "unrouted",	  "reconnects", "backlog",
-			"pipe_queue_bytes",	  "rss_bytes"};
+		    "received",         "routed",   "queued",     "evicted",
+		    "dropped",          "unrouted", "reconnects", "backlog",
+		    "pipe_queue_bytes", "rss_bytes"};
 
 		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 			(void)juint(&d, t, keys[i]);
@@ -474,14 +477,13 @@ START_TEST(test_json)
 	ck_assert_int_eq(json_array_len(&d, o), 2);
 	t = json_array_get(&d, o, 0);
 	ck_assert(json_str_eq(&d, json_obj_get(&d, t, "id"), "vp-\"1\""));
-	ck_assert(json_str_eq(&d, json_obj_get(&d, t, "organization"),
-			      "org-1"));
+	ck_assert(
+	    json_str_eq(&d, json_obj_get(&d, t, "organization"), "org-1"));
 	ck_assert_uint_eq(juint(&d, t, "connections"), 3);
-	ck_assert_int_eq(json_get_bool(&d,
-				       json_obj_get(&d, root,
-						    "orchestrators_truncated"),
-				       &b),
-			 0);
+	ck_assert_int_eq(
+	    json_get_bool(&d, json_obj_get(&d, root, "orchestrators_truncated"),
+			  &b),
+	    0);
 	ck_assert(!b);
 	json_doc_free(&d);
 	/* Too small a buffer fails. */
@@ -509,10 +511,9 @@ START_TEST(test_json_many_orchestrators)
 	}
 	ck_assert_int_eq(metrics_render_json(&s, buf, sizeof(buf), &len), 0);
 	ck_assert_int_eq(json_parse(&d, buf, len, &lim), 0);
-	ck_assert_int_eq(
-		json_array_len(&d, json_obj_get(&d, json_root(&d),
-						"orchestrators")),
-		METRICS_MAX_ORCHS);
+	ck_assert_int_eq(json_array_len(&d, json_obj_get(&d, json_root(&d),
+							 "orchestrators")),
+			 METRICS_MAX_ORCHS);
 	ck_assert_int_eq(json_get_bool(&d,
 				       json_obj_get(&d, json_root(&d),
 						    "orchestrators_truncated"),
@@ -550,9 +551,9 @@ START_TEST(test_hist_observe)
 	static struct shm_hist h;
 
 	memset(&h, 0, sizeof(h));
-	shm_hist_observe(&h, 0, 1);    /* le 0.25 ms */
-	shm_hist_observe(&h, 250, 1);  /* le 0.25 ms: bounds are inclusive */
-	shm_hist_observe(&h, 251, 2);  /* le 0.5 ms */
+	shm_hist_observe(&h, 0, 1);   /* le 0.25 ms */
+	shm_hist_observe(&h, 250, 1); /* le 0.25 ms: bounds are inclusive */
+	shm_hist_observe(&h, 251, 2); /* le 0.5 ms */
 	shm_hist_observe(&h, 2500000, 1);
 	shm_hist_observe(&h, 2500001, 1); /* +Inf */
 	shm_hist_observe(&h, 7, 0);       /* nothing */
@@ -560,7 +561,8 @@ START_TEST(test_hist_observe)
 	ck_assert_uint_eq(atomic_load(&h.bucket[1]), 2);
 	ck_assert_uint_eq(atomic_load(&h.bucket[SHM_NBUCKETS - 2]), 1);
 	ck_assert_uint_eq(atomic_load(&h.bucket[SHM_NBUCKETS - 1]), 1);
-	ck_assert_uint_eq(atomic_load(&h.sum_us), 250 + 502 + 2500000 + 2500001);
+	ck_assert_uint_eq(atomic_load(&h.sum_us),
+			  250 + 502 + 2500000 + 2500001);
 }
 END_TEST
 

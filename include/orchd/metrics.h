@@ -57,7 +57,8 @@ struct metrics_worker {
 	struct metrics_hist delivery_latency;
 	uint64_t db_lookups, db_errors;
 	struct metrics_hist db_latency;
-	uint64_t pipe_queue_bytes, pipe_dropped; /* the relay's, for this slot */
+	uint64_t pipe_queue_bytes,
+	    pipe_dropped; /* the relay's, for this slot */
 };
 
 struct metrics_relay {
@@ -99,9 +100,9 @@ struct metrics_snapshot {
  * Fill *s from the shared memory.  registry may be NULL (counts stay 0);
  * db_enabled/db_ready are the caller's view of the directory.
  */
-void metrics_snapshot(struct metrics_snapshot *s,
-		      const struct shm_segment *shm, struct registry *registry,
-		      const struct config *cfg, int db_enabled, int db_ready);
+void metrics_snapshot(struct metrics_snapshot *s, const struct shm_segment *shm,
+		      struct registry *registry, const struct config *cfg,
+		      int db_enabled, int db_ready);
 
 /* Resident memory of pid from /proc/PID/statm, in bytes; 0 if unknown. */
 uint64_t metrics_rss_bytes(int pid);
@@ -112,7 +113,7 @@ uint64_t metrics_rss_bytes(int pid);
  */
 int metrics_render_prometheus(const struct metrics_snapshot *s, char *buf,
 			      size_t cap, size_t *len);
-int metrics_render_json(const struct metrics_snapshot *s, char *buf,
-			size_t cap, size_t *len);
+int metrics_render_json(const struct metrics_snapshot *s, char *buf, size_t cap,
+			size_t *len);
 
 #endif
