@@ -71,7 +71,7 @@ send_body(struct conn *c, const struct http_request *req, const char *ctype,
 	int n;
 
 	n = http_format_response(resp, cap, 200, ctype,
-				 "Cache-Control: no-store\r\n", body, blen,
+				 NULL, body, blen,
 				 keep, req->method == HTTP_METHOD_HEAD);
 	if (n < 0)
 		conn_send_error(c, 500, NULL);
