@@ -106,8 +106,8 @@ auth_fail(struct conn *c, const char *code, const char *message,
 
 	atomic_fetch_add(&c->w->stats->auth_failures, 1);
 	atomic_fetch_add_explicit(
-		&c->w->stats->auth_results[shm_auth_index(code)], 1,
-		memory_order_relaxed);
+	    &c->w->stats->auth_results[shm_auth_index(code)], 1,
+	    memory_order_relaxed);
 	log_info("auth: %s: refused: %s (%s)", conn_peer_str(c), code,
 		 message);
 	proto_msg_begin(&jw, buf, sizeof(buf), "auth_error");
@@ -821,8 +821,8 @@ proto_ack_events(struct conn *c, const struct json_doc *d, int ids)
 			k++;
 		}
 	}
-	if (k > 0 && queue_ack(c->w->queue, p->orch, argv, (size_t)k,
-			       ack_reply, c->w->stats) != 0)
+	if (k > 0 && queue_ack(c->w->queue, p->orch, argv, (size_t)k, ack_reply,
+			       c->w->stats) != 0)
 		log_warnx("auth: %s: acknowledgement of %d events lost: Redis "
 			  "unavailable",
 			  p->orch, k);

@@ -284,10 +284,11 @@ add_listen(struct pctx *c, const struct directive *d, char **argv, int argc)
 							    : NULL;
 
 		if (flag == NULL) {
-			cfgp_derr(c, d,
-				  "unknown option %s (\"tls\" and \"admin\" are "
-				  "allowed)",
-				  cfgp_show(c, argv[i]));
+			cfgp_derr(
+			    c, d,
+			    "unknown option %s (\"tls\" and \"admin\" are "
+			    "allowed)",
+			    cfgp_show(c, argv[i]));
 			return;
 		}
 		if (*flag) {

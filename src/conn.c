@@ -207,7 +207,7 @@ conn_account_queue(struct conn *c)
 		return;
 	atomic_fetch_add_explicit(&c->w->stats->send_queue_bytes,
 				  (int_fast64_t)c->q.bytes -
-					  (int_fast64_t)c->gauge_qbytes,
+				      (int_fast64_t)c->gauge_qbytes,
 				  memory_order_relaxed);
 	c->gauge_qbytes = c->q.bytes;
 }

@@ -429,9 +429,9 @@ replay_pump(struct conn *c)
 			atomic_fetch_add_explicit(&c->w->stats->events_replayed,
 						  1, memory_order_relaxed);
 			atomic_fetch_add_explicit(
-				&c->w->stats->msg_out[shm_msg_out_index("event",
-									5)],
-				1, memory_order_relaxed);
+			    &c->w->stats
+				 ->msg_out[shm_msg_out_index("event", 5)],
+			    1, memory_order_relaxed);
 		}
 		outbuf_unref(it->msg);
 	}
@@ -861,8 +861,7 @@ deliver_event(struct deliver *d, const struct ipc_event *ev)
 		  (int)ev->event_id_len, ev->event_id,
 		  (unsigned long long)ev->seq, n);
 	if (n > 0)
-		count_delivered(d,
-				ev->published_ms,
+		count_delivered(d, ev->published_ms,
 				wsconn_broadcast(d->targets, n, WS_OP_TEXT,
 						 ev->message, ev->message_len,
 						 ev->priority));

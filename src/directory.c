@@ -369,8 +369,7 @@ metric_answered(struct directory *d, enum db_status st, uint64_t sent_us)
 	if (st != DB_OK)
 		atomic_fetch_add_explicit(&sw->db_errors, 1,
 					  memory_order_relaxed);
-	shm_hist_observe(&sw->db_latency, now > sent_us ? now - sent_us : 0,
-			 1);
+	shm_hist_observe(&sw->db_latency, now > sent_us ? now - sent_us : 0, 1);
 }
 
 static void
@@ -432,8 +431,7 @@ send_query(struct dir_req *r)
 
 	r->gen = r->d->gen;
 	r->tries++;
-	rc = db_query(r->d->db, DIRECTORY_STATEMENT, 1, values, query_reply,
-		      r);
+	rc = db_query(r->d->db, DIRECTORY_STATEMENT, 1, values, query_reply, r);
 	r->sent_us = metric_sent(r->d, rc);
 	return rc;
 }

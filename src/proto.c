@@ -77,9 +77,9 @@ proto_msg_send(struct conn *c, struct json_writer *jw)
 
 		if (q != NULL)
 			atomic_fetch_add_explicit(
-				&c->w->stats->msg_out[shm_msg_out_index(
-					t, (size_t)(q - t))],
-				1, memory_order_relaxed);
+			    &c->w->stats->msg_out[shm_msg_out_index(
+				t, (size_t)(q - t))],
+			    1, memory_order_relaxed);
 	}
 	return wsconn_send(c, WS_OP_TEXT, jw->buf, len, 0);
 }
@@ -531,9 +531,8 @@ proto_message(struct conn *c, const uint8_t *data, size_t len)
 	}
 	atomic_fetch_add(&c->w->stats->proto_messages_in, 1);
 	if ((rc = json_parse(&d, (const char *)data, len, &lim)) != 0) {
-		atomic_fetch_add_explicit(
-			&c->w->stats->msg_in[SHM_NMSG_IN - 1], 1,
-			memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->w->stats->msg_in[SHM_NMSG_IN - 1],
+					  1, memory_order_relaxed);
 		if (rate_check(c, 0))
 			proto_send_error(c, "INVALID_MESSAGE",
 					 json_strerror(rc), NULL);
@@ -544,9 +543,9 @@ proto_message(struct conn *c, const uint8_t *data, size_t len)
 	bad = json_type(&d, t) != JSON_STRING ||
 	      json_get_string(&d, t, type, sizeof(type), NULL) != 0;
 	atomic_fetch_add_explicit(
-		&c->w->stats->msg_in[bad ? SHM_NMSG_IN - 1
-					 : shm_msg_in_index(type)],
-		1, memory_order_relaxed);
+	    &c->w->stats
+		 ->msg_in[bad ? SHM_NMSG_IN - 1 : shm_msg_in_index(type)],
+	    1, memory_order_relaxed);
 	if (bad) {
 		if (rate_check(c, 0))
 			proto_send_error(c, "INVALID_MESSAGE",

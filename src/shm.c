@@ -118,37 +118,44 @@ shm_destroy(struct shm_segment *seg)
 		log_warn("%s: munmap", __func__);
 }
 
-/* ---- labelled families ---------------------------------------------------- */
+/* ---- labelled families ----------------------------------------------------
+ */
 
 /* 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500 ms. */
 const uint64_t shm_bucket_us[SHM_NBUCKETS - 1] = {
-	250,	500,	1000,	 2500,	  5000,	   10000,  25000,
-	50000,	100000, 250000, 500000, 1000000, 2500000,
+    250,   500,    1000,   2500,   5000,    10000,   25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000,
 };
 
 static const unsigned close_codes[SHM_NCLOSE - 1] = {
-	1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011,
-	4001, 4002, 4003, 4004, 4005, 4006, 4007, 1005,
+    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011,
+    4001, 4002, 4003, 4004, 4005, 4006, 4007, 1005,
 };
 static const char *const close_names[SHM_NCLOSE] = {
-	"1000", "1001", "1002", "1003", "1007", "1008", "1009", "1011", "4001",
-	"4002", "4003", "4004", "4005", "4006", "4007", "1005", "other",
+    "1000", "1001", "1002", "1003", "1007", "1008", "1009", "1011",  "4001",
+    "4002", "4003", "4004", "4005", "4006", "4007", "1005", "other",
 };
 
 /* PROTOCOL.md section 4, auth_error codes. */
 static const char *const auth_names[SHM_NAUTH] = {
-	"success",	      "AUTH_FAILED",	       "TOKEN_EXPIRED",
-	"TOKEN_REVOKED",      "INSUFFICIENT_SCOPE",    "MAX_CONNECTIONS",
-	"ORCHESTRATOR_DISABLED", "UNAVAILABLE", "other",
+    "success",
+    "AUTH_FAILED",
+    "TOKEN_EXPIRED",
+    "TOKEN_REVOKED",
+    "INSUFFICIENT_SCOPE",
+    "MAX_CONNECTIONS",
+    "ORCHESTRATOR_DISABLED",
+    "UNAVAILABLE",
+    "other",
 };
 
 static const char *const msg_in_names[SHM_NMSG_IN] = {
-	"auth", "heartbeat", "subscribe", "unsubscribe", "ack", "other",
+    "auth", "heartbeat", "subscribe", "unsubscribe", "ack", "other",
 };
 
 static const char *const msg_out_names[SHM_NMSG_OUT] = {
-	"auth_success", "auth_error", "heartbeat_ack", "event", "subscribed",
-	"error",	"rate_limit", "reconnect",     "other",
+    "auth_success", "auth_error", "heartbeat_ack", "event", "subscribed",
+    "error",        "rate_limit", "reconnect",     "other",
 };
 
 unsigned

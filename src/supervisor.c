@@ -564,7 +564,7 @@ reap_children(void)
 					others = 1;
 			if (!others)
 				shm_worker_reset_gauges(
-					&sv.shm->workers[p->slot]);
+				    &sv.shm->workers[p->slot]);
 		}
 		up = now - p->started;
 		s = &sv.slots[p->slot];

@@ -70,9 +70,8 @@ send_body(struct conn *c, const struct http_request *req, const char *ctype,
 	int keep = req->keep_alive && !c->w->draining;
 	int n;
 
-	n = http_format_response(resp, cap, 200, ctype,
-				 NULL, body, blen,
-				 keep, req->method == HTTP_METHOD_HEAD);
+	n = http_format_response(resp, cap, 200, ctype, NULL, body, blen, keep,
+				 req->method == HTTP_METHOD_HEAD);
 	if (n < 0)
 		conn_send_error(c, 500, NULL);
 	else

@@ -252,7 +252,8 @@ assert_same(const struct config *a, const struct config *b)
 			  b->connection_rate_per_address);
 	ck_assert_uint_eq(a->nadmin_allow, b->nadmin_allow);
 	for (size_t i = 0; i < a->nadmin_allow; i++) {
-		ck_assert_str_eq(a->admin_allow[i].text, b->admin_allow[i].text);
+		ck_assert_str_eq(a->admin_allow[i].text,
+				 b->admin_allow[i].text);
 		ck_assert_int_eq(a->admin_allow[i].family,
 				 b->admin_allow[i].family);
 		ck_assert_uint_eq(a->admin_allow[i].prefix,
@@ -409,8 +410,7 @@ START_TEST(test_every_directive)
 	int n;
 
 	write_tmp(secret, sizeof(secret), "secret", "s3cr3t-value\n", 13);
-	write_tmp(tok, sizeof(tok), "admin.token", "0123456789abcdefXYZ\n",
-		  20);
+	write_tmp(tok, sizeof(tok), "admin.token", "0123456789abcdefXYZ\n", 20);
 	write_tmp(cert, sizeof(cert), "cert.pem", "cert", 4);
 	write_tmp(key, sizeof(key), "key.pem", "key", 3);
 	write_tmp(inc, sizeof(inc), "inc.conf", "log_level debug\n", 16);

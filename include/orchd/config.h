@@ -25,7 +25,7 @@
 #define CONFIG_SCOPE_MAX 64    /* bytes of a scope */
 #define CONFIG_CLAIM_MAX 255   /* bytes of jwt_issuer, jwt_audience */
 #define CONFIG_MAX_ADMIN_ALLOW 64 /* admin_allow entries in all */
-#define CONFIG_ADMIN_TOKEN_MIN 16   /* bytes of the admin_token_file token */
+#define CONFIG_ADMIN_TOKEN_MIN 16 /* bytes of the admin_token_file token */
 #define CONFIG_ADMIN_TOKEN_MAX 4096
 
 enum config_log_target {

@@ -122,7 +122,7 @@ struct shm_relay {
 	atomic_uint_fast64_t backlog;   /* records waiting on Redis replies */
 	/* By worker slot (every pipe of the slot), stored by the relay. */
 	atomic_uint_fast64_t pipe_queue_bytes[CONFIG_MAX_WORKERS]; /* gauge */
-	atomic_uint_fast64_t pipe_dropped[CONFIG_MAX_WORKERS]; /* frames */
+	atomic_uint_fast64_t pipe_dropped[CONFIG_MAX_WORKERS];     /* frames */
 };
 
 struct shm_segment {
