@@ -21,12 +21,15 @@ not; a "listen ... admin" address opens them to anyone.
 import json
 import os
 import re
+import signal
 import socket
 import time
 import unittest
 import uuid
 
 from harness import RawConn, free_port, http_request, wait_for
+from pgfix import PG_BINDIR
+from test_directory import HAVE_PG, DirectoryStack
 from test_events import EventTestCase, record
 from test_proto import WS_PATH, ProtoClient
 from test_slow_consumer import SmallWsClient
@@ -208,7 +211,8 @@ def http_get_from(port, path, source=None, headers=None, method="GET", host="127
         return c.request(method, path, headers=headers, close=True)
 
 
-class MetricsTestCase(EventTestCase):
+class MetricsHelpers:
+    """Scrape and compare; mixed into the suites' test cases."""
 
     def scrape(self, port=None):
         r = http_request(port or self.o.port, "GET", "/metrics")
@@ -250,6 +254,10 @@ class MetricsTestCase(EventTestCase):
         except AssertionError:
             self.fail("%s%s moved by %s, want %s%s" % (name, labels or "", got[0], want,
                                                        self.diag()))
+
+
+class MetricsTestCase(MetricsHelpers, EventTestCase):
+    pass
 
 
 class TestMetrics(MetricsTestCase):
@@ -404,6 +412,75 @@ class TestMetrics(MetricsTestCase):
         self.wait_metric(lambda m: m.sum("orchd_send_queue_bytes") == 0, "send queues empty")
         self.assertEqual(m7.sum("orchd_relay_pipe_queue_bytes"), 0)
 
+    def states_match_open(self, m):
+        """Per worker, the connections by state add up to the open ones
+        (two gauges kept apart, by different code)."""
+        opened = m.workers("orchd_connections_open")
+        for w, n in opened.items():
+            if m.sum("orchd_connections_state", worker=w) != n:
+                return False
+        return True
+
+    def test_reload_gauges(self):
+        """During a reload the old and the new worker of a slot share its
+        block: the gauges stay right through the drain and after."""
+        self.start_stack(drain_timeout="5s", drain_reconnect_delay="0")
+        clients, _ = self.connect_spread(self.orch, 2)
+        n = len(clients)
+        m0 = self.wait_metric(lambda m: m.sum("orchd_connections_state", state="ws_open") == n
+                              and self.states_match_open(m), "gauges before the reload")
+        self.assertEqual(m0.sum("orchd_connections_draining"), 0)
+        gen0 = {w["slot"]: w["generation"] for w in self.stats()["workers"]}
+        self.o.send_signal(signal.SIGHUP)
+        for c in clients:
+            msg = c.read_until(lambda m: m["type"] == "reconnect", 5.0)
+            self.assertIsNotNone(msg, "%r: no reconnect message" % c)
+        # The old workers hold the clients until the drain's close (at 4 s).
+        m1 = self.wait_metric(lambda m: m.sum("orchd_connections_draining") == n,
+                              "draining gauge = the clients")
+        self.assertEqual(m1.sum("orchd_connections_authenticated"), n)
+        self.assertEqual(m1.sum("orchd_connections_state", state="ws_open"), n)
+        st = self.stats()
+        self.assertTrue(all(w["generation"] > gen0[w["slot"]] for w in st["workers"]), st)
+        # Then they close them with 1001 and exit.
+        for c in clients:
+            try:
+                c.read_until(lambda m: False, 8.0)
+                self.fail("%r not closed by the drain" % c)
+            except CloseReceived as e:
+                self.assertEqual(e.code, 1001)
+        self.wait_metric(lambda m: m.sum("orchd_connections_draining") == 0
+                         and m.sum("orchd_connections_authenticated") == 0
+                         and m.sum("orchd_connections_state", state="ws_open") == 0
+                         and m.sum("orchd_connections_state", state="ws_closing") == 0
+                         and m.sum("orchd_send_queue_bytes") == 0
+                         and self.states_match_open(m)
+                         and m.sum("orchd_ws_close_total", code="1001")
+                         - m0.sum("orchd_ws_close_total", code="1001") == n,
+                         "gauges after the reload", timeout=10)
+
+    def test_killed_worker_gauges_reset(self):
+        """A worker killed with its connections (no drain) leaves nothing
+        behind in the gauges: the supervisor resets its slot's."""
+        self.start_stack()
+        clients, by_worker = self.connect_spread(self.orch, 2)
+        st = self.stats()
+        victim = st["workers"][0]
+        self.assertGreater(len(by_worker.get("0", [])), 0)
+        survivors = len(by_worker.get("1", []))
+        os.kill(victim["pid"], signal.SIGKILL)
+        self.assertTrue(self.o.wait_log(r"worker 0 \(pid %d\) killed by signal 9"
+                                        % victim["pid"], timeout=5), self.diag())
+        m = self.wait_metric(
+            lambda m: m.get("orchd_connections_state", worker=0, state="ws_open") == 0
+            and m.get("orchd_connections_open", worker=0) <= 1
+            and m.get("orchd_connections_authenticated", worker=0) == 0
+            and m.sum("orchd_connections_state", state="ws_open") == survivors
+            and self.states_match_open(m), "gauges of the killed worker's slot", timeout=10)
+        self.assertEqual(m.get("orchd_worker_restarts_total", worker=0), 1)
+        st = self.wait_metric(lambda m: True, "scrape") and self.stats()
+        self.assertNotEqual(st["workers"][0]["pid"], victim["pid"])
+
     def test_slow_consumer_counted(self):
         self.start_stack(max_send_queue="64k", heartbeat_interval="10m",
                          ws_ping_interval=0, log_level="info")
@@ -527,6 +604,46 @@ class TestMetricsAccess(MetricsTestCase):
             "Authorization": "Bearer " + self.admin_token}).status, 200)
         # /healthz stays open to all.
         self.assertEqual(http_get_from(o.port, "/healthz", source="127.0.0.2").status, 200)
+
+
+@unittest.skipUnless(HAVE_PG, "PostgreSQL server binaries not found in %s" % PG_BINDIR)
+class TestMetricsDatabase(MetricsHelpers, DirectoryStack):
+    """The directory's queries: counted, timed, their failures counted."""
+
+    def test_database_lookups(self):
+        self.start(database_cache_ttl=0)
+        m0 = self.wait_metric(lambda m: m.get("orchd_database_ready") == 1,
+                              "orchd_database_ready 1")
+        self.assertEqual(self.stats()["database"]["enabled"], True)
+        self.authed_to(self.orch)
+        c, msg = self.auth_msg(orch="orch-nobody-" + uuid.uuid4().hex[:6])
+        self.assert_auth_error(c, msg, "ORCHESTRATOR_DISABLED")
+        m1 = self.delta(m0, "orchd_auth_results_total", 1, code="ORCHESTRATOR_DISABLED")
+        lookups = m1.sum("orchd_db_lookups_total") - m0.sum("orchd_db_lookups_total")
+        self.assertGreaterEqual(lookups, 2, "two auths, two look-ups at least")
+        # Every query was answered: one latency observation each, no error.
+        m1 = self.wait_metric(
+            lambda m: m.sum("orchd_db_lookup_latency_seconds_count")
+            - m0.sum("orchd_db_lookup_latency_seconds_count")
+            == m.sum("orchd_db_lookups_total") - m0.sum("orchd_db_lookups_total"),
+            "a latency observation per look-up")
+        self.assertEqual(m1.sum("orchd_db_errors_total"), m0.sum("orchd_db_errors_total"))
+        m1.check_histogram("orchd_db_lookup_latency_seconds")
+        st = self.stats()
+        self.assertEqual(st["database"]["lookups"], m1.sum("orchd_db_lookups_total"))
+        self.assertEqual(st["database"]["errors"], 0)
+
+        # PostgreSQL down: the look-up of a new auth fails and is counted.
+        self.pg_down()
+        self.wait_metric(lambda m: m.get("orchd_database_ready") == 0
+                         and m.sum("orchd_database_ready") == 0, "database_ready 0",
+                         timeout=10)
+        c, msg = self.auth_msg()
+        self.assert_auth_error(c, msg, "UNAVAILABLE")
+        m2 = self.delta(m1, "orchd_auth_results_total", 1, code="UNAVAILABLE")
+        self.assertGreaterEqual(m2.sum("orchd_db_errors_total")
+                                - m1.sum("orchd_db_errors_total"), 1)
+        self.assertGreaterEqual(self.stats()["database"]["errors"], 1)
 
 
 if __name__ == "__main__":
