@@ -21,7 +21,7 @@
 #define METRICS_MAX_ORCHS 100 /* /stats lists the busiest this many */
 /*
  * The largest rendered document: a full /metrics of CONFIG_MAX_WORKERS
- * workers is about 700 KiB; past the cap a renderer fails (the route
+ * workers is under 512 KiB; past the cap a renderer fails (the route
  * answers 500) rather than truncate.
  */
 #define METRICS_MAX_OUTPUT (2u * 1024u * 1024u)
