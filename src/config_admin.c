@@ -132,7 +132,7 @@ config_admin_token_ok(const struct config *cfg, const char *tok, size_t len)
 	const char *t = cfg->admin_token;
 	unsigned char diff;
 
-	if (t == NULL || tok == NULL)
+	if (t == NULL || tok == NULL || cfg->admin_token_len == 0)
 		return 0;
 	/*
 	 * Every byte of the presented token is compared (with the secret's
