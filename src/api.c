@@ -543,6 +543,9 @@ events_acked(struct queue *q, int status, uint64_t n, void *arg)
 	char out[128];
 	size_t len;
 
+	if (status == QUEUE_OK)
+		atomic_fetch_add_explicit(&c->w->stats->events_acked, n,
+					  memory_order_relaxed);
 	if (!release(c)) {
 		call_free(a);
 		return;

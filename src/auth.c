@@ -105,6 +105,9 @@ auth_fail(struct conn *c, const char *code, const char *message,
 	struct json_writer jw;
 
 	atomic_fetch_add(&c->w->stats->auth_failures, 1);
+	atomic_fetch_add_explicit(
+	    &c->w->stats->auth_results[shm_auth_index(code)], 1,
+	    memory_order_relaxed);
 	log_info("auth: %s: refused: %s (%s)", conn_peer_str(c), code,
 		 message);
 	proto_msg_begin(&jw, buf, sizeof(buf), "auth_error");
@@ -440,6 +443,8 @@ auth_ready(struct conn *c, uint64_t queued, int recovered)
 	}
 	p->state = PROTO_AUTHED;
 	atomic_fetch_add(&w->stats->auth_successes, 1);
+	atomic_fetch_add_explicit(&w->stats->auth_results[0], 1,
+				  memory_order_relaxed);
 	log_debug("auth: %s: %s/%s authenticated, %llu queued events",
 		  conn_peer_str(c), p->orch, p->daemon,
 		  (unsigned long long)queued);
@@ -777,8 +782,12 @@ proto_handle_heartbeat(struct conn *c, const struct json_doc *d, int payload)
 static void
 ack_reply(struct queue *q, int status, uint64_t n, void *arg)
 {
+	struct shm_worker *sw = arg; /* in shared memory: outlives the conn */
+
 	(void)q;
-	(void)arg;
+	if (status == QUEUE_OK)
+		atomic_fetch_add_explicit(&sw->events_acked, n,
+					  memory_order_relaxed);
 	if (status != QUEUE_OK)
 		log_warnx("auth: acknowledgement lost: Redis unavailable");
 	else
@@ -812,8 +821,8 @@ proto_ack_events(struct conn *c, const struct json_doc *d, int ids)
 			k++;
 		}
 	}
-	if (k > 0 && queue_ack(c->w->queue, p->orch, argv, (size_t)k,
-			       ack_reply, NULL) != 0)
+	if (k > 0 && queue_ack(c->w->queue, p->orch, argv, (size_t)k, ack_reply,
+			       c->w->stats) != 0)
 		log_warnx("auth: %s: acknowledgement of %d events lost: Redis "
 			  "unavailable",
 			  p->orch, k);

@@ -278,14 +278,24 @@ add_listen(struct pctx *c, const struct directive *d, char **argv, int argc)
 			  cfgp_show(c, argv[0]), why);
 		return;
 	}
-	if (argc > 1) {
-		if (strcmp(argv[1], "tls") != 0) {
-			cfgp_derr(c, d,
-				  "unknown option %s (only \"tls\" is allowed)",
-				  cfgp_show(c, argv[1]));
+	for (int i = 1; i < argc; i++) {
+		int *flag = strcmp(argv[i], "tls") == 0     ? &l.tls
+			    : strcmp(argv[i], "admin") == 0 ? &l.admin
+							    : NULL;
+
+		if (flag == NULL) {
+			cfgp_derr(
+			    c, d,
+			    "unknown option %s (\"tls\" and \"admin\" are "
+			    "allowed)",
+			    cfgp_show(c, argv[i]));
 			return;
 		}
-		l.tls = 1;
+		if (*flag) {
+			cfgp_derr(c, d, "option %s given twice", argv[i]);
+			return;
+		}
+		*flag = 1;
 	}
 	for (int i = 0; i < cfg->nlisten; i++) {
 		if (strcmp(cfg->listen[i].text, l.text) != 0)
@@ -517,7 +527,8 @@ static const struct directive directives[] = {
 	 .help = "read FILE (a glob(3) pattern, relative to this file's "
 		 "directory) in place"},
 	{.name = "listen", .type = DT_LISTEN, .flags = D_REPEAT,
-	 .def = "0.0.0.0:8080", .maxargs = 2, .syntax = "ADDR:PORT [tls]",
+	 .def = "0.0.0.0:8080", .maxargs = 3,
+	 .syntax = "ADDR:PORT [tls] [admin]",
 	 .help = "accept WebSocket connections on this IPv4, [IPv6] or * "
 		 "address"},
 	{.name = "workers", .type = DT_CUSTOM, .def = "auto", .min = 1,
@@ -760,6 +771,17 @@ static const struct directive directives[] = {
 	 .max = 1000000, .syntax = "N",
 	 .help = "new connections accepted per second from one IP address "
 		 "(more get 429); 0: no limit"},
+	{.name = "admin_allow", .type = DT_CUSTOM, .flags = D_REPEAT,
+	 .def = "127.0.0.1 ::1", .maxargs = CFGV_MAX_ARGS - 1,
+	 .set = cfgadm_set_allow, .dump = cfgadm_dump_allow,
+	 .syntax = "ADDR[/PREFIX]...|none",
+	 .help = "client addresses that may read /metrics, /stats and "
+		 "/status"},
+	{.name = "admin_token_file", .type = DT_PATH,
+	 .off = OFF(admin_token_file), .check = cfgadm_load_token,
+	 .syntax = "PATH",
+	 .help = "file holding a bearer token (16 bytes or more) that opens "
+		 "/metrics, /stats and /status from any address"},
 	{.name = "tls_certificate", .type = DT_PATH,
 	 .off = OFF(tls_certificate), .flags = D_READABLE, .syntax = "PATH",
 	 .help = "PEM certificate chain for listen ... tls"},
@@ -1420,6 +1442,7 @@ config_free(struct config *cfg)
 	UTIL_FREE(cfg->ws_allowed_origins);
 	cfga_free(cfg);
 	cfgd_free(cfg);
+	cfgadm_free(cfg);
 	free(cfg);
 }
 
@@ -1510,9 +1533,10 @@ config_dump(const struct config *cfg, FILE *fp)
 			break;
 		case DT_LISTEN:
 			for (int j = 0; j < cfg->nlisten; j++)
-				fprintf(fp, "%s %s%s\n", d->name,
+				fprintf(fp, "%s %s%s%s\n", d->name,
 					cfg->listen[j].text,
-					cfg->listen[j].tls ? " tls" : "");
+					cfg->listen[j].tls ? " tls" : "",
+					cfg->listen[j].admin ? " admin" : "");
 			break;
 		case DT_REDIS:
 			fprintf(fp, "%s ", d->name);

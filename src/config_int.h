@@ -106,7 +106,7 @@ const char *cfgv_origin(const char *s, char *out);
 
 /* ---- the directive table and the parse context ------------------------ */
 
-#define CFG_MAX_DIRECTIVES 64 /* size of the per-parse bookkeeping */
+#define CFG_MAX_DIRECTIVES 96 /* size of the per-parse bookkeeping */
 
 enum dtype {
 	DT_STRING,   /* char *: any non-empty word */
@@ -261,5 +261,18 @@ int cfgd_load_database_file(struct pctx *c, const struct directive *d,
 			    const char *path);
 /* What the above allocated (database_file excepted: a DT_PATH). */
 void cfgd_free(struct config *cfg);
+
+/* ---- config_admin.c: who may read /metrics, /stats, /status ------------ */
+
+/* admin_allow ADDR[/PREFIX]... | none (DT_CUSTOM, repeatable). */
+void cfgadm_set_allow(struct pctx *c, const struct directive *d, char **argv,
+		      int argc);
+void cfgadm_dump_allow(const struct directive *d, const struct config *cfg,
+		       FILE *fp);
+/* admin_token_file: load the token now (check of a DT_PATH). */
+int cfgadm_load_token(struct pctx *c, const struct directive *d,
+		      const char *path);
+/* What the above allocated (admin_token_file excepted: a DT_PATH). */
+void cfgadm_free(struct config *cfg);
 
 #endif

@@ -180,6 +180,49 @@ conn_update_io(struct conn *c)
 }
 
 /*
+ * The per-state gauges: add/sub of this connection's own share, so that
+ * the old and the new worker of a slot can share the block (shm.h).
+ */
+static void
+conn_account_state(struct conn *c, enum conn_state st)
+{
+	struct shm_worker *sw = c->w->stats;
+	int next = st < SHM_NCONN_STATES ? (int)st + 1 : 0;
+
+	if (next == c->gauge_state)
+		return;
+	if (c->gauge_state != 0)
+		atomic_fetch_sub_explicit(&sw->conn_state[c->gauge_state - 1],
+					  1, memory_order_relaxed);
+	if (next != 0)
+		atomic_fetch_add_explicit(&sw->conn_state[next - 1], 1,
+					  memory_order_relaxed);
+	c->gauge_state = next;
+}
+
+void
+conn_account_queue(struct conn *c)
+{
+	if (c->q.bytes == c->gauge_qbytes)
+		return;
+	atomic_fetch_add_explicit(&c->w->stats->send_queue_bytes,
+				  (int_fast64_t)c->q.bytes -
+				      (int_fast64_t)c->gauge_qbytes,
+				  memory_order_relaxed);
+	c->gauge_qbytes = c->q.bytes;
+}
+
+void
+conn_account_draining(struct conn *c)
+{
+	if (c->gauge_draining)
+		return;
+	c->gauge_draining = 1;
+	atomic_fetch_add_explicit(&c->w->stats->draining, 1,
+				  memory_order_relaxed);
+}
+
+/*
  * The choke point: every state change goes through here, and only here are
  * the watcher's events and the timer's deadline decided.
  */
@@ -191,6 +234,7 @@ conn_set_state(struct conn *c, enum conn_state st)
 
 	if (c->state == CONN_CLOSED && st == CONN_CLOSED)
 		return;
+	conn_account_state(c, st);
 	if (c->state != st)
 		log_debug("%s: fd %d %s -> %s", __func__, c->fd,
 			  conn_state_name(c->state), conn_state_name(st));
@@ -272,6 +316,10 @@ conn_reap(struct worker *w)
 		if (c->ws != NULL)
 			wsconn_free(c);
 		outq_clear(&c->q);
+		conn_account_queue(c);
+		if (c->gauge_draining)
+			atomic_fetch_sub_explicit(&w->stats->draining, 1,
+						  memory_order_relaxed);
 		UTIL_FREE(c->hold);
 		UTIL_FREE(c->rbuf);
 		UTIL_FREE(c);
@@ -295,6 +343,7 @@ size_t
 conn_queue(struct conn *c, struct outbuf *b, int prio)
 {
 	outq_push(&c->q, b, prio);
+	conn_account_queue(c);
 	if (!c->in_flush_list && !c->wblocked) {
 		c->in_flush_list = 1;
 		c->flush_next = c->w->flush_list;
@@ -333,6 +382,7 @@ conn_flush(struct conn *c)
 
 		if (w > 0) {
 			outq_consume(&c->q, (size_t)w);
+			conn_account_queue(c);
 			continue;
 		}
 		if (w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

@@ -43,6 +43,7 @@ struct held_event {
 	struct held_event *next;
 	struct outbuf *msg; /* the event message, shared by every holder */
 	uint64_t id_hash;
+	uint64_t published_ms; /* for the delivery latency */
 	int prio;
 	char type[EVENT_TYPE_MAX];
 	char channel[EVENT_CHANNEL_MAX];
@@ -110,6 +111,31 @@ struct deliver {
 	size_t work; /* connections looked at in this turn of the loop */
 	struct deliver_stats st;
 };
+
+/* ---- metrics ------------------------------------------------------------- */
+
+/*
+ * n live events published at published_ms (the relay's wall clock) were
+ * just queued on sockets: count them and their latency.  A clock that went
+ * back counts as 0.
+ */
+static void
+count_delivered(struct deliver *d, uint64_t published_ms, uint64_t n)
+{
+	struct shm_worker *sw = d->w->stats;
+	uint64_t now = util_wall_ms();
+
+	if (n == 0)
+		return;
+	d->st.delivered += n;
+	atomic_fetch_add_explicit(&sw->events_delivered, n,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&sw->msg_out[shm_msg_out_index("event", 5)],
+				  n, memory_order_relaxed);
+	shm_hist_observe(&sw->delivery_latency,
+			 now > published_ms ? (now - published_ms) * 1000 : 0,
+			 n);
+}
 
 /* ---- ids ----------------------------------------------------------------- */
 
@@ -348,7 +374,7 @@ send_held(struct deliver *d, struct conn *c)
 			      h->channel[0] != '\0' ? h->channel : NULL)) {
 			if (wsconn_send(c, WS_OP_TEXT, h->msg->data, h->msg->len,
 					h->prio) == 0)
-				d->st.delivered++;
+				count_delivered(d, h->published_ms, 1);
 		} else {
 			d->st.deduped += replay_seen(r, h->id_hash);
 		}
@@ -398,8 +424,15 @@ replay_pump(struct conn *c)
 		struct replay_item *it = &r->items[r->next_item++];
 
 		if (wsconn_send(c, WS_OP_TEXT, it->msg->data, it->msg->len,
-				it->prio) == 0)
+				it->prio) == 0) {
 			d->st.replayed++;
+			atomic_fetch_add_explicit(&c->w->stats->events_replayed,
+						  1, memory_order_relaxed);
+			atomic_fetch_add_explicit(
+			    &c->w->stats
+				 ->msg_out[shm_msg_out_index("event", 5)],
+			    1, memory_order_relaxed);
+		}
 		outbuf_unref(it->msg);
 	}
 	if (c->state != CONN_WS_OPEN)
@@ -688,6 +721,7 @@ hold(struct deliver *d, struct conn *c, const struct ipc_event *ev,
 	outbuf_ref(*msg);
 	he->msg = *msg;
 	he->id_hash = h;
+	he->published_ms = ev->published_ms;
 	he->prio = ev->priority;
 	util_strlcpy(he->type, type, sizeof(he->type));
 	util_strlcpy(he->channel, channel, sizeof(he->channel));
@@ -797,6 +831,8 @@ deliver_event(struct deliver *d, const struct ipc_event *ev)
 	cstr(daemon, sizeof(daemon), ev->daemon, ev->daemon_len);
 	cstr(org, sizeof(org), ev->organization, ev->organization_len);
 	d->st.events++;
+	atomic_fetch_add_explicit(&d->w->stats->events_received, 1,
+				  memory_order_relaxed);
 	if (ev->target == IPC_TARGET_ORCH) {
 		struct deliver_orch *o = orch_find(d, orch);
 
@@ -824,12 +860,11 @@ deliver_event(struct deliver *d, const struct ipc_event *ev)
 	log_debug("deliver: event %.*s seq %llu: %zu connections now",
 		  (int)ev->event_id_len, ev->event_id,
 		  (unsigned long long)ev->seq, n);
-	if (n > 0) {
-		d->st.delivered += wsconn_broadcast(d->targets, n, WS_OP_TEXT,
-						    ev->message,
-						    ev->message_len,
-						    ev->priority);
-	}
+	if (n > 0)
+		count_delivered(d, ev->published_ms,
+				wsconn_broadcast(d->targets, n, WS_OP_TEXT,
+						 ev->message, ev->message_len,
+						 ev->priority));
 	outbuf_unref(msg);
 }
 

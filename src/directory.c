@@ -27,9 +27,11 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "orchd/conn.h"
 #include "orchd/db.h"
@@ -61,6 +63,7 @@ struct directory_members {
 	int loading;   /* a query is in flight */
 	int again;     /* a notice came meanwhile: ask again once it ends */
 	int failed;    /* the last load failed: the retry timer asks again */
+	uint64_t sent_us; /* the query in flight, for the latency metric */
 	size_t n;
 	char **chans; /* sorted, into blob */
 	char *blob;
@@ -85,6 +88,7 @@ struct dir_req {
 	void *arg;
 	unsigned gen;
 	int tries;
+	uint64_t sent_us; /* the query in flight, for the latency metric */
 	enum directory_status status; /* deferred answer */
 	struct directory_entry e;
 	char orch[REGISTRY_ID_MAX];
@@ -332,6 +336,42 @@ copy_id(const PGresult *res, int col, char *out, size_t cap)
 	return 0;
 }
 
+/* ---- metrics: every query sent, its errors and its latency ------------- */
+
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* A query was handed to db_query(): rc its answer; the start time. */
+static uint64_t
+metric_sent(struct directory *d, int rc)
+{
+	struct shm_worker *sw = d->w->stats;
+
+	atomic_fetch_add_explicit(&sw->db_lookups, 1, memory_order_relaxed);
+	if (rc != 0)
+		atomic_fetch_add_explicit(&sw->db_errors, 1,
+					  memory_order_relaxed);
+	return mono_us();
+}
+
+static void
+metric_answered(struct directory *d, enum db_status st, uint64_t sent_us)
+{
+	struct shm_worker *sw = d->w->stats;
+	uint64_t now = mono_us();
+
+	if (st != DB_OK)
+		atomic_fetch_add_explicit(&sw->db_errors, 1,
+					  memory_order_relaxed);
+	shm_hist_observe(&sw->db_latency, now > sent_us ? now - sent_us : 0, 1);
+}
+
 static void
 query_reply(struct db *db, enum db_status st, const PGresult *res, void *arg)
 {
@@ -341,6 +381,7 @@ query_reply(struct db *db, enum db_status st, const PGresult *res, void *arg)
 	enum directory_status ds;
 
 	(void)db;
+	metric_answered(d, st, r->sent_us);
 	if (st != DB_OK) {
 		if (st == DB_ERROR)
 			log_warnx("directory: look-up of %s failed: %s", r->orch,
@@ -386,11 +427,13 @@ static int
 send_query(struct dir_req *r)
 {
 	const char *values[1] = {r->orch};
+	int rc;
 
 	r->gen = r->d->gen;
 	r->tries++;
-	return db_query(r->d->db, DIRECTORY_STATEMENT, 1, values, query_reply,
-			r);
+	rc = db_query(r->d->db, DIRECTORY_STATEMENT, 1, values, query_reply, r);
+	r->sent_us = metric_sent(r->d, rc);
+	return rc;
 }
 
 void
@@ -509,6 +552,7 @@ static void
 members_load(struct directory_members *m)
 {
 	const char *values[1] = {m->user};
+	int rc;
 
 	if (m->loading) {
 		m->again = 1;
@@ -517,8 +561,10 @@ members_load(struct directory_members *m)
 	if (m->orphan || m->d->freeing)
 		return;
 	m->again = 0;
-	if (db_query(m->d->db, DIRECTORY_MEMBERS_STATEMENT, 1, values,
-		     members_reply, m) != 0) {
+	rc = db_query(m->d->db, DIRECTORY_MEMBERS_STATEMENT, 1, values,
+		      members_reply, m);
+	m->sent_us = metric_sent(m->d, rc);
+	if (rc != 0) {
 		if (!m->failed)
 			log_warnx("directory: channels of user %s: no query "
 				  "possible (%s); asking again in %dms",
@@ -541,6 +587,7 @@ members_reply(struct db *db, enum db_status st, const PGresult *res,
 	struct members_waiter *wt;
 
 	(void)db;
+	metric_answered(d, st, m->sent_us);
 	m->loading = 0;
 	if (st == DB_OK) {
 		members_set(m, res);

@@ -70,6 +70,17 @@ proto_msg_send(struct conn *c, struct json_writer *jw)
 		return -1;
 	}
 	atomic_fetch_add(&c->w->stats->proto_messages_out, 1);
+	/* proto_msg_begin() wrote {"type":"NAME", first. */
+	if (len > 9) {
+		const char *t = jw->buf + 9;
+		const char *q = memchr(t, '"', len - 9);
+
+		if (q != NULL)
+			atomic_fetch_add_explicit(
+			    &c->w->stats->msg_out[shm_msg_out_index(
+				t, (size_t)(q - t))],
+			    1, memory_order_relaxed);
+	}
 	return wsconn_send(c, WS_OP_TEXT, jw->buf, len, 0);
 }
 
@@ -490,7 +501,7 @@ proto_message(struct conn *c, const uint8_t *data, size_t len)
 				  .flags = JSON_REQUIRE_OBJECT};
 	struct json_doc d;
 	char type[32];
-	int root, t, payload, rc;
+	int root, t, payload, rc, bad;
 
 	if (p->ended)
 		return;
@@ -520,6 +531,8 @@ proto_message(struct conn *c, const uint8_t *data, size_t len)
 	}
 	atomic_fetch_add(&c->w->stats->proto_messages_in, 1);
 	if ((rc = json_parse(&d, (const char *)data, len, &lim)) != 0) {
+		atomic_fetch_add_explicit(&c->w->stats->msg_in[SHM_NMSG_IN - 1],
+					  1, memory_order_relaxed);
 		if (rate_check(c, 0))
 			proto_send_error(c, "INVALID_MESSAGE",
 					 json_strerror(rc), NULL);
@@ -527,8 +540,13 @@ proto_message(struct conn *c, const uint8_t *data, size_t len)
 	}
 	root = json_root(&d);
 	t = json_obj_get(&d, root, "type");
-	if (json_type(&d, t) != JSON_STRING ||
-	    json_get_string(&d, t, type, sizeof(type), NULL) != 0) {
+	bad = json_type(&d, t) != JSON_STRING ||
+	      json_get_string(&d, t, type, sizeof(type), NULL) != 0;
+	atomic_fetch_add_explicit(
+	    &c->w->stats
+		 ->msg_in[bad ? SHM_NMSG_IN - 1 : shm_msg_in_index(type)],
+	    1, memory_order_relaxed);
+	if (bad) {
 		if (rate_check(c, 0))
 			proto_send_error(c, "INVALID_MESSAGE",
 					 "type must be a string", "type");

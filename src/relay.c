@@ -231,8 +231,10 @@ pipe_close(struct relay_pipe *p, const char *why)
 	p->fd = -1;
 	n = ipc_outq_reset(&p->q);
 	atomic_fetch_add(&rl.st->pipe_resets, 1);
-	if (n > 0)
+	if (n > 0) {
 		atomic_fetch_add(&rl.st->dropped, n);
+		atomic_fetch_add(&rl.st->pipe_dropped[p->slot], n);
+	}
 	log_info("pipe: pipe of worker %d (pid %ld) closed: %s; %zu frames "
 		 "dropped",
 		 p->slot, (long)p->pid, why, n);
@@ -387,6 +389,27 @@ pipe_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 	pipe_flush(io->data);
 }
 
+/*
+ * The pipe queue gauges, per worker slot (an old and a new worker of a
+ * slot during a reload add up).  The relay is their only writer: stores.
+ */
+static void
+pipe_gauges(void)
+{
+	static uint64_t last[CONFIG_MAX_WORKERS];
+	uint64_t now[CONFIG_MAX_WORKERS] = {0};
+
+	for (int i = 0; i < RELAY_MAX_PIPES; i++)
+		if (rl.pipes[i].fd >= 0)
+			now[rl.pipes[i].slot] += rl.pipes[i].q.bytes;
+	for (int s = 0; s < CONFIG_MAX_WORKERS; s++)
+		if (now[s] != last[s]) {
+			atomic_store_explicit(&rl.st->pipe_queue_bytes[s],
+					      now[s], memory_order_relaxed);
+			last[s] = now[s];
+		}
+}
+
 /* Before the loop blocks: write what this iteration queued, in one go. */
 static void
 flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -398,6 +421,7 @@ flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 		if (rl.pipes[i].fd >= 0 && rl.pipes[i].dirty &&
 		    !rl.pipes[i].armed)
 			pipe_flush(&rl.pipes[i]);
+	pipe_gauges();
 }
 
 /* ---- forwarding -------------------------------------------------------------- */
@@ -460,6 +484,7 @@ send_frame(const struct event *ev, const char *orch, uint64_t seq,
 			uint64_t now = util_now_ms();
 
 			atomic_fetch_add(&rl.st->dropped, 1);
+			atomic_fetch_add(&rl.st->pipe_dropped[p->slot], 1);
 			if (now - p->last_drop_log >= LOG_EVERY_MS) {
 				p->last_drop_log = now;
 				log_warnx("route: pipe of worker %d full "
@@ -1065,6 +1090,9 @@ relay_run(const struct relay_args *a)
 	atomic_store(&rl.st->pid, (int)getpid());
 	atomic_store(&rl.st->subscribed, 0);
 	atomic_store(&rl.st->started_ms, util_wall_ms());
+	/* A dead predecessor's pipes are gone with it. */
+	for (int s = 0; s < CONFIG_MAX_WORKERS; s++)
+		atomic_store(&rl.st->pipe_queue_bytes[s], 0);
 
 	ev_io_init(&rl.ctl_io, ctl_cb, rl.ctl_fd, EV_READ);
 	ev_io_start(rl.loop, &rl.ctl_io);

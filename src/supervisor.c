@@ -398,6 +398,7 @@ spawn_worker(int slot)
 	for (int i = 0; i < sv.ls.n; i++) {
 		args.fds[i] = sv.ls.l[i].fds[slot];
 		args.tls[i] = sv.ls.l[i].addr.tls;
+		args.admin[i] = sv.ls.l[i].addr.admin;
 	}
 	args.nfds = sv.ls.n;
 	args.tls_ctx = sv.tls_ctx;
@@ -548,6 +549,23 @@ reap_children(void)
 		else if (code != 0 || !p->old)
 			log_info("%s: worker %d (pid %ld) exited with %d",
 				 __func__, p->slot, (long)pid, code);
+		/*
+		 * A worker that did not drain may have died holding gauges
+		 * (shm.h); with no other process of its slot alive, what is
+		 * left in them is its share only.
+		 */
+		if (WIFSIGNALED(status) || code != 0) {
+			int others = 0;
+
+			for (int i = 0; i < MAX_PROCS; i++)
+				if (&sv.procs[i] != p && sv.procs[i].pid != 0 &&
+				    !sv.procs[i].relay &&
+				    sv.procs[i].slot == p->slot)
+					others = 1;
+			if (!others)
+				shm_worker_reset_gauges(
+				    &sv.shm->workers[p->slot]);
+		}
 		up = now - p->started;
 		s = &sv.slots[p->slot];
 		if (!p->old && s->pid == pid) {
@@ -993,6 +1011,8 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 		pidfile_remove();
 		return 1;
 	}
+	atomic_store(&sv.shm->supervisor_pid, (int)sv.pid);
+	atomic_store(&sv.shm->started_ms, util_wall_ms());
 	sv.registry_len = registry_size(cfg->max_connections);
 	if ((sv.registry_mem = shm_map(sv.registry_len, "registry")) == NULL ||
 	    (sv.registry = registry_init(sv.registry_mem, sv.registry_len,

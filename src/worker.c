@@ -30,6 +30,7 @@
 #include "orchd/tls.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
+#include "orchd/worker_admin.h"
 
 #define ACCEPT_RETRY_MS 100
 
@@ -122,6 +123,7 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	for (int i = 0; i < WORKER_ACCEPT_BUDGET; i++) {
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof(peer);
+		struct conn *c;
 		int fd;
 
 		fd = accept4(l->fd, (struct sockaddr *)&peer, &plen,
@@ -160,7 +162,9 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		}
 		atomic_fetch_add(&w->stats->accepted, 1);
 		atomic_fetch_add(&w->stats->active, 1);
-		conn_new(w, fd, &peer, l->tls);
+		c = conn_new(w, fd, &peer, l->tls);
+		if (c != NULL)
+			c->admin = l->admin;
 	}
 }
 
@@ -279,6 +283,8 @@ worker_dispatch_http(struct conn *c, const struct http_request *req)
 	char path[1024];
 	int status;
 
+	atomic_fetch_add_explicit(&c->w->stats->requests, 1,
+				  memory_order_relaxed);
 	if (cfg->keepalive_timeout_ms == 0)
 		c->keep_alive = 0;
 	/* Routes compare decoded paths: "/daemon%2Fws" is "/daemon/ws". */
@@ -317,6 +323,10 @@ worker_dispatch_http(struct conn *c, const struct http_request *req)
 			worker_healthz(c, req);
 		else
 			worker_readyz(c, req);
+		return;
+	}
+	if (worker_admin_handles(path)) {
+		worker_admin_dispatch(c, req, path);
 		return;
 	}
 	conn_send_error(c, 404, NULL);
@@ -405,6 +415,7 @@ worker_drain(struct worker *w, const char *reason)
 	ev_timer_stop(w->loop, &w->accept_resume);
 	for (c = w->conns; c != NULL; c = next) {
 		next = c->next;
+		conn_account_draining(c);
 		if (conn_is_idle(c)) {
 			conn_close(c, "draining");
 		} else if (c->state == CONN_WS_OPEN) {
@@ -506,6 +517,7 @@ worker_run(const struct worker_args *a)
 
 		l->fd = a->fds[i];
 		l->tls = a->tls[i];
+		l->admin = a->admin[i];
 		l->w = w;
 		ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
 		l->io.data = l;

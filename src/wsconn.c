@@ -185,6 +185,9 @@ wsconn_close(struct conn *c, unsigned code, const char *reason)
 		return;
 	log_debug("%s: fd %d %s: close %u (%s)", __func__, c->fd,
 		  conn_peer_str(c), code, reason ? reason : "");
+	atomic_fetch_add_explicit(
+	    &c->w->stats->close_codes[shm_close_index(code)], 1,
+	    memory_order_relaxed);
 	if (code == WS_CLOSE_POLICY) {
 		outq_drop_unstarted(&c->q); /* nothing queued behind it */
 		ws->slow = 1;

@@ -175,6 +175,7 @@ assert_same(const struct config *a, const struct config *b)
 	for (int i = 0; i < a->nlisten; i++) {
 		ck_assert_str_eq(a->listen[i].text, b->listen[i].text);
 		ck_assert_int_eq(a->listen[i].tls, b->listen[i].tls);
+		ck_assert_int_eq(a->listen[i].admin, b->listen[i].admin);
 		ck_assert_uint_eq(a->listen[i].addrlen, b->listen[i].addrlen);
 		ck_assert(memcmp(&a->listen[i].addr, &b->listen[i].addr,
 				 a->listen[i].addrlen) == 0);
@@ -249,6 +250,20 @@ assert_same(const struct config *a, const struct config *b)
 	ck_assert_uint_eq(a->rate_limit_grace_ms, b->rate_limit_grace_ms);
 	ck_assert_uint_eq(a->connection_rate_per_address,
 			  b->connection_rate_per_address);
+	ck_assert_uint_eq(a->nadmin_allow, b->nadmin_allow);
+	for (size_t i = 0; i < a->nadmin_allow; i++) {
+		ck_assert_str_eq(a->admin_allow[i].text,
+				 b->admin_allow[i].text);
+		ck_assert_int_eq(a->admin_allow[i].family,
+				 b->admin_allow[i].family);
+		ck_assert_uint_eq(a->admin_allow[i].prefix,
+				  b->admin_allow[i].prefix);
+		ck_assert(memcmp(a->admin_allow[i].addr, b->admin_allow[i].addr,
+				 16) == 0);
+	}
+	assert_str_same("admin_token_file", a->admin_token_file,
+			b->admin_token_file);
+	assert_str_same("admin_token", a->admin_token, b->admin_token);
 	ck_assert_uint_eq(a->redis_timeout_ms, b->redis_timeout_ms);
 	ck_assert_uint_eq(a->session_ttl_ms, b->session_ttl_ms);
 	ck_assert_int_eq(a->redis.nsentinels, b->redis.nsentinels);
@@ -387,6 +402,7 @@ END_TEST
 START_TEST(test_every_directive)
 {
 	char secret[512], cert[512], key[512], inc[512], logf[512], dbf[512];
+	char tok[512];
 	char text[8192];
 	struct config *cfg;
 	struct config_doc doc;
@@ -394,6 +410,7 @@ START_TEST(test_every_directive)
 	int n;
 
 	write_tmp(secret, sizeof(secret), "secret", "s3cr3t-value\n", 13);
+	write_tmp(tok, sizeof(tok), "admin.token", "0123456789abcdefXYZ\n", 20);
 	write_tmp(cert, sizeof(cert), "cert.pem", "cert", 4);
 	write_tmp(key, sizeof(key), "key.pem", "key", 3);
 	write_tmp(inc, sizeof(inc), "inc.conf", "log_level debug\n", 16);
@@ -404,7 +421,7 @@ START_TEST(test_every_directive)
 		 "# every directive, none at its default\n"
 		 "listen 127.0.0.1:9000\n"
 		 "listen [::1]:9443 tls   # comment after values\n"
-		 "listen *:9001\n"
+		 "listen *:9001 admin\n"
 		 "workers 3\n"
 		 "user root\n"
 		 "group root\n"
@@ -452,6 +469,9 @@ START_TEST(test_every_directive)
 		 "rate_limit_burst 50\n"
 		 "rate_limit_grace 0\n"
 		 "connection_rate_per_address 20\n"
+		 "admin_allow 10.0.0.0/8 ::1\n"
+		 "admin_allow 192.168.1.7\n"
+		 "admin_token_file %s\n"
 		 "event_stream on\n"
 		 "event_stream_key events:stream\n"
 		 "max_event_size 128k\n"
@@ -465,7 +485,7 @@ START_TEST(test_every_directive)
 		 "database_failure cached\n"
 		 "database_cache_ttl 5m\n"
 		 "database_connections 4\n",
-		 logf, secret, cert, key, inc, dbf);
+		 logf, secret, cert, key, inc, tok, dbf);
 
 	/* The test stays complete when a directive is added to the table. */
 	for (size_t i = 0; config_directive_doc(i, &doc) == 0; i++) {
@@ -498,6 +518,15 @@ START_TEST(test_every_directive)
 	ck_assert_int_eq(cfg->listen[1].addr.ss_family, AF_INET6);
 	ck_assert_uint_eq(cfg->listen[1].addrlen, sizeof(struct sockaddr_in6));
 	ck_assert_str_eq(cfg->listen[2].text, "0.0.0.0:9001");
+	ck_assert_int_eq(cfg->listen[2].admin, 1);
+	ck_assert_int_eq(cfg->listen[0].admin, 0);
+	ck_assert_uint_eq(cfg->nadmin_allow, 3);
+	ck_assert_str_eq(cfg->admin_allow[0].text, "10.0.0.0/8");
+	ck_assert_str_eq(cfg->admin_allow[1].text, "::1");
+	ck_assert_str_eq(cfg->admin_allow[2].text, "192.168.1.7");
+	ck_assert_str_eq(cfg->admin_token_file, tok);
+	ck_assert_str_eq(cfg->admin_token, "0123456789abcdefXYZ");
+	ck_assert_uint_eq(cfg->admin_token_len, 19);
 	ck_assert_int_eq(cfg->workers, 3);
 	ck_assert_int_eq(cfg->workers_auto, 0);
 	ck_assert_str_eq(cfg->user, "root");
@@ -874,7 +903,7 @@ START_TEST(test_too_many_values)
 {
 	EXPECT1("workers 4 5\n", "t.conf:1: workers: too many values",
 		"workers N|auto");
-	EXPECT1("listen 1.2.3.4:80 tls extra\n",
+	EXPECT1("listen 1.2.3.4:80 tls admin extra\n",
 		"t.conf:1: listen: too many values", "");
 	EXPECT1("log_level debug info\n",
 		"t.conf:1: log_level: too many values", "");
@@ -2509,6 +2538,7 @@ config_suite(void)
 	suite_add_tcase(s, tc);
 
 	add_protocol_tests(s);
+	add_admin_tests(s);
 	return s;
 }
 

@@ -76,5 +76,7 @@ void check_range(const struct range_case *rc, const char *notword,
 
 /* tests/check_config_protocol.c: the daemon protocol directives. */
 void add_protocol_tests(Suite *s);
+/* tests/check_config_admin.c: admin_allow, admin_token_file, listen admin. */
+void add_admin_tests(Suite *s);
 
 #endif

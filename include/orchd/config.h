@@ -24,6 +24,9 @@
 #define CONFIG_MAX_SCOPES 32   /* required_scopes in all (as in a token) */
 #define CONFIG_SCOPE_MAX 64    /* bytes of a scope */
 #define CONFIG_CLAIM_MAX 255   /* bytes of jwt_issuer, jwt_audience */
+#define CONFIG_MAX_ADMIN_ALLOW 64 /* admin_allow entries in all */
+#define CONFIG_ADMIN_TOKEN_MIN 16 /* bytes of the admin_token_file token */
+#define CONFIG_ADMIN_TOKEN_MAX 4096
 
 enum config_log_target {
 	CONFIG_LOG_SYSLOG = 0,
@@ -51,12 +54,21 @@ struct config_listen {
 	struct sockaddr_storage addr; /* AF_INET or AF_INET6, port set */
 	socklen_t addrlen;
 	int tls;                      /* "tls" flag on the directive */
+	int admin; /* "admin" flag: its clients may read /metrics, /stats */
 	char text[80];                /* as written back by -T: "[::1]:8080" */
 };
 
 #define CONFIG_MAX_SENTINELS 8
 #define CONFIG_SENTINEL_HOST_MAX 256
 #define CONFIG_SENTINEL_MASTER_MAX 128
+
+/* An admin_allow entry: an address and a prefix length. */
+struct config_cidr {
+	int family;       /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network order; IPv4 in the first 4 bytes */
+	unsigned prefix;  /* 0..32 or 0..128 */
+	char text[64];    /* as written back by -T: "10.0.0.0/8", "::1" */
+};
 
 struct config_sentinel {
 	char host[CONFIG_SENTINEL_HOST_MAX]; /* name, IPv4 or IPv6 (no []) */
@@ -154,6 +166,18 @@ struct config {
 	uint64_t rate_limit_grace_ms; /* over the rate this long: close 4004 */
 	unsigned connection_rate_per_address; /* per second; 0: unlimited */
 
+	/*
+	 * Who may read /metrics, /stats and /status: a peer in admin_allow
+	 * (none: the list is empty), a client of a "listen ... admin"
+	 * listener, or a request with "Authorization: Bearer <admin_token>".
+	 */
+	struct config_cidr *admin_allow;
+	size_t nadmin_allow;
+	int admin_allow_set; /* the file gave admin_allow: defaults replaced */
+	char *admin_token_file;
+	char *admin_token; /* loaded bytes (NUL-terminated); never printed */
+	size_t admin_token_len;
+
 	/* Redis. */
 	uint64_t redis_timeout_ms; /* no reply in time: Redis is unavailable */
 	uint64_t session_ttl_ms;   /* 0: see config_session_ttl_ms() */
@@ -234,6 +258,20 @@ const char *config_log_level_name(int level);
  */
 int config_origin_allowed(const struct config *cfg, const char *origin,
 			  size_t len);
+
+/*
+ * Is peer (AF_INET or AF_INET6; an IPv4-mapped IPv6 address matches the
+ * IPv4 entries) in admin_allow?  1 yes, 0 no.
+ */
+int config_admin_allowed(const struct config *cfg, const struct sockaddr *peer);
+/*
+ * Does the bearer token tok[0..len) equal admin_token?  Constant time in
+ * the token's length; 0 when no admin_token_file is set.
+ */
+int config_admin_token_ok(const struct config *cfg, const char *tok,
+			  size_t len);
+/* "ADDR[/PREFIX]" into *out: NULL, or why it is not valid. */
+const char *config_parse_cidr(const char *s, struct config_cidr *out);
 
 /* The token bucket size: rate_limit_burst, or rate_limit_messages if 0. */
 unsigned config_rate_limit_burst(const struct config *cfg);

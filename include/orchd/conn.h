@@ -80,7 +80,15 @@ struct conn {
 	struct conn *flush_next;
 
 	struct sockaddr_storage peer;
+	int admin;                /* accepted on a listener with "admin" */
 	struct conn *prev, *next; /* the worker's live or dead list */
+	/*
+	 * What this connection has added to its worker's gauges (shm.h): the
+	 * state counted + 1 (0: none) and the output bytes counted.
+	 */
+	int gauge_state;
+	int gauge_draining;
+	size_t gauge_qbytes;
 };
 
 const char *conn_state_name(enum conn_state st);
@@ -88,6 +96,10 @@ const char *conn_state_name(enum conn_state st);
 /* Take ownership of an accepted, non-blocking fd. */
 struct conn *conn_new(struct worker *w, int fd,
 		      const struct sockaddr_storage *peer, int tls);
+/* Bring the worker's send_queue_bytes gauge up to date with c->q. */
+void conn_account_queue(struct conn *c);
+/* The worker started draining: c counts as a draining connection. */
+void conn_account_draining(struct conn *c);
 void conn_set_state(struct conn *c, enum conn_state st);
 /* Re-evaluate the watcher's events (after queueing output). */
 void conn_update_io(struct conn *c);

@@ -30,6 +30,7 @@ struct worker_listener {
 	ev_io io;
 	int fd;
 	int tls;
+	int admin; /* listen ... admin */
 	struct worker *w;
 };
 
@@ -80,6 +81,7 @@ struct worker_args {
 	unsigned generation;
 	int fds[CONFIG_MAX_LISTEN];
 	int tls[CONFIG_MAX_LISTEN];
+	int admin[CONFIG_MAX_LISTEN];
 	int nfds;
 	void *tls_ctx; /* SSL_CTX *, built by the supervisor */
 	struct jwt_keyring *keyring; /* built by the supervisor */
