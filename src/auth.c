@@ -46,6 +46,7 @@ struct proto_pending {
 	char org[REGISTRY_ID_MAX];
 	char workspace[REGISTRY_ID_MAX];
 	char user[REGISTRY_ID_MAX]; /* from the directory */
+	char jti[JWT_ID_SIZE];      /* the token's, "" without */
 	char scopes[JWT_SCOPES_MAX][JWT_SCOPE_SIZE];
 	unsigned nscopes;
 	int has_resume;
@@ -366,6 +367,7 @@ auth_complete(struct conn *c, struct proto_pending *pp)
 	if (pp->refresh) {
 		p->token_exp_ms = exp_deadline(c, pp->exp);
 		p->scope_mask = pp->scope_mask;
+		memcpy(p->jti, pp->jti, sizeof(p->jti));
 		p->state = PROTO_AUTHED;
 		atomic_fetch_add(&w->stats->auth_refreshes, 1);
 		send_auth_success(c, (const char(*)[JWT_SCOPE_SIZE])pp->scopes,
@@ -409,6 +411,7 @@ auth_complete(struct conn *c, struct proto_pending *pp)
 	memcpy(p->org, pp->org, sizeof(p->org));
 	memcpy(p->workspace, pp->workspace, sizeof(p->workspace));
 	memcpy(p->user, pp->user, sizeof(p->user));
+	memcpy(p->jti, pp->jti, sizeof(p->jti));
 	p->scope_mask = pp->scope_mask;
 	p->token_exp_ms = exp_deadline(c, pp->exp);
 	p->hb_deadline_ms = now + 3 * cfg->heartbeat_interval_ms;
@@ -571,6 +574,7 @@ proto_handle_auth(struct conn *c, const struct json_doc *d, int payload)
 	}
 	util_strlcpy(pp->org, cl.organization_id, sizeof(pp->org));
 	util_strlcpy(pp->workspace, cl.workspace_id, sizeof(pp->workspace));
+	util_strlcpy(pp->jti, cl.jti, sizeof(pp->jti));
 	pp->exp = cl.exp;
 	pp->scope_mask = proto_scope_mask(
 		(const char(*)[JWT_SCOPE_SIZE])cl.scopes, cl.nscopes);
