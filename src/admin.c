@@ -49,8 +49,8 @@ struct admin_client;
 /* A Redis reply due to a client (revoke, publish). */
 struct admin_pending {
 	struct admin_pending *prev, *next;
-	struct admin *a;         /* NULL: the server is gone */
-	struct admin_client *c;  /* NULL: the client is gone */
+	struct admin *a;        /* NULL: the server is gone */
+	struct admin_client *c; /* NULL: the client is gone */
 	enum admin_cmd cmd;
 	char jti[JWT_ID_SIZE];
 };
@@ -63,7 +63,7 @@ struct admin_client {
 	ev_io rio, wio;
 	ev_timer idle;
 	int reading, writing;
-	int eof;     /* the client shut its side: answer what came, then close */
+	int eof; /* the client shut its side: answer what came, then close */
 	int closing; /* close once the output is written */
 	char *in;
 	size_t inlen;
@@ -81,7 +81,8 @@ struct admin {
 	uint8_t frame[IPC_HDR_LEN + 1024];
 };
 
-/* ---- the socket file (supervisor) ------------------------------------------ */
+/* ---- the socket file (supervisor) ------------------------------------------
+ */
 
 static int
 make_addr(const char *path, struct sockaddr_un *sun)
@@ -158,8 +159,8 @@ admin_listen(const char *path, unsigned mode, ino_t *ino)
 		close(fd);
 		return -1;
 	}
-	if (chmod(path, (mode_t)mode) == -1 || listen(fd, ADMIN_BACKLOG) == -1 ||
-	    lstat(path, &st) == -1) {
+	if (chmod(path, (mode_t)mode) == -1 ||
+	    listen(fd, ADMIN_BACKLOG) == -1 || lstat(path, &st) == -1) {
 		log_warn("%s: %s", __func__, path);
 		unlink(path);
 		close(fd);
@@ -182,7 +183,8 @@ admin_unlink(const char *path, ino_t ino)
 		log_warn("%s: unlink %s", __func__, path);
 }
 
-/* ---- clients --------------------------------------------------------------- */
+/* ---- clients ---------------------------------------------------------------
+ */
 
 static void client_run(struct admin_client *c);
 
@@ -240,7 +242,8 @@ reply_error(struct admin_client *c, const char *msg)
 	size_t n = admin_reply_error(buf, sizeof(buf), msg);
 
 	if (n == 0)
-		n = admin_reply_error(buf, sizeof(buf), "error message too long");
+		n = admin_reply_error(buf, sizeof(buf),
+				      "error message too long");
 	out_append(c, buf, n);
 }
 
@@ -253,7 +256,8 @@ reply_small(struct admin_client *c, const char *buf, size_t n)
 		out_append(c, buf, n);
 }
 
-/* ---- commands ------------------------------------------------------------- */
+/* ---- commands -------------------------------------------------------------
+ */
 
 static void
 cmd_status(struct admin_client *c)
@@ -349,10 +353,9 @@ cmd_kick(struct admin_client *c, const struct admin_request *rq)
 		reply_error(c, "cannot encode the kick");
 		return;
 	}
-	pipes = a->env.send(a->frame, (size_t)n,
-			    (rq->has & ADMIN_HAS_CONN) ? (int)rq->conn_worker
-						       : -1,
-			    0);
+	pipes = a->env.send(
+	    a->frame, (size_t)n,
+	    (rq->has & ADMIN_HAS_CONN) ? (int)rq->conn_worker : -1, 0);
 	log_notice("admin: uid %u kicks orchestrator %s daemon %s connection "
 		   "%s: %u registered connections match, %u workers told",
 		   c->uid, (rq->has & ADMIN_HAS_ORCH) ? rq->orchestrator : "*",
@@ -363,8 +366,8 @@ cmd_kick(struct admin_client *c, const struct admin_request *rq)
 		reply_error(c, "no worker could be told (pipes full or gone)");
 		return;
 	}
-	reply_small(c, buf, admin_reply_uint(buf, sizeof(buf), "matched",
-					     la.matched));
+	reply_small(c, buf,
+		    admin_reply_uint(buf, sizeof(buf), "matched", la.matched));
 }
 
 static struct admin_pending *
@@ -457,7 +460,8 @@ revoke_reply(struct redis *r, redisReply *reply, void *arg)
 			pipes = a->env.send(a->frame, (size_t)fl, -1, 0);
 		log_notice("admin: token %s revoked (%s); %u workers told to "
 			   "close its connections",
-			   p->jti, reply->integer > 0 ? "added" : "already there",
+			   p->jti,
+			   reply->integer > 0 ? "added" : "already there",
 			   pipes);
 		n = admin_reply_revoke(buf, sizeof(buf), pipes,
 				       reply->integer > 0);
@@ -481,10 +485,9 @@ publish_reply(struct redis *r, redisReply *reply, void *arg)
 		return;
 	}
 	if (err == NULL)
-		n = admin_reply_uint(buf, sizeof(buf), "receivers",
-				     (uint64_t)(reply->integer > 0
-							? reply->integer
-							: 0));
+		n = admin_reply_uint(
+		    buf, sizeof(buf), "receivers",
+		    (uint64_t)(reply->integer > 0 ? reply->integer : 0));
 	else
 		log_warnx("admin: publish: %s", err);
 	pending_done(p, buf, n, err);
@@ -543,8 +546,8 @@ cmd_loglevel(struct admin_client *c, const struct admin_request *rq)
 			   "%u workers)",
 			   c->uid, admin_level_name(rq->level), pipes);
 	}
-	reply_small(c, buf, admin_reply_level(buf, sizeof(buf),
-					      log_get_level()));
+	reply_small(c, buf,
+		    admin_reply_level(buf, sizeof(buf), log_get_level()));
 }
 
 static void
@@ -568,7 +571,7 @@ cmd_drain(struct admin_client *c, const struct admin_request *rq)
 		return;
 	}
 	if ((n = ipc_drain_encode(DRAIN_REASON, a->frame, sizeof(a->frame))) <
-		    0 ||
+		0 ||
 	    a->env.send(a->frame, (size_t)n, slot, pid) == 0) {
 		snprintf(buf, sizeof(buf),
 			 "worker %u (pid %ld) cannot be told (no pipe)",
@@ -584,8 +587,8 @@ cmd_drain(struct admin_client *c, const struct admin_request *rq)
 			  slot);
 	log_notice("admin: uid %u drains worker %d (pid %ld)", c->uid, slot,
 		   (long)pid);
-	reply_small(c, buf, admin_reply_uint(buf, sizeof(buf), "pid",
-					     (uint64_t)pid));
+	reply_small(c, buf,
+		    admin_reply_uint(buf, sizeof(buf), "pid", (uint64_t)pid));
 }
 
 static void
@@ -625,7 +628,8 @@ handle_line(struct admin_client *c, const char *line, size_t len)
 	}
 }
 
-/* ---- client I/O ------------------------------------------------------------- */
+/* ---- client I/O -------------------------------------------------------------
+ */
 
 static int
 blank(const char *s, size_t n)
@@ -706,9 +710,9 @@ static int
 flush_out(struct admin_client *c)
 {
 	while (c->outlen > c->outoff) {
-		ssize_t n = send(c->fd, c->out + c->outoff,
-				 c->outlen - c->outoff,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n =
+		    send(c->fd, c->out + c->outoff, c->outlen - c->outoff,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -803,7 +807,8 @@ static void
 refuse(int fd)
 {
 	char buf[SMALL_REPLY];
-	size_t n = admin_reply_error(buf, sizeof(buf), "too many admin clients");
+	size_t n =
+	    admin_reply_error(buf, sizeof(buf), "too many admin clients");
 
 	(void)send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
@@ -819,8 +824,8 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		struct admin_client *c = NULL;
 		struct ucred cr;
 		socklen_t crlen = sizeof(cr);
-		int fd = accept4(a->fd, NULL, NULL,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd =
+		    accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd == -1) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
@@ -860,7 +865,8 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-/* ---- server ------------------------------------------------------------------ */
+/* ---- server
+ * ------------------------------------------------------------------ */
 
 struct admin *
 admin_new(const struct admin_env *env, int fd)

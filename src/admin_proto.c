@@ -41,12 +41,10 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } fields[] = {
-	{"orchestrator", F_ORCH}, {"daemon", F_DAEMON},
-	{"organization", F_ORG},  {"worker", F_WORKER},
-	{"connection", F_CONN},   {"limit", F_LIMIT},
-	{"reason", F_REASON},     {"jti", F_JTI},
-	{"ttl", F_TTL},           {"level", F_LEVEL},
-	{"event", F_EVENT},
+    {"orchestrator", F_ORCH}, {"daemon", F_DAEMON},   {"organization", F_ORG},
+    {"worker", F_WORKER},     {"connection", F_CONN}, {"limit", F_LIMIT},
+    {"reason", F_REASON},     {"jti", F_JTI},         {"ttl", F_TTL},
+    {"level", F_LEVEL},       {"event", F_EVENT},
 };
 
 static const struct {
@@ -54,22 +52,22 @@ static const struct {
 	enum admin_cmd cmd;
 	unsigned allowed;
 } commands[] = {
-	{"status", ADMIN_STATUS, 0},
-	{"connections", ADMIN_CONNECTIONS,
-	 F_ORCH | F_DAEMON | F_ORG | F_WORKER | F_LIMIT},
-	{"kick", ADMIN_KICK, F_ORCH | F_DAEMON | F_CONN | F_REASON},
-	{"revoke", ADMIN_REVOKE, F_JTI | F_TTL},
-	{"publish", ADMIN_PUBLISH, F_EVENT},
-	{"loglevel", ADMIN_LOGLEVEL, F_LEVEL},
-	{"drain", ADMIN_DRAIN, F_WORKER},
+    {"status", ADMIN_STATUS, 0},
+    {"connections", ADMIN_CONNECTIONS,
+     F_ORCH | F_DAEMON | F_ORG | F_WORKER | F_LIMIT},
+    {"kick", ADMIN_KICK, F_ORCH | F_DAEMON | F_CONN | F_REASON},
+    {"revoke", ADMIN_REVOKE, F_JTI | F_TTL},
+    {"publish", ADMIN_PUBLISH, F_EVENT},
+    {"loglevel", ADMIN_LOGLEVEL, F_LEVEL},
+    {"drain", ADMIN_DRAIN, F_WORKER},
 };
 
 static const struct {
 	const char *name;
 	int level;
 } levels[] = {
-	{"error", LOG_ERR},   {"warn", LOG_WARNING}, {"notice", LOG_NOTICE},
-	{"info", LOG_INFO},   {"debug", LOG_DEBUG},
+    {"error", LOG_ERR}, {"warn", LOG_WARNING}, {"notice", LOG_NOTICE},
+    {"info", LOG_INFO}, {"debug", LOG_DEBUG},
 };
 
 int
@@ -131,8 +129,9 @@ get_uint(struct pstate *ps, int tok, const char *name, uint64_t min,
 	 uint64_t max, uint64_t *out)
 {
 	if (json_get_uint64(ps->d, tok, out) != 0 || *out < min || *out > max) {
-		snprintf(ps->err, ps->errlen, "%s must be an integer %" PRIu64
-			 "..%" PRIu64, name, min, max);
+		snprintf(ps->err, ps->errlen,
+			 "%s must be an integer %" PRIu64 "..%" PRIu64, name,
+			 min, max);
 		return -1;
 	}
 	return 0;
@@ -213,14 +212,16 @@ parse_field(struct pstate *ps, struct admin_request *rq, unsigned bit, int v,
 		 * service and auth.c use a plain set), so a ttl could only be
 		 * honoured by expiring every revocation at once.
 		 */
-		return fail(ps, "%s is not supported: daemon:tokens:revoked "
+		return fail(ps,
+			    "%s is not supported: daemon:tokens:revoked "
 			    "is a plain set, revocations do not expire",
 			    "ttl");
 	case F_LEVEL:
 		if (json_type(d, v) != JSON_STRING ||
 		    json_get_string(d, v, buf, sizeof(buf), NULL) != 0 ||
 		    (rq->level = admin_level_parse(buf)) < 0)
-			return fail(ps, "%s must be error, warn, notice, info or "
+			return fail(ps,
+				    "%s must be error, warn, notice, info or "
 				    "debug",
 				    "level");
 		rq->has |= ADMIN_HAS_LEVEL;
@@ -232,7 +233,8 @@ parse_field(struct pstate *ps, struct admin_request *rq, unsigned bit, int v,
 
 		if (json_type(d, v) != JSON_OBJECT ||
 		    json_tok_raw(d, v, &rq->event, &rq->event_len) != 0)
-			return fail(ps, "%s must be an event record (an object)",
+			return fail(ps,
+				    "%s must be an event record (an object)",
 				    "event");
 		/* The relay's own check: a bad record is refused here. */
 		rc = event_parse(&ev, rq->event, rq->event_len, max_event_size,
@@ -254,10 +256,10 @@ admin_request_parse(const char *line, size_t len, size_t max_event_size,
 		    struct admin_request *rq, char *err, size_t errlen)
 {
 	struct json_limits lim = {
-		.max_size = ADMIN_LINE_MAX,
-		.max_tokens = ADMIN_LINE_MAX / 2,
-		.max_depth = EVENT_MAX_DEPTH + 1,
-		.flags = JSON_REQUIRE_OBJECT,
+	    .max_size = ADMIN_LINE_MAX,
+	    .max_tokens = ADMIN_LINE_MAX / 2,
+	    .max_depth = EVENT_MAX_DEPTH + 1,
+	    .flags = JSON_REQUIRE_OBJECT,
 	};
 	struct json_doc d;
 	struct pstate ps = {&d, err, errlen};
@@ -322,8 +324,8 @@ admin_request_parse(const char *line, size_t len, size_t max_event_size,
 	}
 	switch (rq->cmd) {
 	case ADMIN_KICK:
-		if (!(rq->has & (ADMIN_HAS_ORCH | ADMIN_HAS_DAEMON |
-				 ADMIN_HAS_CONN))) {
+		if (!(rq->has &
+		      (ADMIN_HAS_ORCH | ADMIN_HAS_DAEMON | ADMIN_HAS_CONN))) {
 			fail(&ps, "%s needs orchestrator, daemon or connection",
 			     "kick");
 			goto out;
@@ -332,7 +334,8 @@ admin_request_parse(const char *line, size_t len, size_t max_event_size,
 	case ADMIN_CONNECTIONS:
 		if ((rq->has & ADMIN_HAS_DAEMON) &&
 		    !(rq->has & ADMIN_HAS_ORCH)) {
-			fail(&ps, "%s: daemon needs orchestrator (daemon ids "
+			fail(&ps,
+			     "%s: daemon needs orchestrator (daemon ids "
 			     "are only unique within an orchestrator)",
 			     name);
 			goto out;
@@ -386,7 +389,8 @@ admin_entry_matches(const struct admin_request *rq,
 	return 1;
 }
 
-/* ---- replies --------------------------------------------------------------- */
+/* ---- replies ---------------------------------------------------------------
+ */
 
 /* Finish a writer's object as one line. */
 static size_t

@@ -57,7 +57,8 @@ cfgs_set_admin_socket(struct pctx *c, const struct directive *d, char **argv,
 		return;
 	}
 	if (strlen(path) >= sizeof(sun.sun_path)) {
-		cfgp_derr(c, d, "%s is longer than a unix socket path may be "
+		cfgp_derr(c, d,
+			  "%s is longer than a unix socket path may be "
 			  "(%zu bytes)",
 			  cfgp_show(c, path), sizeof(sun.sun_path) - 1);
 		return;
@@ -77,7 +78,8 @@ cfgs_set_admin_socket(struct pctx *c, const struct directive *d, char **argv,
 			return;
 		}
 		if ((m & 0600) != 0600) {
-			cfgp_derr(c, d, "mode %s: the owner needs read and "
+			cfgp_derr(c, d,
+				  "mode %s: the owner needs read and "
 				  "write (0600)",
 				  cfgp_show(c, argv[1]));
 			return;

@@ -32,10 +32,10 @@ refused(const char *line, const char *want)
 	struct admin_request rq;
 	char err[256] = "";
 
-	ck_assert_msg(parse(line, &rq, err, sizeof(err)) == -1,
-		      "accepted: %s", line);
-	ck_assert_msg(strstr(err, want) != NULL, "%s: error \"%s\" lacks \"%s\"",
-		      line, err, want);
+	ck_assert_msg(parse(line, &rq, err, sizeof(err)) == -1, "accepted: %s",
+		      line);
+	ck_assert_msg(strstr(err, want) != NULL,
+		      "%s: error \"%s\" lacks \"%s\"", line, err, want);
 }
 
 static void
@@ -53,10 +53,11 @@ doc_of(struct json_doc *d, const char *buf, size_t len)
 {
 	ck_assert_msg(len > 0 && buf[len - 1] == '\n', "reply not a line");
 	ck_assert_msg(memchr(buf, '\n', len - 1) == NULL, "newline inside");
-	ck_assert_int_eq(json_parse(d, buf, len - 1,
-				    &(struct json_limits){.max_tokens = 1u << 20,
-							  .max_size = 1u << 30}),
-			 0);
+	ck_assert_int_eq(
+	    json_parse(d, buf, len - 1,
+		       &(struct json_limits){.max_tokens = 1u << 20,
+					     .max_size = 1u << 30}),
+	    0);
 	ck_assert_int_eq(json_type(d, json_root(d)), JSON_OBJECT);
 }
 
@@ -148,13 +149,15 @@ START_TEST(test_parse_publish)
 	ck_assert_ptr_eq(rq.event, rec);
 	ck_assert_uint_eq(rq.event_len, strlen(rec) - 2);
 	/* The relay's own checks refuse what it would refuse. */
-	refused("{\"cmd\":\"publish\",\"event\":{\"type\":\"a.b\",\"payload\":{}}}",
-		"invalid event (id)");
+	refused(
+	    "{\"cmd\":\"publish\",\"event\":{\"type\":\"a.b\",\"payload\":{}}}",
+	    "invalid event (id)");
 	refused("{\"cmd\":\"publish\",\"event\":{\"id\":\"e\",\"type\":\"a.*\","
 		"\"payload\":{}}}",
 		"invalid event (type)");
-	refused("{\"cmd\":\"publish\",\"event\":{\"id\":\"e\",\"type\":\"a.b\"}}",
-		"payload");
+	refused(
+	    "{\"cmd\":\"publish\",\"event\":{\"id\":\"e\",\"type\":\"a.b\"}}",
+	    "payload");
 	refused("{\"cmd\":\"publish\",\"event\":{\"id\":\"e\",\"type\":\"a.b\","
 		"\"daemonId\":\"d\",\"payload\":{}}}",
 		"invalid event (target)");
@@ -164,8 +167,8 @@ START_TEST(test_parse_publish)
 	{
 		char err[128];
 
-		ck_assert_int_eq(admin_request_parse(line, strlen(line), 20, &rq,
-						     err, sizeof(err)),
+		ck_assert_int_eq(admin_request_parse(line, strlen(line), 20,
+						     &rq, err, sizeof(err)),
 				 -1);
 		ck_assert_ptr_nonnull(strstr(err, "too_big"));
 	}
@@ -186,11 +189,13 @@ START_TEST(test_parse_refusals)
 		"unknown field \"orchestrator\" for cmd status");
 	refused("{\"cmd\":\"kick\",\"orchestrator\":\"o\",\"deamon\":\"d\"}",
 		"unknown field \"deamon\"");
-	refused("{\"cmd\":\"kick\",\"orchestrator\":\"o\",\"orchestrator\":\"p\"}",
-		"given twice");
+	refused(
+	    "{\"cmd\":\"kick\",\"orchestrator\":\"o\",\"orchestrator\":\"p\"}",
+	    "given twice");
 	refused("{\"cmd\":\"kick\"}", "kick needs");
 	refused("{\"cmd\":\"kick\",\"reason\":\"x\"}", "kick needs");
-	refused("{\"cmd\":\"kick\",\"daemon\":\"d\"}", "daemon needs orchestrator");
+	refused("{\"cmd\":\"kick\",\"daemon\":\"d\"}",
+		"daemon needs orchestrator");
 	refused("{\"cmd\":\"connections\",\"daemon\":\"d\"}",
 		"daemon needs orchestrator");
 	refused("{\"cmd\":\"kick\",\"orchestrator\":\"\"}", "orchestrator");

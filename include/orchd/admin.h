@@ -148,7 +148,8 @@ size_t admin_render_status(char *out, size_t cap, const struct shm_segment *shm,
 			   const struct registry_stats *rs,
 			   const struct admin_status_info *info);
 
-/* ---- supervisor side: the socket file ------------------------------------- */
+/* ---- supervisor side: the socket file -------------------------------------
+ */
 
 /*
  * Create the listening socket at path with mode: refuse (-1, logged) when
