@@ -830,7 +830,7 @@ START_TEST(test_hello_ping_malformed)
 }
 END_TEST
 
-/* ---- operator frames: kick, loglevel, drain -------------------------------- */
+/* ---- operator frames: kick, loglevel, drain ---------------------------- */
 
 /* A kick payload per the documented layout, built by hand. */
 static size_t
