@@ -253,8 +253,8 @@ void cfga_free(struct config *cfg);
 /* admin_socket PATH [MODE] (DT_CUSTOM). */
 void cfgs_set_admin_socket(struct pctx *c, const struct directive *d,
 			   char **argv, int argc);
-void cfgs_dump_admin_socket(const struct directive *d,
-			    const struct config *cfg, FILE *fp);
+void cfgs_dump_admin_socket(const struct directive *d, const struct config *cfg,
+			    FILE *fp);
 void cfgs_free(struct config *cfg);
 
 /* ---- config_db.c: the PostgreSQL directory ----------------------------- */

@@ -48,7 +48,8 @@
 #define KICK_JTI_LEN 6
 #define KICK_REASON_LEN 7
 #define KICK_CONN_ID 8
-#define KICK_KNOWN (IPC_KICK_ORCH | IPC_KICK_DAEMON | IPC_KICK_CONN | IPC_KICK_JTI)
+#define KICK_KNOWN                                                             \
+	(IPC_KICK_ORCH | IPC_KICK_DAEMON | IPC_KICK_CONN | IPC_KICK_JTI)
 
 /* iovecs per writev(): a pipe holds 64 KiB by default, so more is waste. */
 #define OUTQ_IOV 64
@@ -310,7 +311,8 @@ kick_ok(const struct ipc_kick *k)
 	if (!str_ok(k->orchestrator, k->orchestrator_len,
 		    (k->match & IPC_KICK_ORCH) ? 1 : 0,
 		    (k->match & IPC_KICK_ORCH) ? IPC_EVENT_NAME_MAX : 0) ||
-	    !str_ok(k->daemon, k->daemon_len, (k->match & IPC_KICK_DAEMON) ? 1 : 0,
+	    !str_ok(k->daemon, k->daemon_len,
+		    (k->match & IPC_KICK_DAEMON) ? 1 : 0,
 		    (k->match & IPC_KICK_DAEMON) ? IPC_EVENT_NAME_MAX : 0) ||
 	    !str_ok(k->jti, k->jti_len, (k->match & IPC_KICK_JTI) ? 1 : 0,
 		    (k->match & IPC_KICK_JTI) ? IPC_KICK_JTI_MAX : 0) ||
@@ -542,8 +544,7 @@ ipc_kick_decode(const struct ipc_frame *f, struct ipc_kick *k)
 	k->reason_len = p[KICK_REASON_LEN];
 	k->conn_id = get64(p + KICK_CONN_ID);
 	if ((size_t)f->len != IPC_KICK_FIXED_LEN + k->orchestrator_len +
-				      k->daemon_len + k->jti_len +
-				      k->reason_len)
+				  k->daemon_len + k->jti_len + k->reason_len)
 		return IPC_EMALFORMED;
 	s = (const char *)p + IPC_KICK_FIXED_LEN;
 	k->orchestrator = s;

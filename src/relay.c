@@ -1146,10 +1146,9 @@ relay_run(const struct relay_args *a)
 	rl.lease_ttl_ms = rl.cfg->queue_retention_ms / 2;
 	rl.feed = feed_new(rl.loop, rl.cfg, &cb, NULL);
 	{
-		struct admin_env env = {rl.loop,	  rl.cfg,
-					rl.shm,		  rl.registry,
-					rl.redis,	  admin_send,
-					admin_worker_pid, admin_drain};
+		struct admin_env env = {
+		    rl.loop,  rl.cfg,     rl.shm,           rl.registry,
+		    rl.redis, admin_send, admin_worker_pid, admin_drain};
 
 		rl.admin = admin_new(&env, a->admin_fd);
 	}

@@ -804,8 +804,8 @@ relay_ctl_read(void)
 		    sv.stopping)
 			continue;
 		p->old = 1;
-		p->kill_at = now + sv.cfg->drain_timeout_ms +
-			     SUPERVISOR_KILL_GRACE_MS;
+		p->kill_at =
+		    now + sv.cfg->drain_timeout_ms + SUPERVISOR_KILL_GRACE_MS;
 		sv.slots[p->slot].pid = 0;
 		sv.slots[p->slot].respawn_at = 0;
 		sv.slots[p->slot].backoff_ms = 0;

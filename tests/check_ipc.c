@@ -920,7 +920,7 @@ START_TEST(test_kick_roundtrip)
 		k.jti_len = IPC_KICK_JTI_MAX;
 		n = ipc_kick_encode(&k, out, sizeof(out));
 		ck_assert_int_eq(n, IPC_HDR_LEN + IPC_KICK_FIXED_LEN +
-					    IPC_KICK_JTI_MAX);
+					IPC_KICK_JTI_MAX);
 		fl = (size_t)n;
 		buf = malloc(fl);
 		memcpy(buf, out, fl);
@@ -950,17 +950,17 @@ START_TEST(test_kick_invalid)
 		unsigned match;
 		const char *orch, *daemon, *jti, *reason;
 	} bad[] = {
-		{0, "", "", "", ""},                        /* selects nothing */
-		{0x10, "", "", "", ""},                     /* unknown bit */
-		{IPC_KICK_ORCH, "", "", "", ""},            /* empty orch */
-		{IPC_KICK_DAEMON, "", "d", "", ""},         /* daemon alone */
-		{IPC_KICK_JTI, "", "", "", ""},             /* empty jti */
-		{IPC_KICK_CONN, "o", "", "", ""},           /* orch, no bit */
-		{IPC_KICK_ORCH, "o", "d", "", ""},          /* daemon, no bit */
-		{IPC_KICK_ORCH, "o", "", "j", ""},          /* jti, no bit */
-		{IPC_KICK_ORCH,
-		 "0123456789012345678901234567890123456789012345678901234567890123",
-		 "", "", ""}, /* 64 bytes */
+	    {0, "", "", "", ""},                /* selects nothing */
+	    {0x10, "", "", "", ""},             /* unknown bit */
+	    {IPC_KICK_ORCH, "", "", "", ""},    /* empty orch */
+	    {IPC_KICK_DAEMON, "", "d", "", ""}, /* daemon alone */
+	    {IPC_KICK_JTI, "", "", "", ""},     /* empty jti */
+	    {IPC_KICK_CONN, "o", "", "", ""},   /* orch, no bit */
+	    {IPC_KICK_ORCH, "o", "d", "", ""},  /* daemon, no bit */
+	    {IPC_KICK_ORCH, "o", "", "j", ""},  /* jti, no bit */
+	    {IPC_KICK_ORCH,
+	     "0123456789012345678901234567890123456789012345678901234567890123",
+	     "", "", ""}, /* 64 bytes */
 	};
 	uint8_t out[512], pl[512];
 	struct ipc_kick k, d;
@@ -1051,7 +1051,7 @@ START_TEST(test_loglevel_drain)
 		level = -1;
 		REQUIRE(ipc_loglevel_decode(&f, &level) ==
 				(ok ? 0 : IPC_EMALFORMED) &&
-			(!ok || level == lv),
+			    (!ok || level == lv),
 			"decode level %d", lv);
 		free(buf);
 	}
