@@ -875,6 +875,7 @@ decode_kick_buf(const uint8_t *buf, size_t n, struct ipc_kick *k)
 START_TEST(test_kick_roundtrip)
 {
 	uint8_t out[512], hand[512];
+	char jti[IPC_KICK_JTI_MAX + 1];
 	struct ipc_kick k, d;
 	size_t hl, fl;
 	uint8_t *buf;
@@ -910,8 +911,6 @@ START_TEST(test_kick_roundtrip)
 
 	/* jti only, maximal, no reason. */
 	{
-		char jti[IPC_KICK_JTI_MAX + 1];
-
 		memset(jti, 'j', IPC_KICK_JTI_MAX);
 		jti[IPC_KICK_JTI_MAX] = '\0';
 		memset(&k, 0, sizeof(k));
