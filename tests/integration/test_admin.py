@@ -349,6 +349,12 @@ class DrainTest(AdminTestCase):
         mine, others = by_worker[sorted(by_worker)[0]], by_worker[sorted(by_worker)[1]]
         r = self.ok(a, {"cmd": "drain", "worker": slot})
         self.assertEqual(r["pid"], pids[slot], r)
+        # The supervisor heard it from the relay and starts the successor
+        # while the old worker drains.
+        self.assertTrue(self.o.wait_log(r"worker %d \(pid %d\) drains on an operator's "
+                                        r"request; starting its successor"
+                                        % (slot, pids[slot]), 5.0),
+                        "the supervisor was not told%s" % self.diag())
         for c in mine:
             msg = c.read_until(lambda m: m["type"] == "reconnect", 3.0)
             self.assertIsNotNone(msg, "%r: no reconnect%s" % (c, self.diag()))
