@@ -30,6 +30,7 @@
 #include "orchd/registry.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
+#include "orchd/worker_ctl.h"
 #include "orchd/wsconn.h"
 
 #define TOKEN_MAX 8192
@@ -364,6 +365,13 @@ auth_complete(struct conn *c, struct proto_pending *pp)
 	struct proto_conn *p = c->proto;
 	uint64_t now = proto_now(c);
 
+	/* Revoked while this auth waited (its Redis check came first). */
+	if (worker_ctl_revoked(w, pp->jti)) {
+		p->state = pp->refresh ? PROTO_AUTHED : PROTO_UNAUTH;
+		auth_fail(c, "TOKEN_REVOKED", "the token has been revoked",
+			  PROTO_CLOSE_AUTH_FAILED);
+		return;
+	}
 	if (pp->refresh) {
 		p->token_exp_ms = exp_deadline(c, pp->exp);
 		p->scope_mask = pp->scope_mask;

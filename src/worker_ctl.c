@@ -13,9 +13,49 @@
 #include "orchd/ipc.h"
 #include "orchd/log.h"
 #include "orchd/proto.h"
+#include "orchd/util.h"
 #include "orchd/worker.h"
 #include "orchd/worker_ctl.h"
 #include "orchd/wsconn.h"
+
+/*
+ * Tokens revoked lately.  An auth whose Redis check passed just before the
+ * revocation (and that was still waiting for the directory when the kick
+ * came) is refused by auth_complete() with this; past REVOKED_MS the
+ * Redis check alone covers every new auth.  At the bound the oldest goes.
+ */
+#define REVOKED_MAX 64
+#define REVOKED_MS 60000
+
+static struct {
+	char jti[IPC_KICK_JTI_MAX + 1];
+	uint64_t at_ms;
+} revoked[REVOKED_MAX];
+static unsigned revoked_next;
+
+static void
+revoked_add(const char *jti)
+{
+	util_strlcpy(revoked[revoked_next].jti, jti, sizeof(revoked[0].jti));
+	revoked[revoked_next].at_ms = util_now_ms();
+	revoked_next = (revoked_next + 1) % REVOKED_MAX;
+}
+
+int
+worker_ctl_revoked(const struct worker *w, const char *jti)
+{
+	uint64_t now = util_now_ms();
+
+	(void)w;
+	if (jti[0] == '\0')
+		return 0;
+	for (unsigned i = 0; i < REVOKED_MAX; i++)
+		if (revoked[i].at_ms != 0 &&
+		    now - revoked[i].at_ms < REVOKED_MS &&
+		    strcmp(revoked[i].jti, jti) == 0)
+			return 1;
+	return 0;
+}
 
 /* A (pointer, length) string of the frame, NUL-terminated into out. */
 static void
@@ -73,6 +113,8 @@ worker_ctl_kick(struct worker *w, const struct ipc_kick *k)
 	cstr(reason, sizeof(reason), k->reason, k->reason_len);
 	if (reason[0] == '\0')
 		memcpy(reason, "terminated", sizeof("terminated"));
+	if (k->match == IPC_KICK_JTI)
+		revoked_add(jti);
 	for (c = w->conns; c != NULL; c = next) {
 		struct proto_conn *p;
 

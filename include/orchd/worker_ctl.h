@@ -13,6 +13,11 @@ struct worker;
  * of this worker that matches k; returns how many.
  */
 unsigned worker_ctl_kick(struct worker *w, const struct ipc_kick *k);
+/*
+ * Was jti revoked by an operator in the last minute?  auth_complete()
+ * asks, for an auth whose Redis check came before the revocation.
+ */
+int worker_ctl_revoked(const struct worker *w, const char *jti);
 /* Set this process's log level (LOG_ERR..LOG_DEBUG). */
 void worker_ctl_loglevel(struct worker *w, int level);
 /* Drain as on reload, with reason in the reconnect messages, and exit. */
