@@ -517,6 +517,26 @@ class SocketFileTest(AdminTestCase):
         self.addCleanup(b.close)
         self.assertTrue(wait_for(lambda: b.request({"cmd": "status"}).get("ok"), 5.0))
 
+    def test_a_restarted_relay_serves_the_socket(self):
+        self.start_admin()
+        a = self.admin()
+        old = self.status(a)["relay"]["pid"]
+        os.kill(old, signal.SIGKILL)
+        # Its clients lose their connection; the socket file stays, and the
+        # next relay (which inherits the listening socket) answers.
+        self.assertTrue(a.closed_by_server(5.0))
+        self.assertTrue(os.path.exists(self.sock))
+        self.wait_relay(not_pid=old)
+
+        def served():
+            b = AdminClient(self.sock)
+            try:
+                st = b.request({"cmd": "status"})["stats"]
+                return st["relay"]["pid"] != old
+            finally:
+                b.close()
+        self.assertTrue(wait_for(served, 10.0), "no new relay on the socket%s" % self.diag())
+
     def test_not_a_socket_is_left_alone(self):
         with open(self.sock, "w") as f:
             f.write("precious\n")
