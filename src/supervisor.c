@@ -3,7 +3,8 @@
  *
  * Signal handlers only set flags; the main loop sleeps in ppoll() with the
  * handled signals unblocked only there, so a flag is never missed and no
- * work ever runs inside a handler.
+ * work ever runs inside a handler.  The same ppoll() watches the relay's
+ * control socket, on which the relay reports an operator's drain (admin.h).
  */
 #include "config.h"
 
