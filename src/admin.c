@@ -314,10 +314,19 @@ cmd_connections(struct admin_client *c, const struct admin_request *rq)
 	buf = util_malloc(cap);
 	admin_list_begin(&l, buf, cap, rq->limit);
 	registry_foreach(c->a->env.registry, list_cb, &la);
-	if ((off = admin_list_end(&l, &len)) < 0)
+	if ((off = admin_list_end(&l, &len)) < 0) {
 		reply_error(c, "reply too large");
-	else
+	} else if (c->outlen == c->outoff) {
+		/* Nothing else queued: the listing becomes the output. */
+		free(c->out);
+		c->out = buf;
+		c->outcap = cap;
+		c->outoff = (size_t)off;
+		c->outlen = (size_t)off + len;
+		return;
+	} else {
 		out_append(c, buf + off, len);
+	}
 	free(buf);
 }
 

@@ -399,9 +399,11 @@ class ProtocolTest(AdminTestCase):
         self.fails(a, {"cmd": "status", "cmd2": 1}, "unknown field")
         # Still usable; blank lines are skipped; pipelined requests are
         # answered in order.
-        a.send_raw("\n\r\n" + json.dumps({"cmd": "loglevel"}) + "\n" +
+        a.send_raw("\n\r\n" + json.dumps({"cmd": "connections"}) + "\n" +
+                   json.dumps({"cmd": "loglevel"}) + "\n" +
                    json.dumps({"cmd": "bogus"}) + "\r\n" + json.dumps({"cmd": "status"}) + "\n")
-        r1, r2, r3 = a.recv(), a.recv(), a.recv()
+        r0, r1, r2, r3 = a.recv(), a.recv(), a.recv(), a.recv()
+        self.assertEqual((r0.get("ok"), r0.get("total")), (True, 0), r0)
         self.assertEqual(r1.get("level"), "debug", r1)
         self.assertIs(r2.get("ok"), False, r2)
         self.assertIn("stats", r3)
