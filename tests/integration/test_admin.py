@@ -518,6 +518,19 @@ class SocketFileTest(AdminTestCase):
         b = AdminClient(moved)
         self.addCleanup(b.close)
         self.assertTrue(wait_for(lambda: b.request({"cmd": "status"}).get("ok"), 5.0))
+        # Only the mode: chmod in place.
+        cfg["admin_socket"] = moved + " 0600"
+        self.o.write_config(cfg)
+        self.o.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: stat.S_IMODE(os.lstat(moved).st_mode) == 0o600, 5.0))
+        # Removed from the configuration: the file goes, nobody answers.
+        del cfg["admin_socket"]
+        self.o.write_config(cfg)
+        self.o.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: not os.path.exists(moved), 5.0),
+                        "socket left after admin_socket was removed%s" % self.diag())
+        self.wait_relay()
+        self.ok(a, {"cmd": "status"})  # still connected clients are served
 
     def test_a_restarted_relay_serves_the_socket(self):
         self.start_admin()
