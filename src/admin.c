@@ -81,8 +81,7 @@ struct admin {
 	uint8_t frame[IPC_HDR_LEN + 1024];
 };
 
-/* ---- the socket file (supervisor) ------------------------------------------
- */
+/* ---- the socket file (supervisor) ---------------------------------------- */
 
 static int
 make_addr(const char *path, struct sockaddr_un *sun)
@@ -183,8 +182,7 @@ admin_unlink(const char *path, ino_t ino)
 		log_warn("%s: unlink %s", __func__, path);
 }
 
-/* ---- clients ---------------------------------------------------------------
- */
+/* ---- clients ------------------------------------------------------------- */
 
 static void client_run(struct admin_client *c);
 
@@ -256,8 +254,7 @@ reply_small(struct admin_client *c, const char *buf, size_t n)
 		out_append(c, buf, n);
 }
 
-/* ---- commands -------------------------------------------------------------
- */
+/* ---- commands ------------------------------------------------------------ */
 
 static void
 cmd_status(struct admin_client *c)
@@ -637,8 +634,7 @@ handle_line(struct admin_client *c, const char *line, size_t len)
 	}
 }
 
-/* ---- client I/O -------------------------------------------------------------
- */
+/* ---- client I/O ---------------------------------------------------------- */
 
 static int
 blank(const char *s, size_t n)
@@ -874,8 +870,7 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-/* ---- server
- * ------------------------------------------------------------------ */
+/* ---- server -------------------------------------------------------------- */
 
 struct admin *
 admin_new(const struct admin_env *env, int fd)

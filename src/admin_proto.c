@@ -389,8 +389,7 @@ admin_entry_matches(const struct admin_request *rq,
 	return 1;
 }
 
-/* ---- replies ---------------------------------------------------------------
- */
+/* ---- replies ------------------------------------------------------------- */
 
 /* Finish a writer's object as one line. */
 static size_t
