@@ -491,9 +491,11 @@ worker_run(const struct worker_args *a)
 	/*
 	 * Connection ids are "<slot>:<conn_id>" to operators; during an
 	 * operator's drain the old and the new worker of a slot share the
-	 * generation, so the sequence starts from the pid to keep them apart.
+	 * generation, so the sequence starts from the pid to keep them apart
+	 * (unless the pids agree mod 256); 2^32 connections fit before the
+	 * sequence nears the generation's bits.
 	 */
-	w->conn_seq = (uint64_t)(getpid() & 0xffff) << 24;
+	w->conn_seq = (uint64_t)(getpid() & 0xff) << 32;
 	/* The process name already prefixes every line. */
 	w->redis = redis_new(w->loop, &w->cfg->redis, w->cfg->redis_timeout_ms,
 			     "redis");
