@@ -30,6 +30,7 @@
 #include "orchd/registry.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
+#include "orchd/worker_ctl.h"
 #include "orchd/wsconn.h"
 
 #define TOKEN_MAX 8192
@@ -46,6 +47,7 @@ struct proto_pending {
 	char org[REGISTRY_ID_MAX];
 	char workspace[REGISTRY_ID_MAX];
 	char user[REGISTRY_ID_MAX]; /* from the directory */
+	char jti[JWT_ID_SIZE];      /* the token's, "" without */
 	char scopes[JWT_SCOPES_MAX][JWT_SCOPE_SIZE];
 	unsigned nscopes;
 	int has_resume;
@@ -366,9 +368,17 @@ auth_complete(struct conn *c, struct proto_pending *pp)
 	struct proto_conn *p = c->proto;
 	uint64_t now = proto_now(c);
 
+	/* Revoked while this auth waited (its Redis check came first). */
+	if (worker_ctl_revoked(w, pp->jti)) {
+		p->state = pp->refresh ? PROTO_AUTHED : PROTO_UNAUTH;
+		auth_fail(c, "TOKEN_REVOKED", "the token has been revoked",
+			  PROTO_CLOSE_AUTH_FAILED);
+		return;
+	}
 	if (pp->refresh) {
 		p->token_exp_ms = exp_deadline(c, pp->exp);
 		p->scope_mask = pp->scope_mask;
+		memcpy(p->jti, pp->jti, sizeof(p->jti));
 		p->state = PROTO_AUTHED;
 		atomic_fetch_add(&w->stats->auth_refreshes, 1);
 		send_auth_success(c, (const char(*)[JWT_SCOPE_SIZE])pp->scopes,
@@ -412,6 +422,7 @@ auth_complete(struct conn *c, struct proto_pending *pp)
 	memcpy(p->org, pp->org, sizeof(p->org));
 	memcpy(p->workspace, pp->workspace, sizeof(p->workspace));
 	memcpy(p->user, pp->user, sizeof(p->user));
+	memcpy(p->jti, pp->jti, sizeof(p->jti));
 	p->scope_mask = pp->scope_mask;
 	p->token_exp_ms = exp_deadline(c, pp->exp);
 	p->hb_deadline_ms = now + 3 * cfg->heartbeat_interval_ms;
@@ -576,6 +587,7 @@ proto_handle_auth(struct conn *c, const struct json_doc *d, int payload)
 	}
 	util_strlcpy(pp->org, cl.organization_id, sizeof(pp->org));
 	util_strlcpy(pp->workspace, cl.workspace_id, sizeof(pp->workspace));
+	util_strlcpy(pp->jti, cl.jti, sizeof(pp->jti));
 	pp->exp = cl.exp;
 	pp->scope_mask = proto_scope_mask(
 		(const char(*)[JWT_SCOPE_SIZE])cl.scopes, cl.nscopes);

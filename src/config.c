@@ -708,6 +708,11 @@ static const struct directive directives[] = {
 	 .max = GIB, .syntax = "SIZE",
 	 .help = "event bytes the relay holds for one worker whose pipe is "
 		 "full; more are dropped and counted"},
+	{.name = "admin_socket", .type = DT_CUSTOM, .maxargs = 2,
+	 .set = cfgs_set_admin_socket, .dump = cfgs_dump_admin_socket,
+	 .syntax = "PATH [MODE]",
+	 .help = "unix socket of the admin commands (orchctl), octal MODE "
+		 "(default 0600); default: none"},
 	{.name = "drain_reconnect_delay", .type = DT_DURATION,
 	 .off = OFF(drain_reconnect_delay_ms), .def = "5s", .min = 0,
 	 .max = MS_HOUR, .syntax = "DURATION",
@@ -1443,6 +1448,7 @@ config_free(struct config *cfg)
 	cfga_free(cfg);
 	cfgd_free(cfg);
 	cfgadm_free(cfg);
+	cfgs_free(cfg);
 	free(cfg);
 }
 

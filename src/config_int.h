@@ -248,6 +248,15 @@ void cfga_apply_env(struct pctx *c);
 /* What the above allocated (the DT_STRING and DT_PATH fields excepted). */
 void cfga_free(struct config *cfg);
 
+/* ---- config_sock.c: the admin socket ----------------------------------- */
+
+/* admin_socket PATH [MODE] (DT_CUSTOM). */
+void cfgs_set_admin_socket(struct pctx *c, const struct directive *d,
+			   char **argv, int argc);
+void cfgs_dump_admin_socket(const struct directive *d, const struct config *cfg,
+			    FILE *fp);
+void cfgs_free(struct config *cfg);
+
 /* ---- config_db.c: the PostgreSQL directory ----------------------------- */
 
 /* database CONNINFO (DT_CUSTOM). */

@@ -49,9 +49,9 @@ enum cstate {
 	C_DOWN,       /* waiting for the reconnect timer */
 	C_CONNECTING, /* PQconnectPoll() until OK or FAILED */
 	C_IDLE,
-	C_PREPARING,  /* PREPARE of statement c->batch in flight */
-	C_LISTENING,  /* LISTEN of channels nlistened..c->batch in flight */
-	C_BUSY,       /* c->req in flight */
+	C_PREPARING, /* PREPARE of statement c->batch in flight */
+	C_LISTENING, /* LISTEN of channels nlistened..c->batch in flight */
+	C_BUSY,      /* c->req in flight */
 };
 
 struct dbreq {
@@ -82,10 +82,10 @@ struct dbconn {
 	unsigned backoff_ms;
 	struct dbreq *req; /* C_BUSY */
 	int batch;
-	int nprepared;  /* statements PREPAREd (or tried) on this connection */
-	int nlistened;  /* channels LISTENed on this connection */
-	int up;         /* connected since the last failure */
-	PGresult *res;  /* the result kept until the command completes */
+	int nprepared; /* statements PREPAREd (or tried) on this connection */
+	int nlistened; /* channels LISTENed on this connection */
+	int up;        /* connected since the last failure */
+	PGresult *res; /* the result kept until the command completes */
 };
 
 struct db {
@@ -94,9 +94,9 @@ struct db {
 	char who[48];
 	double timeout;
 	int started;
-	int dead;  /* db_free() was called */
+	int dead;   /* db_free() was called */
 	int in_api; /* in db_query() or db_start(): no callback now */
-	int depth; /* callbacks (and db_free) in progress */
+	int depth;  /* callbacks (and db_free) in progress */
 	int down_logged;
 
 	struct stmt stmts[DB_MAX_STATEMENTS];
@@ -119,6 +119,9 @@ struct db {
 	ev_timer kick;   /* idle connections: new statements or channels */
 
 	struct db_stats st;
+	/* Told when db_ready() may have changed (see db_set_ready_hook()). */
+	void (*ready_fn)(void *arg, int ready);
+	void *ready_arg;
 };
 
 /* After a callback: the db may be gone; unwind at once if so. */
@@ -127,9 +130,10 @@ struct db {
 static void conn_start(struct dbconn *c);
 static int conn_next(struct dbconn *c);
 static void conn_fail(struct dbconn *c, const char *fmt, ...)
-	ORCHD_PRINTF(2, 3);
+    ORCHD_PRINTF(2, 3);
 
-/* ---- helpers -------------------------------------------------------------- */
+/* ---- helpers --------------------------------------------------------------
+ */
 
 /* libpq's messages end with a newline and may span lines: one log line. */
 static void
@@ -193,8 +197,7 @@ release(struct db *db)
  * db: the caller unwinds at once, touching nothing but locals.
  */
 static int
-deliver(struct db *db, struct dbreq *q, enum db_status st,
-	const PGresult *res)
+deliver(struct db *db, struct dbreq *q, enum db_status st, const PGresult *res)
 {
 	if (st == DB_ERROR)
 		db->st.errors++;
@@ -227,7 +230,8 @@ notice_cb(void *arg, const char *msg)
 		  buf);
 }
 
-/* ---- the pending queue ------------------------------------------------------ */
+/* ---- the pending queue ------------------------------------------------------
+ */
 
 static void
 queue_arm(struct db *db)
@@ -274,8 +278,8 @@ qtimer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 	(void)revents;
 	hold(db);
-	while (db->head != NULL && (db->head->deadline <= ev_now(loop) ||
-				    !db_ready(db))) {
+	while (db->head != NULL &&
+	       (db->head->deadline <= ev_now(loop) || !db_ready(db))) {
 		struct dbreq *q = queue_pop(db);
 
 		if (q->deadline > ev_now(loop)) {
@@ -296,7 +300,8 @@ out:
 	release(db);
 }
 
-/* ---- one connection: watchers ---------------------------------------------- */
+/* ---- one connection: watchers ----------------------------------------------
+ */
 
 /* Watch the libpq socket (it may change while connecting) for events. */
 static void
@@ -355,8 +360,9 @@ schedule_reconnect(struct dbconn *c)
 
 	c->state = C_DOWN;
 	c->backoff_ms = c->backoff_ms == 0 ? BACKOFF_MIN_MS
-			: c->backoff_ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS
-							       : c->backoff_ms * 2;
+			: c->backoff_ms >= BACKOFF_MAX_MS / 2
+			    ? BACKOFF_MAX_MS
+			    : c->backoff_ms * 2;
 	ev_timer_stop(loop, &c->timer);
 	ev_timer_set(&c->timer, c->backoff_ms / 1000.0, 0.);
 	ev_timer_start(loop, &c->timer);
@@ -394,6 +400,8 @@ conn_fail(struct dbconn *c, const char *fmt, ...)
 	c->up = 0;
 	conn_close(c);
 	schedule_reconnect(c);
+	if (was_up && db->ready_fn != NULL)
+		db->ready_fn(db->ready_arg, db_ready(db));
 	if (q != NULL && deliver(db, q, DB_UNAVAILABLE, NULL) < 0)
 		return;
 	if (c->listener) {
@@ -420,7 +428,8 @@ conn_fail(struct dbconn *c, const char *fmt, ...)
 	queue_arm(db);
 }
 
-/* ---- one connection: connecting --------------------------------------------- */
+/* ---- one connection: connecting ---------------------------------------------
+ */
 
 static void
 conn_up(struct dbconn *c)
@@ -442,6 +451,8 @@ conn_up(struct dbconn *c)
 	c->nprepared = 0;
 	c->nlistened = 0;
 	db->st.connects++;
+	if (db->ready_fn != NULL)
+		db->ready_fn(db->ready_arg, db_ready(db));
 	conn_name(c, name, sizeof(name));
 	if (db->down_logged)
 		log_info("%s: %s: connected", __func__, name);
@@ -498,7 +509,8 @@ conn_start(struct dbconn *c)
 	conn_watch(c, EV_WRITE);
 }
 
-/* ---- one connection: commands ------------------------------------------------ */
+/* ---- one connection: commands
+ * ------------------------------------------------ */
 
 /* After a PQsend*: push it out, watch for the answer. */
 static int
@@ -634,7 +646,8 @@ conn_next(struct dbconn *c)
 	return send_query(c, q);
 }
 
-/* ---- one connection: results ---------------------------------------------- */
+/* ---- one connection: results ----------------------------------------------
+ */
 
 static enum db_status
 result_status(const struct dbconn *c, const PGresult *res)
@@ -905,7 +918,8 @@ kick(struct db *db)
 	ev_timer_start(db->loop, &db->kick);
 }
 
-/* ---- public API ------------------------------------------------------------ */
+/* ---- public API ------------------------------------------------------------
+ */
 
 static void
 conn_init(struct db *db, struct dbconn *c, int idx, int listener)
@@ -1105,8 +1119,8 @@ db_query(struct db *db, const char *name, int nparams,
 	q->stmt = i;
 	q->nparams = nparams;
 	for (int j = 0; j < nparams; j++)
-		q->values[j] = values[j] != NULL ? util_strdup(values[j])
-						 : NULL;
+		q->values[j] =
+		    values[j] != NULL ? util_strdup(values[j]) : NULL;
 	q->cb = cb;
 	q->arg = arg;
 	q->deadline = ev_now(db->loop) + db->timeout;
@@ -1157,6 +1171,13 @@ db_listen(struct db *db, const char *channel, db_notify_fn fn, void *arg)
 		kick(db);
 	}
 	return 0;
+}
+
+void
+db_set_ready_hook(struct db *db, void (*fn)(void *arg, int ready), void *arg)
+{
+	db->ready_fn = fn;
+	db->ready_arg = arg;
 }
 
 int

@@ -27,6 +27,7 @@
 #include "orchd/sub.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
+#include "orchd/worker_ctl.h"
 #include "orchd/ws.h"
 #include "orchd/wsconn.h"
 
@@ -897,6 +898,33 @@ dispatch(struct deliver *d, const struct ipc_frame *f)
 			fatalx("deliver: bad ping frame from the relay: %s",
 			       ipc_strerror(rc));
 		break;
+	case IPC_KICK: {
+		struct ipc_kick k;
+
+		if ((rc = ipc_kick_decode(f, &k)) != 0)
+			fatalx("deliver: bad kick frame from the relay: %s",
+			       ipc_strerror(rc));
+		worker_ctl_kick(d->w, &k);
+		break;
+	}
+	case IPC_LOGLEVEL: {
+		int level;
+
+		if ((rc = ipc_loglevel_decode(f, &level)) != 0)
+			fatalx("deliver: bad loglevel frame from the relay: %s",
+			       ipc_strerror(rc));
+		worker_ctl_loglevel(d->w, level);
+		break;
+	}
+	case IPC_DRAIN: {
+		char reason[IPC_DRAIN_REASON_MAX + 1];
+
+		if ((rc = ipc_drain_decode(f, reason, sizeof(reason))) != 0)
+			fatalx("deliver: bad drain frame from the relay: %s",
+			       ipc_strerror(rc));
+		worker_ctl_drain(d->w, reason);
+		break;
+	}
 	default:
 		/* Same binary on both ends: an unknown type is a bug. */
 		fatalx("deliver: unknown frame type %u from the relay",

@@ -57,12 +57,12 @@ struct directory_members {
 	struct directory *d;
 	struct directory_members *hnext; /* hash chain */
 	uint32_t hash;
-	unsigned refs; /* holders, plus one while a query is in flight */
-	int orphan;    /* the directory is gone: put() only frees */
-	int loaded;    /* chans is the user's set (as of the last load) */
-	int loading;   /* a query is in flight */
-	int again;     /* a notice came meanwhile: ask again once it ends */
-	int failed;    /* the last load failed: the retry timer asks again */
+	unsigned refs;    /* holders, plus one while a query is in flight */
+	int orphan;       /* the directory is gone: put() only frees */
+	int loaded;       /* chans is the user's set (as of the last load) */
+	int loading;      /* a query is in flight */
+	int again;        /* a notice came meanwhile: ask again once it ends */
+	int failed;       /* the last load failed: the retry timer asks again */
 	uint64_t sent_us; /* the query in flight, for the latency metric */
 	size_t n;
 	char **chans; /* sorted, into blob */
@@ -72,7 +72,7 @@ struct directory_members {
 };
 
 struct dir_cached {
-	struct dir_cached *hnext;            /* hash chain */
+	struct dir_cached *hnext;               /* hash chain */
 	struct dir_cached *lru_prev, *lru_next; /* most recent first */
 	uint32_t hash;
 	enum directory_status status; /* DIR_OK or DIR_DISABLED */
@@ -147,8 +147,8 @@ cache_find(struct directory *d, const char *orch)
 {
 	uint32_t h = hash_str(orch);
 
-	for (struct dir_cached *ce = d->buckets[h & (NBUCKETS - 1)];
-	     ce != NULL; ce = ce->hnext)
+	for (struct dir_cached *ce = d->buckets[h & (NBUCKETS - 1)]; ce != NULL;
+	     ce = ce->hnext)
 		if (ce->hash == h && strcmp(ce->orch, orch) == 0)
 			return ce;
 	return NULL;
@@ -305,9 +305,9 @@ answer(struct dir_req *r, enum directory_status st,
 
 /* No answer from the database: database_failure decides. */
 static void
-fallback(struct dir_req *r, void (*reply)(struct dir_req *,
-					  enum directory_status,
-					  const struct directory_entry *))
+fallback(struct dir_req *r,
+	 void (*reply)(struct dir_req *, enum directory_status,
+		       const struct directory_entry *))
 {
 	struct directory *d = r->d;
 	struct dir_cached *ce;
@@ -384,8 +384,8 @@ query_reply(struct db *db, enum db_status st, const PGresult *res, void *arg)
 	metric_answered(d, st, r->sent_us);
 	if (st != DB_OK) {
 		if (st == DB_ERROR)
-			log_warnx("directory: look-up of %s failed: %s", r->orch,
-				  PQresultErrorMessage(res));
+			log_warnx("directory: look-up of %s failed: %s",
+				  r->orch, PQresultErrorMessage(res));
 		fallback(r, answer_now);
 		return;
 	}
@@ -413,11 +413,11 @@ query_reply(struct db *db, enum db_status st, const PGresult *res, void *arg)
 		return;
 	}
 	ds = !PQgetisnull(res, 0, 3) &&
-			     strcasecmp(PQgetvalue(res, 0, 3), "ACTIVE") == 0 &&
-			     !PQgetisnull(res, 0, 4) &&
-			     strcasecmp(PQgetvalue(res, 0, 4), "ACTIVE") == 0
-		     ? DIR_OK
-		     : DIR_DISABLED;
+		     strcasecmp(PQgetvalue(res, 0, 3), "ACTIVE") == 0 &&
+		     !PQgetisnull(res, 0, 4) &&
+		     strcasecmp(PQgetvalue(res, 0, 4), "ACTIVE") == 0
+		 ? DIR_OK
+		 : DIR_DISABLED;
 	if (r->gen == d->gen)
 		cache_store(d, r->orch, ds, &e);
 	answer_now(r, ds, &e);
@@ -477,7 +477,7 @@ members_find(struct directory *d, const char *user)
 	uint32_t h = hash_str(user);
 
 	for (struct directory_members *m =
-		     d->mbuckets[h & (MEMBERS_NBUCKETS - 1)];
+		 d->mbuckets[h & (MEMBERS_NBUCKETS - 1)];
 	     m != NULL; m = m->hnext)
 		if (m->hash == h && strcmp(m->user, user) == 0)
 			return m;
@@ -539,13 +539,12 @@ members_retry_arm(struct directory *d)
 {
 	if (d->freeing || ev_is_active(&d->members_retry))
 		return;
-	ev_timer_set(&d->members_retry, DIRECTORY_MEMBERS_RETRY_MS / 1000.,
-		     0.);
+	ev_timer_set(&d->members_retry, DIRECTORY_MEMBERS_RETRY_MS / 1000., 0.);
 	ev_timer_start(d->w->loop, &d->members_retry);
 }
 
-static void members_reply(struct db *db, enum db_status st,
-			  const PGresult *res, void *arg);
+static void members_reply(struct db *db, enum db_status st, const PGresult *res,
+			  void *arg);
 
 /* Ask for m's set (again, once the query in flight ends, if there is one). */
 static void
@@ -579,8 +578,7 @@ members_load(struct directory_members *m)
 }
 
 static void
-members_reply(struct db *db, enum db_status st, const PGresult *res,
-	      void *arg)
+members_reply(struct db *db, enum db_status st, const PGresult *res, void *arg)
 {
 	struct directory_members *m = arg;
 	struct directory *d = m->d;
@@ -663,7 +661,7 @@ directory_members_put(struct directory *d, struct directory_members *m)
 		return;
 	if (!m->orphan) {
 		struct directory_members **pp =
-			&d->mbuckets[m->hash & (MEMBERS_NBUCKETS - 1)];
+		    &d->mbuckets[m->hash & (MEMBERS_NBUCKETS - 1)];
 
 		while (*pp != m)
 			pp = &(*pp)->hnext;
@@ -694,8 +692,8 @@ int
 directory_members_has(const struct directory_members *m, const char *channel)
 {
 	return m->loaded && m->n > 0 &&
-	       bsearch(&channel, m->chans, m->n, sizeof(*m->chans),
-		       cmp_str) != NULL;
+	       bsearch(&channel, m->chans, m->n, sizeof(*m->chans), cmp_str) !=
+		   NULL;
 }
 
 static void
@@ -755,7 +753,7 @@ recheck_reply(enum directory_status st, const struct directory_entry *e,
 			    strcmp(p->user, e->user) != 0) {
 				directory_members_put(rc->d, p->members);
 				p->members =
-					directory_members_get(rc->d, e->user);
+				    directory_members_get(rc->d, e->user);
 			}
 			/* Moved: events are matched against these. */
 			memcpy(p->user, e->user, sizeof(p->user));
@@ -770,8 +768,8 @@ recheck_reply(enum directory_status st, const struct directory_entry *e,
 		closed++;
 	}
 	if (closed > 0)
-		log_info("directory: %s is %s: %u connections closed",
-			 rc->orch, directory_status_name(st), closed);
+		log_info("directory: %s is %s: %u connections closed", rc->orch,
+			 directory_status_name(st), closed);
 	free(rc);
 }
 
@@ -875,8 +873,8 @@ notify_cb(struct db *db, enum db_notify_event ev, const char *channel,
 {
 	struct directory *d = arg;
 	struct json_doc doc;
-	struct json_limits lim = {.max_size = 8192, .max_tokens = 64,
-				  .flags = JSON_REQUIRE_OBJECT};
+	struct json_limits lim = {
+	    .max_size = 8192, .max_tokens = 64, .flags = JSON_REQUIRE_OBJECT};
 	char table[64], id[REGISTRY_ID_MAX];
 	int root;
 
@@ -932,6 +930,14 @@ notify_cb(struct db *db, enum db_notify_event ev, const char *channel,
 
 /* ---- life --------------------------------------------------------------- */
 
+static void
+ready_hook(void *arg, int ready)
+{
+	struct directory *d = arg;
+
+	atomic_store(&d->w->stats->db_ready, ready);
+}
+
 struct directory *
 directory_new(struct worker *w)
 {
@@ -947,15 +953,16 @@ directory_new(struct worker *w)
 	d->defer_timer.data = d;
 	ev_init(&d->members_retry, members_retry_cb);
 	d->members_retry.data = d;
-	d->db = db_new(w->loop, cfg->database_conninfo,
-		       cfg->database_connections, cfg->database_timeout_ms,
-		       "database");
+	d->db =
+	    db_new(w->loop, cfg->database_conninfo, cfg->database_connections,
+		   cfg->database_timeout_ms, "database");
 	if (db_prepare(d->db, DIRECTORY_STATEMENT, DIRECTORY_LOOKUP_SQL, 1) !=
-		    0 ||
+		0 ||
 	    db_prepare(d->db, DIRECTORY_MEMBERS_STATEMENT,
 		       DIRECTORY_MEMBERS_SQL, 1) != 0 ||
 	    db_listen(d->db, DIRECTORY_CHANNEL, notify_cb, d) != 0)
 		fatalx("%s: cannot register the directory look-up", __func__);
+	db_set_ready_hook(d->db, ready_hook, d);
 	db_start(d->db);
 	return d;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "orchd/ipc.h"
@@ -37,6 +38,18 @@
 
 #define HELLO_LEN 12
 #define PING_LEN 8
+#define LOGLEVEL_LEN 4
+
+/* IPC_KICK fixed part offsets. */
+#define KICK_MATCH 0
+#define KICK_RESERVED 1
+#define KICK_ORCH_LEN 2
+#define KICK_DAEMON_LEN 4
+#define KICK_JTI_LEN 6
+#define KICK_REASON_LEN 7
+#define KICK_CONN_ID 8
+#define KICK_KNOWN                                                             \
+	(IPC_KICK_ORCH | IPC_KICK_DAEMON | IPC_KICK_CONN | IPC_KICK_JTI)
 
 /* iovecs per writev(): a pipe holds 64 KiB by default, so more is waste. */
 #define OUTQ_IOV 64
@@ -283,6 +296,106 @@ ipc_ping_encode(uint64_t ms, uint8_t *out, size_t cap)
 	return ipc_frame_encode(IPC_PING, pl, sizeof(pl), out, cap);
 }
 
+/*
+ * A kick selects something, and each string is there exactly when its bit
+ * says so: a kick that matched every connection by accident (an empty
+ * selector) would be the worst possible corruption.
+ */
+static int
+kick_ok(const struct ipc_kick *k)
+{
+	if (k->match == 0 || (k->match & ~KICK_KNOWN) != 0)
+		return 0;
+	if ((k->match & IPC_KICK_DAEMON) && !(k->match & IPC_KICK_ORCH))
+		return 0;
+	if (!str_ok(k->orchestrator, k->orchestrator_len,
+		    (k->match & IPC_KICK_ORCH) ? 1 : 0,
+		    (k->match & IPC_KICK_ORCH) ? IPC_EVENT_NAME_MAX : 0) ||
+	    !str_ok(k->daemon, k->daemon_len,
+		    (k->match & IPC_KICK_DAEMON) ? 1 : 0,
+		    (k->match & IPC_KICK_DAEMON) ? IPC_EVENT_NAME_MAX : 0) ||
+	    !str_ok(k->jti, k->jti_len, (k->match & IPC_KICK_JTI) ? 1 : 0,
+		    (k->match & IPC_KICK_JTI) ? IPC_KICK_JTI_MAX : 0) ||
+	    !str_ok(k->reason, k->reason_len, 0, IPC_KICK_REASON_MAX))
+		return 0;
+	return 1;
+}
+
+int
+ipc_kick_encode(const struct ipc_kick *k, uint8_t *out, size_t cap)
+{
+	uint8_t *p;
+	size_t plen;
+	int n;
+
+	if (!kick_ok(k)) {
+		errno = EINVAL;
+		return -1;
+	}
+	plen = IPC_KICK_FIXED_LEN + k->orchestrator_len + k->daemon_len +
+	       k->jti_len + k->reason_len;
+	if ((n = frame_room(plen, cap)) < 0)
+		return -1;
+	put_header(out, IPC_KICK, (uint32_t)plen);
+	p = out + IPC_HDR_LEN;
+	p[KICK_MATCH] = (uint8_t)k->match;
+	p[KICK_RESERVED] = 0;
+	put16(p + KICK_ORCH_LEN, (uint16_t)k->orchestrator_len);
+	put16(p + KICK_DAEMON_LEN, (uint16_t)k->daemon_len);
+	p[KICK_JTI_LEN] = (uint8_t)k->jti_len;
+	p[KICK_REASON_LEN] = (uint8_t)k->reason_len;
+	put64(p + KICK_CONN_ID, k->conn_id);
+	p += IPC_KICK_FIXED_LEN;
+	p = put_str(p, k->orchestrator, k->orchestrator_len);
+	p = put_str(p, k->daemon, k->daemon_len);
+	p = put_str(p, k->jti, k->jti_len);
+	put_str(p, k->reason, k->reason_len);
+	return n;
+}
+
+static int
+level_ok(int level)
+{
+	return level >= LOG_ERR && level <= LOG_DEBUG;
+}
+
+int
+ipc_loglevel_encode(int level, uint8_t *out, size_t cap)
+{
+	uint8_t pl[LOGLEVEL_LEN];
+
+	if (!level_ok(level)) {
+		errno = EINVAL;
+		return -1;
+	}
+	put32(pl, (uint32_t)level);
+	return ipc_frame_encode(IPC_LOGLEVEL, pl, sizeof(pl), out, cap);
+}
+
+/* The reason goes into a JSON string: printable ASCII keeps that simple. */
+static int
+reason_ok(const char *s, size_t len)
+{
+	if (s == NULL || len == 0 || len > IPC_DRAIN_REASON_MAX)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+int
+ipc_drain_encode(const char *reason, uint8_t *out, size_t cap)
+{
+	size_t len = reason != NULL ? strlen(reason) : 0;
+
+	if (!reason_ok(reason, len)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return ipc_frame_encode(IPC_DRAIN, reason, len, out, cap);
+}
+
 int
 ipc_frame_parse_max(const uint8_t *buf, size_t len, size_t max_payload,
 		    struct ipc_frame *f)
@@ -412,6 +525,71 @@ ipc_ping_decode(const struct ipc_frame *f, uint64_t *ms)
 	return 0;
 }
 
+int
+ipc_kick_decode(const struct ipc_frame *f, struct ipc_kick *k)
+{
+	const uint8_t *p = f->payload;
+	const char *s;
+	int rc;
+
+	if ((rc = frame_check(f, IPC_KICK)) != 0)
+		return rc;
+	if (f->len < IPC_KICK_FIXED_LEN || p[KICK_RESERVED] != 0)
+		return IPC_EMALFORMED;
+	memset(k, 0, sizeof(*k));
+	k->match = p[KICK_MATCH];
+	k->orchestrator_len = get16(p + KICK_ORCH_LEN);
+	k->daemon_len = get16(p + KICK_DAEMON_LEN);
+	k->jti_len = p[KICK_JTI_LEN];
+	k->reason_len = p[KICK_REASON_LEN];
+	k->conn_id = get64(p + KICK_CONN_ID);
+	if ((size_t)f->len != IPC_KICK_FIXED_LEN + k->orchestrator_len +
+				  k->daemon_len + k->jti_len + k->reason_len)
+		return IPC_EMALFORMED;
+	s = (const char *)p + IPC_KICK_FIXED_LEN;
+	k->orchestrator = s;
+	s += k->orchestrator_len;
+	k->daemon = s;
+	s += k->daemon_len;
+	k->jti = s;
+	s += k->jti_len;
+	k->reason = s;
+	return kick_ok(k) ? 0 : IPC_EMALFORMED;
+}
+
+int
+ipc_loglevel_decode(const struct ipc_frame *f, int *level)
+{
+	uint32_t v;
+	int rc;
+
+	if ((rc = frame_check(f, IPC_LOGLEVEL)) != 0)
+		return rc;
+	if (f->len != LOGLEVEL_LEN)
+		return IPC_EMALFORMED;
+	v = get32(f->payload);
+	if (v > (uint32_t)LOG_DEBUG || !level_ok((int)v))
+		return IPC_EMALFORMED;
+	*level = (int)v;
+	return 0;
+}
+
+int
+ipc_drain_decode(const struct ipc_frame *f, char *reason, size_t cap)
+{
+	int rc;
+
+	if ((rc = frame_check(f, IPC_DRAIN)) != 0)
+		return rc;
+	if (!reason_ok((const char *)f->payload, f->len))
+		return IPC_EMALFORMED;
+	if (cap <= f->len)
+		return IPC_ETOOBIG;
+	memcpy(reason, f->payload, f->len);
+	reason[f->len] = '\0';
+	return 0;
+}
+
 const char *
 ipc_strerror(int err)
 {
@@ -443,6 +621,10 @@ ipc_type_name(uint16_t type)
 		return "ping";
 	case IPC_KICK:
 		return "kick";
+	case IPC_LOGLEVEL:
+		return "loglevel";
+	case IPC_DRAIN:
+		return "drain";
 	default:
 		return "unknown";
 	}

@@ -47,6 +47,7 @@
 
 #include <ev.h>
 
+#include "orchd/admin.h"
 #include "orchd/event.h"
 #include "orchd/feed.h"
 #include "orchd/ipc.h"
@@ -136,6 +137,8 @@ static struct {
 	struct redis *redis;
 	struct queue *queue;
 	struct feed *feed;
+	struct admin *admin;
+	struct shm_segment *shm;
 	struct relay_pipe pipes[RELAY_MAX_PIPES];
 	struct pend *head, *tail;
 	unsigned backlog;
@@ -351,9 +354,67 @@ ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 			if (rl.pipes[i].fd >= 0 && rl.pipes[i].pid == m.pid)
 				pipe_close(&rl.pipes[i], "worker exited");
 		break;
+	case RELAY_CTL_ADMIN:
+		if (rl.admin != NULL)
+			admin_set_listener(rl.admin, fd);
+		else if (fd >= 0)
+			close(fd);
+		break;
+	case RELAY_CTL_LOGLEVEL:
+		if (fd >= 0)
+			close(fd);
+		if (m.arg >= LOG_ERR && m.arg <= LOG_DEBUG)
+			log_set_level(m.arg);
+		break;
 	default:
 		fatalx("control: unknown control message %d", m.type);
 	}
+}
+
+/* ---- the admin socket's view of the pipes -------------------------------- */
+
+/* admin_env.send: queue a frame on the pipes of slot (-1: all), pid. */
+static unsigned
+admin_send(const uint8_t *frame, size_t len, int slot, pid_t pid)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < RELAY_MAX_PIPES; i++) {
+		struct relay_pipe *p = &rl.pipes[i];
+
+		if (p->fd < 0 || (slot >= 0 && p->slot != slot) ||
+		    (pid != 0 && p->pid != pid))
+			continue;
+		if (ipc_outq_push(&p->q, frame, len) != 0) {
+			log_warnx("admin: pipe of worker %d full; command "
+				  "frame dropped",
+				  p->slot);
+			continue;
+		}
+		p->dirty = 1;
+		n++;
+	}
+	return n;
+}
+
+static pid_t
+admin_worker_pid(int slot)
+{
+	if (slot < 0 || slot >= CONFIG_MAX_WORKERS)
+		return 0;
+	return (pid_t)atomic_load(&rl.shm->workers[slot].pid);
+}
+
+static int
+admin_drain(int slot, pid_t pid)
+{
+	struct relay_ctl m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = RELAY_CTL_DRAIN;
+	m.slot = slot;
+	m.pid = pid;
+	return relay_ctl_send(rl.ctl_fd, &m, -1);
 }
 
 /* ---- writing pipes ---------------------------------------------------------- */
@@ -1080,6 +1141,7 @@ relay_run(const struct relay_args *a)
 	if (rl.loop == NULL)
 		fatalx("%s: ev_default_loop failed", __func__);
 	rl.cfg = a->cfg;
+	rl.shm = a->shm;
 	rl.st = &a->shm->relay;
 	rl.registry = a->registry;
 	rl.generation = a->generation;
@@ -1111,9 +1173,18 @@ relay_run(const struct relay_args *a)
 			     rl.cfg->queue_retention_ms / 1000);
 	rl.lease_ttl_ms = rl.cfg->queue_retention_ms / 2;
 	rl.feed = feed_new(rl.loop, rl.cfg, &cb, NULL);
+	{
+		struct admin_env env = {
+		    rl.loop,  rl.cfg,     rl.shm,           rl.registry,
+		    rl.redis, admin_send, admin_worker_pid, admin_drain};
+
+		rl.admin = admin_new(&env, a->admin_fd);
+	}
 	log_info("%s: started (start %u)", __func__, rl.generation);
 	ev_run(rl.loop, 0);
 
+	admin_free(rl.admin);
+	rl.admin = NULL;
 	atomic_store(&rl.st->subscribed, 0);
 	feed_free(rl.feed);
 	rl.feed = NULL;

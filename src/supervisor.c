@@ -3,7 +3,8 @@
  *
  * Signal handlers only set flags; the main loop sleeps in ppoll() with the
  * handled signals unblocked only there, so a flag is never missed and no
- * work ever runs inside a handler.
+ * work ever runs inside a handler.  The same ppoll() watches the relay's
+ * control socket, on which the relay reports an operator's drain (admin.h).
  */
 #include "config.h"
 
@@ -24,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "orchd/admin.h"
 #include "orchd/auth.h"
 #include "orchd/jwt.h"
 #include "orchd/listener.h"
@@ -76,6 +78,12 @@ static struct {
 	unsigned relay_backoff_ms;
 	unsigned relay_starts;
 	int relay_stop_sent;
+	int relay_ctl_eof; /* the relay closed its end: stop polling it */
+	/* The admin socket (admin.h): we keep it for the next relay. */
+	int admin_fd; /* -1: none */
+	char *admin_path;
+	unsigned admin_mode;
+	ino_t admin_ino;
 	struct proc procs[MAX_PROCS];
 	struct slot slots[CONFIG_MAX_WORKERS];
 	int stopping;
@@ -297,6 +305,7 @@ spawn_relay(void)
 	args.shm = sv.shm;
 	args.registry = sv.registry;
 	args.ctl_fd = sp[1];
+	args.admin_fd = sv.admin_fd;
 	args.generation = ++sv.relay_starts;
 	pid = fork();
 	if (pid == -1) {
@@ -321,6 +330,7 @@ spawn_relay(void)
 	if (sv.relay_ctl >= 0)
 		close(sv.relay_ctl);
 	sv.relay_ctl = sp[0];
+	sv.relay_ctl_eof = 0;
 	sv.relay_pid = pid;
 	sv.relay_stop_sent = 0;
 	p->pid = pid;
@@ -430,6 +440,9 @@ spawn_worker(int slot)
 		close(ep[1]);
 		close(wp[0]);
 		close_pipe_ends();
+		/* Only the relay serves the admin socket. */
+		if (sv.admin_fd >= 0)
+			close(sv.admin_fd);
 		if (drop_privileges(sv.cfg) == -1)
 			_exit(2); /* fatal configuration: not respawned */
 		worker_run(&args);
@@ -576,7 +589,12 @@ reap_children(void)
 					  __func__, p->slot);
 				s->disabled = 1;
 			} else if (!sv.stopping) {
-				if (up >= SUPERVISOR_STABLE_MS)
+				/*
+				 * Exit 0 is a finished drain (an operator's,
+				 * admin.h), not a crash: refill the slot at
+				 * once, whatever the uptime.
+				 */
+				if (up >= SUPERVISOR_STABLE_MS || code == 0)
 					s->backoff_ms = 0;
 				else if (s->backoff_ms == 0)
 					s->backoff_ms = SUPERVISOR_BACKOFF_MIN_MS;
@@ -683,6 +701,140 @@ log_config_error(void *arg, const char *msg)
 	log_warnx("reload: %s", msg);
 }
 
+/* ---- the admin socket -------------------------------------------------- */
+
+static void
+admin_close(void)
+{
+	if (sv.admin_fd < 0)
+		return;
+	close(sv.admin_fd);
+	sv.admin_fd = -1;
+	admin_unlink(sv.admin_path, sv.admin_ino);
+	UTIL_FREE(sv.admin_path);
+}
+
+static int
+admin_open(const struct config *cfg)
+{
+	ino_t ino;
+	int fd;
+
+	if (cfg->admin_socket == NULL)
+		return 0;
+	if ((fd = admin_listen(cfg->admin_socket, cfg->admin_socket_mode,
+			       &ino)) == -1)
+		return -1;
+	sv.admin_fd = fd;
+	sv.admin_path = util_strdup(cfg->admin_socket);
+	sv.admin_mode = cfg->admin_socket_mode;
+	sv.admin_ino = ino;
+	log_info("%s: admin socket %s (mode %04o)", __func__, sv.admin_path,
+		 sv.admin_mode);
+	return 0;
+}
+
+/*
+ * Reload: a new path makes a new socket (the old one goes once the new one
+ * is there; if it cannot be made, the old one stays); a new mode is a
+ * chmod.  The relay gets the new descriptor on its control socket.
+ */
+static void
+admin_reload(const struct config *ncfg)
+{
+	const char *np = ncfg->admin_socket;
+	int oldfd = sv.admin_fd;
+	struct relay_ctl m;
+
+	if (np != NULL && sv.admin_path != NULL &&
+	    strcmp(np, sv.admin_path) == 0) {
+		if (ncfg->admin_socket_mode != sv.admin_mode) {
+			if (chmod(sv.admin_path,
+				  (mode_t)ncfg->admin_socket_mode) == -1)
+				log_warn("%s: chmod %s", __func__,
+					 sv.admin_path);
+			else
+				sv.admin_mode = ncfg->admin_socket_mode;
+		}
+		return;
+	}
+	if (np == NULL && oldfd < 0)
+		return;
+	if (np != NULL) {
+		char *opath = sv.admin_path;
+		ino_t oino = sv.admin_ino;
+
+		sv.admin_path = NULL;
+		if (admin_open(ncfg) == -1) {
+			log_warnx("%s: keeping the admin socket %s", __func__,
+				  opath != NULL ? opath : "(none)");
+			sv.admin_fd = oldfd;
+			sv.admin_path = opath;
+			return;
+		}
+		if (oldfd >= 0) {
+			close(oldfd);
+			admin_unlink(opath, oino);
+		}
+		free(opath);
+	} else {
+		admin_close();
+		log_info("%s: admin socket removed", __func__);
+	}
+	if (sv.relay_ctl >= 0) {
+		memset(&m, 0, sizeof(m));
+		m.type = RELAY_CTL_ADMIN;
+		relay_ctl_send(sv.relay_ctl, &m, sv.admin_fd);
+	}
+}
+
+/*
+ * The relay says an operator drains a worker: it is the old one of its
+ * slot now, and the slot is refilled at once (the two share the listening
+ * sockets, as on reload).
+ */
+static void
+relay_ctl_read(void)
+{
+	struct relay_ctl m;
+	ssize_t n;
+	int fd;
+
+	while ((n = relay_ctl_recv(sv.relay_ctl, &m, &fd)) != 0) {
+		uint64_t now = util_now_ms();
+		struct proc *p;
+
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_warn("%s: recvmsg", __func__);
+			if (errno == EBADMSG)
+				continue;
+			return;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (m.type != RELAY_CTL_DRAIN) {
+			log_warnx("%s: unexpected message %d from the relay",
+				  __func__, m.type);
+			continue;
+		}
+		p = proc_find(m.pid);
+		if (p == NULL || p->relay || p->old || p->slot != m.slot ||
+		    sv.stopping)
+			continue;
+		p->old = 1;
+		p->kill_at =
+		    now + sv.cfg->drain_timeout_ms + SUPERVISOR_KILL_GRACE_MS;
+		sv.slots[p->slot].pid = 0;
+		sv.slots[p->slot].respawn_at = 0;
+		sv.slots[p->slot].backoff_ms = 0;
+		log_notice("%s: worker %d (pid %ld) drains on an operator's "
+			   "request; starting its successor",
+			   __func__, p->slot, (long)p->pid);
+	}
+	sv.relay_ctl_eof = 1; /* the relay is gone; the reaper follows */
+}
+
 static void
 start_slots(void)
 {
@@ -746,6 +898,16 @@ reload(void)
 		log_warnx("%s: cannot apply the new log setting; keeping the "
 			  "old one",
 			  __func__);
+	admin_reload(ncfg);
+	/* An operator's log level lasts until the reload. */
+	if (sv.relay_ctl >= 0) {
+		struct relay_ctl m;
+
+		memset(&m, 0, sizeof(m));
+		m.type = RELAY_CTL_LOGLEVEL;
+		m.arg = ncfg->log_level;
+		relay_ctl_send(sv.relay_ctl, &m, -1);
+	}
 	if (sv.opts->pidfile == NULL &&
 	    strcmp(ncfg->pidfile, sv.cfg->pidfile) != 0) {
 		pidfile_remove();
@@ -981,6 +1143,7 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 	sv.opts = opts;
 	sv.generation = 1;
 	sv.relay_ctl = -1;
+	sv.admin_fd = -1;
 	log_set_procname("supervisor");
 	raise_nofile();
 
@@ -999,16 +1162,24 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 		return 2;
 	if (listener_set_build(&sv.ls, NULL, cfg) == -1)
 		return 1;
+	/* Before daemonizing: "another orchd answers" must reach stderr. */
+	if (admin_open(cfg) == -1)
+		return 1;
 	if (!opts->foreground)
 		daemonize(&notify_fd);
 	sv.pid = getpid();
-	if (log_apply(cfg) == -1)
+	if (log_apply(cfg) == -1) {
+		admin_close();
 		return 1;
+	}
 	sv.pidfile = util_strdup(effective_pidfile(cfg));
-	if (pidfile_write(sv.pidfile) == -1)
+	if (pidfile_write(sv.pidfile) == -1) {
+		admin_close();
 		return 1;
+	}
 	if ((sv.shm = shm_create()) == NULL) {
 		pidfile_remove();
+		admin_close();
 		return 1;
 	}
 	atomic_store(&sv.shm->supervisor_pid, (int)sv.pid);
@@ -1019,6 +1190,7 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 					 cfg->max_connections)) == NULL) {
 		log_warnx("%s: cannot create the connection registry", __func__);
 		pidfile_remove();
+		admin_close();
 		return 1;
 	}
 	atomic_store(&sv.shm->generation, sv.generation);
@@ -1075,12 +1247,22 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 		ms = next_timeout_ms();
 		ts.tv_sec = ms / 1000;
 		ts.tv_nsec = (ms % 1000) * 1000000;
-		if (ppoll(NULL, 0, &ts, &waitmask) == -1 && errno != EINTR)
-			log_warn("%s: ppoll", __func__);
+		{
+			/* The relay's messages (an operator's drain). */
+			struct pollfd pfd = {sv.relay_ctl, POLLIN, 0};
+			nfds_t nfd = sv.relay_ctl >= 0 && !sv.relay_ctl_eof;
+			int rc = ppoll(&pfd, nfd, &ts, &waitmask);
+
+			if (rc == -1 && errno != EINTR)
+				log_warn("%s: ppoll", __func__);
+			else if (rc > 0 && pfd.revents != 0)
+				relay_ctl_read();
+		}
 	}
 
 	log_notice("%s: stopped", __func__);
 	pidfile_remove();
+	admin_close();
 	listener_set_close(&sv.ls);
 	shm_destroy(sv.shm);
 	shm_unmap(sv.registry_mem, sv.registry_len);

@@ -393,7 +393,7 @@ drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	ev_break(w->loop, EVBREAK_ALL);
 }
 
-static void
+void
 worker_drain(struct worker *w, const char *reason)
 {
 	const struct config *cfg = w->cfg;
@@ -499,6 +499,14 @@ worker_run(const struct worker_args *a)
 	w->tls_ctx = a->tls_ctx;
 	w->keyring = a->keyring;
 	w->registry = a->registry;
+	/*
+	 * Connection ids are "<slot>:<conn_id>" to operators; during an
+	 * operator's drain the old and the new worker of a slot share the
+	 * generation, so the sequence starts from the pid to keep them apart
+	 * (unless the pids agree mod 256); 2^32 connections fit before the
+	 * sequence nears the generation's bits.
+	 */
+	w->conn_seq = (uint64_t)(getpid() & 0xff) << 32;
 	/* The process name already prefixes every line. */
 	w->redis = redis_new(w->loop, &w->cfg->redis, w->cfg->redis_timeout_ms,
 			     "redis");

@@ -480,6 +480,7 @@ START_TEST(test_every_directive)
 		 "relay_canary_interval 0\n"
 		 "relay_pipe_queue 1m\n"
 		 "drain_reconnect_delay 2s\n"
+		 "admin_socket /tmp/orchd-check.sock 0660\n"
 		 "database_file %s\n"
 		 "database_timeout 500ms\n"
 		 "database_failure cached\n"
@@ -511,6 +512,8 @@ START_TEST(test_every_directive)
 	ck_assert_msg(n == 0, "%d errors; first: %s", n,
 		      e.n > 0 ? e.msg[0] : "");
 	ck_assert_int_eq(cfg->nlisten, 3);
+	ck_assert_str_eq(cfg->admin_socket, "/tmp/orchd-check.sock");
+	ck_assert_uint_eq(cfg->admin_socket_mode, 0660);
 	ck_assert_str_eq(cfg->listen[0].text, "127.0.0.1:9000");
 	ck_assert_int_eq(cfg->listen[0].tls, 0);
 	ck_assert_str_eq(cfg->listen[1].text, "[::1]:9443");

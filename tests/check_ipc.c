@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "orchd/ipc.h"
@@ -829,6 +830,272 @@ START_TEST(test_hello_ping_malformed)
 }
 END_TEST
 
+/* ---- operator frames: kick, loglevel, drain ---------------------------- */
+
+/* A kick payload per the documented layout, built by hand. */
+static size_t
+build_kick_payload(uint8_t *p, unsigned match, const char *orch,
+		   const char *daemon, const char *jti, const char *reason,
+		   uint64_t conn_id)
+{
+	size_t lo = strlen(orch), ld = strlen(daemon), lj = strlen(jti),
+	       lr = strlen(reason), off = IPC_KICK_FIXED_LEN;
+
+	p[0] = (uint8_t)match;
+	p[1] = 0;
+	p[2] = (uint8_t)lo;
+	p[3] = (uint8_t)(lo >> 8);
+	p[4] = (uint8_t)ld;
+	p[5] = (uint8_t)(ld >> 8);
+	p[6] = (uint8_t)lj;
+	p[7] = (uint8_t)lr;
+	for (int i = 0; i < 8; i++)
+		p[8 + i] = (uint8_t)(conn_id >> (8 * i));
+	memcpy(p + off, orch, lo);
+	off += lo;
+	memcpy(p + off, daemon, ld);
+	off += ld;
+	memcpy(p + off, jti, lj);
+	off += lj;
+	memcpy(p + off, reason, lr);
+	return off + lr;
+}
+
+static int
+decode_kick_buf(const uint8_t *buf, size_t n, struct ipc_kick *k)
+{
+	struct ipc_frame f;
+	int rc = ipc_frame_parse(buf, n, &f);
+
+	if (rc != (int)n)
+		return rc < 0 ? rc : -100;
+	return ipc_kick_decode(&f, k);
+}
+
+START_TEST(test_kick_roundtrip)
+{
+	uint8_t out[512], hand[512];
+	char jti[IPC_KICK_JTI_MAX + 1];
+	struct ipc_kick k, d;
+	size_t hl, fl;
+	uint8_t *buf;
+	int n;
+
+	memset(&k, 0, sizeof(k));
+	k.match = IPC_KICK_ORCH | IPC_KICK_DAEMON | IPC_KICK_CONN;
+	k.orchestrator = "vp-1";
+	k.orchestrator_len = 4;
+	k.daemon = "d-22";
+	k.daemon_len = 4;
+	k.conn_id = 0x0102030405060708ULL;
+	k.reason = "kicked";
+	k.reason_len = 6;
+	n = ipc_kick_encode(&k, out, sizeof(out));
+	ck_assert_int_gt(n, 0);
+	/* The encoder writes exactly the documented layout. */
+	hl = build_kick_payload(hand, k.match, "vp-1", "d-22", "", "kicked",
+				k.conn_id);
+	ck_assert_int_eq(n, (int)(IPC_HDR_LEN + hl));
+	ck_assert_int_eq(memcmp(out + IPC_HDR_LEN, hand, hl), 0);
+	buf = malloc((size_t)n);
+	memcpy(buf, out, (size_t)n);
+	ck_assert_int_eq(decode_kick_buf(buf, (size_t)n, &d), 0);
+	ck_assert_uint_eq(d.match, k.match);
+	ck_assert_uint_eq(d.conn_id, k.conn_id);
+	ck_assert_uint_eq(d.orchestrator_len, 4);
+	ck_assert_int_eq(memcmp(d.orchestrator, "vp-1", 4), 0);
+	ck_assert_int_eq(memcmp(d.daemon, "d-22", 4), 0);
+	ck_assert_uint_eq(d.jti_len, 0);
+	ck_assert_int_eq(memcmp(d.reason, "kicked", 6), 0);
+	free(buf);
+
+	/* jti only, maximal, no reason. */
+	{
+		memset(jti, 'j', IPC_KICK_JTI_MAX);
+		jti[IPC_KICK_JTI_MAX] = '\0';
+		memset(&k, 0, sizeof(k));
+		k.match = IPC_KICK_JTI;
+		k.jti = jti;
+		k.jti_len = IPC_KICK_JTI_MAX;
+		n = ipc_kick_encode(&k, out, sizeof(out));
+		ck_assert_int_eq(n, IPC_HDR_LEN + IPC_KICK_FIXED_LEN +
+					IPC_KICK_JTI_MAX);
+		fl = (size_t)n;
+		buf = malloc(fl);
+		memcpy(buf, out, fl);
+		ck_assert_int_eq(decode_kick_buf(buf, fl, &d), 0);
+		ck_assert_uint_eq(d.jti_len, IPC_KICK_JTI_MAX);
+		ck_assert_int_eq(memcmp(d.jti, jti, IPC_KICK_JTI_MAX), 0);
+		ck_assert_uint_eq(d.reason_len, 0);
+		free(buf);
+		/* One byte more is refused. */
+		k.jti_len = IPC_KICK_JTI_MAX + 1;
+		errno = 0;
+		ck_assert_int_eq(ipc_kick_encode(&k, out, sizeof(out)), -1);
+		ck_assert_int_eq(errno, EINVAL);
+	}
+	/* Too small a buffer. */
+	k.jti_len = 3;
+	errno = 0;
+	ck_assert_int_eq(ipc_kick_encode(&k, out, IPC_HDR_LEN + 4), -1);
+	ck_assert_int_eq(errno, ENOBUFS);
+}
+END_TEST
+
+/* Kicks that must never be encoded nor decoded. */
+START_TEST(test_kick_invalid)
+{
+	static const struct {
+		unsigned match;
+		const char *orch, *daemon, *jti, *reason;
+	} bad[] = {
+	    {0, "", "", "", ""},                /* selects nothing */
+	    {0x10, "", "", "", ""},             /* unknown bit */
+	    {IPC_KICK_ORCH, "", "", "", ""},    /* empty orch */
+	    {IPC_KICK_DAEMON, "", "d", "", ""}, /* daemon alone */
+	    {IPC_KICK_JTI, "", "", "", ""},     /* empty jti */
+	    {IPC_KICK_CONN, "o", "", "", ""},   /* orch, no bit */
+	    {IPC_KICK_ORCH, "o", "d", "", ""},  /* daemon, no bit */
+	    {IPC_KICK_ORCH, "o", "", "j", ""},  /* jti, no bit */
+	    {IPC_KICK_ORCH,
+	     "0123456789012345678901234567890123456789012345678901234567890123",
+	     "", "", ""}, /* 64 bytes */
+	};
+	uint8_t out[512], pl[512];
+	struct ipc_kick k, d;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t pn;
+		uint8_t *buf;
+		size_t n;
+
+		memset(&k, 0, sizeof(k));
+		k.match = bad[i].match;
+		k.orchestrator = bad[i].orch;
+		k.orchestrator_len = strlen(bad[i].orch);
+		k.daemon = bad[i].daemon;
+		k.daemon_len = strlen(bad[i].daemon);
+		k.jti = bad[i].jti;
+		k.jti_len = strlen(bad[i].jti);
+		k.reason = bad[i].reason;
+		k.reason_len = strlen(bad[i].reason);
+		errno = 0;
+		ck_assert_msg(ipc_kick_encode(&k, out, sizeof(out)) == -1,
+			      "bad kick %zu encoded", i);
+		ck_assert_int_eq(errno, EINVAL);
+		pn = build_kick_payload(pl, bad[i].match, bad[i].orch,
+					bad[i].daemon, bad[i].jti,
+					bad[i].reason, 1);
+		buf = build_frame(IPC_KICK, 0, 0, (uint32_t)pn, pl, pn, &n);
+		ck_assert_msg(decode_kick_buf(buf, n, &d) == IPC_EMALFORMED,
+			      "bad kick %zu decoded", i);
+		free(buf);
+	}
+}
+END_TEST
+
+/* Lengths that disagree with the payload, a NUL, reserved bits. */
+START_TEST(test_kick_malformed)
+{
+	uint8_t pl[256], *buf;
+	struct ipc_kick d;
+	size_t pn, n;
+
+	pn = build_kick_payload(pl, IPC_KICK_ORCH, "orch", "", "", "why", 0);
+	/* Every truncation and one byte too many. */
+	for (size_t len = 0; len <= pn + 1; len++) {
+		buf = build_frame(IPC_KICK, 0, 0, (uint32_t)len, pl, len, &n);
+		REQUIRE(decode_kick_buf(buf, n, &d) ==
+			    (len == pn ? 0 : IPC_EMALFORMED),
+			"kick of %zu bytes", len);
+		free(buf);
+	}
+	pl[1] = 1; /* reserved */
+	buf = build_frame(IPC_KICK, 0, 0, (uint32_t)pn, pl, pn, &n);
+	ck_assert_int_eq(decode_kick_buf(buf, n, &d), IPC_EMALFORMED);
+	free(buf);
+	pl[1] = 0;
+	pl[IPC_KICK_FIXED_LEN + 1] = '\0'; /* a NUL in the orchestrator */
+	buf = build_frame(IPC_KICK, 0, 0, (uint32_t)pn, pl, pn, &n);
+	ck_assert_int_eq(decode_kick_buf(buf, n, &d), IPC_EMALFORMED);
+	free(buf);
+	pl[IPC_KICK_FIXED_LEN + 1] = 'r';
+	buf = build_frame(IPC_KICK, 4, 0, (uint32_t)pn, pl, pn, &n); /* flags */
+	ck_assert_int_eq(decode_kick_buf(buf, n, &d), IPC_EMALFORMED);
+	free(buf);
+	buf = build_frame(IPC_HELLO, 0, 0, (uint32_t)pn, pl, pn, &n);
+	ck_assert_int_eq(decode_kick_buf(buf, n, &d), IPC_ETYPE);
+	free(buf);
+}
+END_TEST
+
+START_TEST(test_loglevel_drain)
+{
+	uint8_t out[256], pl[80], *buf;
+	struct ipc_frame f;
+	char reason[IPC_DRAIN_REASON_MAX + 1];
+	int n, level;
+	size_t fl;
+
+	for (int lv = 0; lv <= 8; lv++) {
+		int ok = lv >= LOG_ERR && lv <= LOG_DEBUG;
+
+		n = ipc_loglevel_encode(lv, out, sizeof(out));
+		REQUIRE(ok ? n == IPC_HDR_LEN + 4 : n == -1, "level %d", lv);
+		/* Decoders check the same range, on a hand-built frame. */
+		pl[0] = (uint8_t)lv;
+		pl[1] = pl[2] = pl[3] = 0;
+		buf = build_frame(IPC_LOGLEVEL, 0, 0, 4, pl, 4, &fl);
+		ck_assert_int_eq(ipc_frame_parse(buf, fl, &f), (int)fl);
+		level = -1;
+		REQUIRE(ipc_loglevel_decode(&f, &level) ==
+				(ok ? 0 : IPC_EMALFORMED) &&
+			    (!ok || level == lv),
+			"decode level %d", lv);
+		free(buf);
+	}
+	pl[3] = 1; /* 2^24 + 7 */
+	pl[0] = LOG_DEBUG;
+	buf = build_frame(IPC_LOGLEVEL, 0, 0, 4, pl, 4, &fl);
+	ck_assert_int_eq(ipc_frame_parse(buf, fl, &f), (int)fl);
+	ck_assert_int_eq(ipc_loglevel_decode(&f, &level), IPC_EMALFORMED);
+	free(buf);
+	buf = build_frame(IPC_LOGLEVEL, 0, 0, 3, pl, 3, &fl);
+	ck_assert_int_eq(ipc_frame_parse(buf, fl, &f), (int)fl);
+	ck_assert_int_eq(ipc_loglevel_decode(&f, &level), IPC_EMALFORMED);
+	free(buf);
+
+	n = ipc_drain_encode("drain", out, sizeof(out));
+	ck_assert_int_eq(n, IPC_HDR_LEN + 5);
+	ck_assert_int_eq(ipc_frame_parse(out, (size_t)n, &f), n);
+	ck_assert_str_eq(ipc_type_name(f.type), "drain");
+	ck_assert_int_eq(ipc_drain_decode(&f, reason, sizeof(reason)), 0);
+	ck_assert_str_eq(reason, "drain");
+	ck_assert_int_eq(ipc_loglevel_decode(&f, &level), IPC_ETYPE);
+	errno = 0;
+	ck_assert_int_eq(ipc_drain_encode("", out, sizeof(out)), -1);
+	ck_assert_int_eq(ipc_drain_encode("a\nb", out, sizeof(out)), -1);
+	memset(pl, 'x', sizeof(pl));
+	pl[IPC_DRAIN_REASON_MAX + 1] = '\0';
+	ck_assert_int_eq(ipc_drain_encode((char *)pl, out, sizeof(out)), -1);
+	pl[IPC_DRAIN_REASON_MAX] = '\0';
+	ck_assert_int_gt(ipc_drain_encode((char *)pl, out, sizeof(out)), 0);
+	/* Hand-built: empty, a control byte. */
+	buf = build_frame(IPC_DRAIN, 0, 0, 0, pl, 0, &fl);
+	ck_assert_int_eq(ipc_frame_parse(buf, fl, &f), (int)fl);
+	ck_assert_int_eq(ipc_drain_decode(&f, reason, sizeof(reason)),
+			 IPC_EMALFORMED);
+	free(buf);
+	pl[0] = 0x7f;
+	buf = build_frame(IPC_DRAIN, 0, 0, 3, pl, 3, &fl);
+	ck_assert_int_eq(ipc_frame_parse(buf, fl, &f), (int)fl);
+	ck_assert_int_eq(ipc_drain_decode(&f, reason, sizeof(reason)),
+			 IPC_EMALFORMED);
+	free(buf);
+	ck_assert_str_eq(ipc_type_name(IPC_LOGLEVEL), "loglevel");
+}
+END_TEST
+
 /* ---- writer queue ------------------------------------------------------- */
 
 /* Frames numbered by seq, of sizes around the pipe's interesting ones. */
@@ -1522,6 +1789,10 @@ main(void)
 	tcase_add_test(codec, test_parse_oversized);
 	tcase_add_test(codec, test_types);
 	tcase_add_test(codec, test_hello_ping_malformed);
+	tcase_add_test(codec, test_kick_roundtrip);
+	tcase_add_test(codec, test_kick_invalid);
+	tcase_add_test(codec, test_kick_malformed);
+	tcase_add_test(codec, test_loglevel_drain);
 	tcase_add_test(outq, test_outq_pipe_fill);
 	tcase_add_test(outq, test_outq_bound);
 	tcase_add_test(outq, test_outq_epipe_reset);

@@ -191,6 +191,8 @@ struct config {
 	uint64_t relay_canary_interval_ms; /* 0: no canary */
 	uint64_t relay_pipe_queue;      /* bytes queued per worker pipe */
 	uint64_t drain_reconnect_delay_ms; /* reconnect.delay spread */
+	char *admin_socket;                /* admin unix socket; NULL: none */
+	unsigned admin_socket_mode;        /* its file mode, default 0600 */
 
 	char *tls_certificate;
 	char *tls_certificate_key;

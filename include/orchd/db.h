@@ -139,5 +139,12 @@ struct db_stats {
 	uint64_t notifies;    /* notifications delivered */
 };
 void db_get_stats(const struct db *db, struct db_stats *st);
+/*
+ * fn(arg, db_ready(db)) after a connection comes up or goes down, for a
+ * flag other processes read (the relay's admin status).  It must not call
+ * back into the db.
+ */
+void db_set_ready_hook(struct db *db, void (*fn)(void *arg, int ready),
+		       void *arg);
 
 #endif

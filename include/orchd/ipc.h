@@ -24,6 +24,13 @@
  *   organization, channel, u32 message length, u16 reserved (0).
  * IPC_HELLO payload (12 bytes): u64 generation, u32 relay pid.
  * IPC_PING payload (8 bytes): u64 ms (the relay's CLOCK_MONOTONIC).
+ * IPC_KICK payload: a 16-byte fixed part, then the strings back to back
+ *   (orchestrator, daemon, jti, reason; no terminators):
+ *   u8 match (IPC_KICK_* bits), u8 reserved (0), u16 orchestrator length,
+ *   u16 daemon length, u8 jti length, u8 reason length, u64 conn_id.
+ * IPC_LOGLEVEL payload (4 bytes): u32 syslog level (LOG_ERR..LOG_DEBUG).
+ * IPC_DRAIN payload: the reason sent in the reconnect message (1..64
+ *   printable ASCII bytes).
  *
  * The writer keeps a bounded ipc_outq per pipe so a full pipe never blocks
  * the relay; the reader accumulates bytes in an ipc_reader, which never
@@ -47,7 +54,9 @@
 #define IPC_HELLO 1 /* relay -> worker after the relay (re)starts */
 #define IPC_EVENT 2 /* an event to deliver */
 #define IPC_PING 3  /* liveness: the relay is alive and its pipe flows */
-#define IPC_KICK 4  /* reserved: operator kicks a connection (no codec yet) */
+#define IPC_KICK 4  /* operator: close matching connections with 4006 */
+#define IPC_LOGLEVEL 5 /* operator: set the worker's log level */
+#define IPC_DRAIN 6    /* operator: drain this worker and exit */
 
 /* Errors (negative) from parse and decode. */
 #define IPC_EVERSION (-2)   /* bad magic or version */
@@ -108,6 +117,34 @@ struct ipc_event {
 	size_t message_len; /* >= 1, the frame must fit IPC_MAX_FRAME */
 };
 
+/*
+ * ipc_kick.match: what a connection must match to be closed (every bit set
+ * must match).  IPC_KICK_DAEMON needs IPC_KICK_ORCH (daemon ids are only
+ * unique within their orchestrator).
+ */
+#define IPC_KICK_ORCH 0x01u
+#define IPC_KICK_DAEMON 0x02u
+#define IPC_KICK_CONN 0x04u /* the registry conn_id */
+#define IPC_KICK_JTI 0x08u  /* the jti of the token it authenticated with */
+#define IPC_KICK_FIXED_LEN 16
+#define IPC_KICK_JTI_MAX 127    /* JWT_ID_SIZE - 1 */
+#define IPC_KICK_REASON_MAX 123 /* what fits a WebSocket close frame */
+#define IPC_DRAIN_REASON_MAX 64
+
+/* A kick; strings as in struct ipc_event (not NUL-terminated). */
+struct ipc_kick {
+	unsigned match; /* IPC_KICK_* */
+	uint64_t conn_id;
+	const char *orchestrator;
+	size_t orchestrator_len; /* 1..IPC_EVENT_NAME_MAX with _ORCH, else 0 */
+	const char *daemon;
+	size_t daemon_len; /* 1..IPC_EVENT_NAME_MAX with _DAEMON, else 0 */
+	const char *jti;
+	size_t jti_len; /* 1..IPC_KICK_JTI_MAX with _JTI, else 0 */
+	const char *reason;
+	size_t reason_len; /* 0..IPC_KICK_REASON_MAX; 0: a default reason */
+};
+
 struct ipc_hello {
 	uint64_t generation; /* bumped by the supervisor at each relay start */
 	uint32_t pid;        /* the relay's pid */
@@ -123,6 +160,10 @@ int ipc_frame_encode(uint16_t type, const void *payload, size_t len,
 int ipc_event_encode(const struct ipc_event *ev, uint8_t *out, size_t cap);
 int ipc_hello_encode(const struct ipc_hello *h, uint8_t *out, size_t cap);
 int ipc_ping_encode(uint64_t ms, uint8_t *out, size_t cap);
+int ipc_kick_encode(const struct ipc_kick *k, uint8_t *out, size_t cap);
+/* level: LOG_ERR..LOG_DEBUG (syslog.h). */
+int ipc_loglevel_encode(int level, uint8_t *out, size_t cap);
+int ipc_drain_encode(const char *reason, uint8_t *out, size_t cap);
 /* Exact frame length ipc_event_encode() needs, or 0 if ev is invalid. */
 size_t ipc_event_frame_len(const struct ipc_event *ev);
 
@@ -142,6 +183,10 @@ int ipc_frame_parse_max(const uint8_t *buf, size_t len, size_t max_payload,
 int ipc_event_decode(const struct ipc_frame *f, struct ipc_event *ev);
 int ipc_hello_decode(const struct ipc_frame *f, struct ipc_hello *h);
 int ipc_ping_decode(const struct ipc_frame *f, uint64_t *ms);
+int ipc_kick_decode(const struct ipc_frame *f, struct ipc_kick *k);
+int ipc_loglevel_decode(const struct ipc_frame *f, int *level);
+/* reason: out[0..cap) NUL-terminated (cap > IPC_DRAIN_REASON_MAX). */
+int ipc_drain_decode(const struct ipc_frame *f, char *reason, size_t cap);
 
 const char *ipc_strerror(int err);
 const char *ipc_type_name(uint16_t type); /* "unknown" for the unknown */

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "orchd/jwt.h"
 #include "orchd/ratelimit.h"
 #include "orchd/registry.h"
 #include "orchd/sub.h"
@@ -63,6 +64,8 @@ struct proto_conn {
 	char org[REGISTRY_ID_MAX];
 	char workspace[REGISTRY_ID_MAX];
 	char user[REGISTRY_ID_MAX]; /* the directory's user id; "" without */
+	/* The token's jti ("" without), for revocation by an operator. */
+	char jti[JWT_ID_SIZE];
 	/* deliver.c: user's channels (a reference); NULL: directory off */
 	struct directory_members *members;
 	struct sub sub;

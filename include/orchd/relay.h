@@ -27,12 +27,22 @@ struct registry;
 /* Control messages, supervisor -> relay. */
 #define RELAY_CTL_ADD 1 /* a worker's pipe write end rides along */
 #define RELAY_CTL_DEL 2 /* that worker is gone */
+/* The admin socket changed (reload): its new fd rides along, or none. */
+#define RELAY_CTL_ADMIN 3
+/* Reload: back to the configuration's log level (arg). */
+#define RELAY_CTL_LOGLEVEL 4
+/*
+ * Relay -> supervisor: an operator drains worker (slot, pid); start its
+ * successor now (admin.h).
+ */
+#define RELAY_CTL_DRAIN 5
 
 struct relay_ctl {
 	int type;
 	int slot;
 	pid_t pid;
 	unsigned generation;
+	int arg; /* RELAY_CTL_LOGLEVEL: the level */
 };
 
 /*
@@ -52,6 +62,7 @@ struct relay_args {
 	struct shm_segment *shm;
 	struct registry *registry;
 	int ctl_fd;          /* the relay's end of the control socket */
+	int admin_fd;        /* the admin socket, listening; -1: none */
 	unsigned generation; /* counts relay starts */
 };
 

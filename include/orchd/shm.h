@@ -97,6 +97,9 @@ struct shm_worker {
 	atomic_uint_fast64_t db_lookups;
 	atomic_uint_fast64_t db_errors; /* refused, failed or timed out */
 	struct shm_hist db_latency;     /* sent to answered */
+	/* 1 while the worker's directory has a connection up (for the relay's
+	 * admin status; /stats in a worker asks its own directory). */
+	atomic_int db_ready;
 };
 
 /* The relay's state and counters, written by the relay only. */

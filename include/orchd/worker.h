@@ -93,6 +93,11 @@ struct worker_args {
 /* Run a worker process; exits the process (0 on drain, 1 on failure). */
 __attribute__((noreturn)) void worker_run(const struct worker_args *args);
 
+/*
+ * Stop accepting, ask authenticated daemons to reconnect (reason), close
+ * the rest, and exit once empty or at drain_timeout.  Idempotent.
+ */
+void worker_drain(struct worker *w, const char *reason);
 /* Does the endpoint of this request read its body (else it is discarded)? */
 int worker_wants_body(const struct http_request *req);
 /* Called by conn for each complete request head (and body, if wanted). */
