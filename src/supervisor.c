@@ -84,6 +84,7 @@ static struct {
 	/* READY=1 is owed to systemd once the current workers run. */
 	int ready_pending;
 	uint64_t status_at; /* monotonic ms of the next STATUS= refresh */
+	char status[NOTIFY_STATUS_MAX]; /* the last STATUS= sent */
 	uint64_t stop_deadline;
 	pid_t pid;
 } sv;
@@ -863,7 +864,10 @@ notify_progress(void)
 	}
 	if (now >= sv.status_at) {
 		status_text(text, sizeof(text), "");
-		notify_status(text);
+		if (strcmp(text, sv.status) != 0) {
+			notify_status(text);
+			memcpy(sv.status, text, sizeof(sv.status));
+		}
 		sv.status_at = now + SUPERVISOR_STATUS_MS;
 	}
 }
