@@ -839,7 +839,7 @@ status_text(char *buf, size_t len, const char *prefix)
 
 	for (int s = 0; s < CONFIG_MAX_WORKERS; s++)
 		open += atomic_load(&sv.shm->workers[s].active);
-	snprintf(buf, len, "%sgeneration %u, %d workers, %llu connections",
+	snprintf(buf, len, "%sgeneration %u, workers %d, connections %llu",
 		 prefix, sv.generation, sv.cfg->workers, open);
 }
 

@@ -90,7 +90,7 @@ class NotifyTest(OrchdTestCase):
         self.assertEqual(msg["READY"], "1")
         self.assertEqual(msg.get("MAINPID"), str(o.pid))
         self.assertIn("STATUS", msg)
-        self.assertRegex(msg["STATUS"], r"generation 1, 2 workers")
+        self.assertRegex(msg["STATUS"], r"^ready: generation 1, workers 2, connections 0$")
         # READY means the workers run: /healthz answers at once.
         doc = o.healthz()
         self.assertEqual(doc["generation"], 1)
@@ -116,7 +116,7 @@ class NotifyTest(OrchdTestCase):
         self.assertIsNotNone(got, "no READY=1 after the reload: %r%s"
                              % (ns.messages, self.diag(o)))
         k, msg = got
-        self.assertRegex(msg.get("STATUS", ""), r"generation 2, 2 workers")
+        self.assertRegex(msg.get("STATUS", ""), r"^ready: generation 2, workers 2, connections \d+$")
         self.assertTrue(wait_for(lambda: o.healthz()["generation"] == 2, 5.0),
                         self.diag(o))
 
@@ -164,6 +164,42 @@ class NotifyTest(OrchdTestCase):
         name = "orchd-it-notify-%d-%d" % (os.getpid(), time.monotonic_ns())
         o, ns = self.start_notified("\0" + name, "@" + name)
         self.check_lifecycle(o, ns)
+
+    def test_status_refresh_counts_connections(self):
+        # Every 10 s, STATUS= is sent again if it changed: an open
+        # connection shows in it.
+        path = os.path.join(self.tmp, "notify.sock")
+        ns = NotifySocket(path)
+        self.addCleanup(ns.close)
+        o = self.new_orchd(env={"NOTIFY_SOCKET": path})
+        o.write_config(o.default_config(handshake_timeout="60s"))
+        o.start(wait=False)
+        got = ns.wait("READY")
+        self.assertIsNotNone(got, "no READY=1: %r%s" % (ns.messages, self.diag(o)))
+        conn = socket.create_connection(("127.0.0.1", o.port), timeout=5)
+        self.addCleanup(conn.close)
+        deadline = time.monotonic() + 30
+        seen = None
+        while time.monotonic() < deadline:
+            got = ns.wait("STATUS", timeout=1.0, start=len(ns.messages))
+            if got and got[1]["STATUS"].endswith("connections 1"):
+                seen = got[1]
+                break
+        self.assertIsNotNone(seen, "no STATUS= with the open connection within "
+                             "30 s: %r%s" % (ns.messages, self.diag(o)))
+        self.assertEqual(set(seen), {"STATUS"}, seen)
+        self.assertEqual(seen["STATUS"], "generation 1, workers 2, connections 1")
+
+    def test_daemon_mode_reports_the_daemon_pid(self):
+        path = os.path.join(self.tmp, "notify.sock")
+        ns = NotifySocket(path)
+        self.addCleanup(ns.close)
+        o = self.new_orchd(env={"NOTIFY_SOCKET": path})
+        o.start(foreground=False)
+        got = ns.wait("READY")
+        self.assertIsNotNone(got, "no READY=1: %r%s" % (ns.messages, self.diag(o)))
+        self.assertEqual(got[1]["MAINPID"], str(o.read_pidfile()))
+        self.assertEqual(ns.senders[got[0]], o.read_pidfile())
 
     def test_unusable_socket_is_logged_not_fatal(self):
         o = self.new_orchd(env={"NOTIFY_SOCKET": "relative/notify.sock"})
