@@ -872,8 +872,10 @@ notify_progress(void)
 	}
 }
 
-/* HUP: RELOADING=1, then READY=1 when the new workers run (or at once if
- * the reload was refused: systemd waits for it either way). */
+/*
+ * HUP: RELOADING=1, then READY=1 when the new workers run, or at once if the
+ * reload was refused: systemd waits for a READY=1 either way.
+ */
 static void
 reload_notified(void)
 {
