@@ -110,6 +110,7 @@ trap 'exit 1' INT TERM HUP
 
 # makevar NAME: the build tree's value of a make variable, fully expanded.
 makevar() {
+	# shellcheck disable=SC2016 # a make rule, expanded by make
 	printf 'print-%%:\n\t@echo $($*)\n' |
 		make -s --no-print-directory -C "$builddir" -f Makefile -f - "print-$1"
 }
@@ -180,6 +181,7 @@ left=$(grep -l '@[a-zA-Z_]*@' "$initscript" "$unit" "$installed_conf" \
 if [ -z "$left" ]; then
 	ok "no @placeholder@ left in the installed files"
 else
+	# shellcheck disable=SC2086 # one line per file
 	not_ok "no @placeholder@ left in the installed files" $left
 fi
 # The generated files name the configured paths.
@@ -188,6 +190,7 @@ check "unit: Type=notify" grep -qx "Type=notify" "$unit"
 check "unit: NotifyAccess=main" grep -qx "NotifyAccess=main" "$unit"
 check "unit: ExecStart in the foreground" grep -q "^ExecStart=$sbindir/orchd -f " "$unit"
 check "unit: ExecStartPre tests the config" grep -qx "ExecStartPre=$sbindir/orchd -t -q" "$unit"
+# shellcheck disable=SC2016 # a literal $MAINPID
 check "unit: ExecReload sends HUP" grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit"
 # systemd's own parser, where there is one: any complaint is a failure.
 # The binary is not at its configured path (DESTDIR), so a copy of the unit
