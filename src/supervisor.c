@@ -1097,11 +1097,6 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 	sv.pid = getpid();
 	if (log_apply(cfg) == -1)
 		return 1;
-	/*
-	 * After the log is set up (an unusable address is logged there) and
-	 * before the workers fork: none of them may inherit NOTIFY_SOCKET.
-	 */
-	notify_init();
 	sv.pidfile = util_strdup(effective_pidfile(cfg));
 	if (pidfile_write(sv.pidfile) == -1)
 		return 1;
@@ -1127,6 +1122,8 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 			 cfg->listen[i].text, cfg->listen[i].tls ? " tls" : "");
 	/* Before the fork: workers must not inherit the caller's stderr. */
 	daemon_ready(notify_fd);
+	/* Before the fork too: no child may inherit NOTIFY_SOCKET. */
+	notify_init();
 	start_slots();
 	sv.ready_pending = 1;
 
