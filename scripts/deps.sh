@@ -10,7 +10,7 @@ PKGS=(
 	check
 	redis-server postgresql
 	python3 python3-websockets curl openssl procps
-	dpkg-dev debhelper fakeroot adduser init-system-helpers
+	dpkg-dev debhelper fakeroot adduser init-system-helpers logrotate
 )
 
 missing=()
