@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages orchd needs to build, test and run.
+# Install the Debian packages orchd needs to build, test and run, and to
+# build and test its own .deb (scripts/test-deb).
 # Only what is missing is installed; safe to run again.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ PKGS=(
 	check
 	redis-server postgresql
 	python3 python3-websockets curl openssl procps
+	dpkg-dev debhelper fakeroot adduser init-system-helpers logrotate
 )
 
 missing=()

@@ -32,6 +32,7 @@
 #include "orchd/registry.h"
 #include "orchd/relay.h"
 #include "orchd/log.h"
+#include "orchd/notify.h"
 #include "orchd/shm.h"
 #include "orchd/supervisor.h"
 #include "orchd/tls.h"
@@ -88,6 +89,10 @@ static struct {
 	struct slot slots[CONFIG_MAX_WORKERS];
 	int stopping;
 	int exit_code;
+	/* READY=1 is owed to systemd once the current workers run. */
+	int ready_pending;
+	uint64_t status_at; /* monotonic ms of the next STATUS= refresh */
+	char status[NOTIFY_STATUS_MAX]; /* the last STATUS= sent */
 	uint64_t stop_deadline;
 	pid_t pid;
 } sv;
@@ -849,7 +854,8 @@ start_slots(void)
 			spawn_worker(s);
 }
 
-static void
+/* 0: a new generation is starting; -1: the old one keeps running. */
+static int
 reload(void)
 {
 	struct config *ncfg = config_new();
@@ -867,7 +873,7 @@ reload(void)
 			  "configuration",
 			  __func__, nerr, path);
 		config_free(ncfg);
-		return;
+		return -1;
 	}
 	/* Certificates are re-read on every reload (renewals). */
 	if (tls_needed(ncfg) && (ntls = tls_ctx_new(ncfg)) == NULL) {
@@ -875,7 +881,7 @@ reload(void)
 			  "running configuration",
 			  __func__);
 		config_free(ncfg);
-		return;
+		return -1;
 	}
 	if (auth_keyring_load(ncfg, &nkr) == -1) {
 		log_warnx("%s: cannot load the token keys; keeping the running "
@@ -883,7 +889,7 @@ reload(void)
 			  __func__);
 		tls_ctx_free(ntls);
 		config_free(ncfg);
-		return;
+		return -1;
 	}
 	if (listener_set_build(&nls, &sv.ls, ncfg) == -1) {
 		jwt_keyring_free(nkr);
@@ -892,7 +898,7 @@ reload(void)
 			  "running configuration",
 			  __func__);
 		config_free(ncfg);
-		return;
+		return -1;
 	}
 	if (log_apply(ncfg) == -1)
 		log_warnx("%s: cannot apply the new log setting; keeping the "
@@ -973,16 +979,115 @@ reload(void)
 			     sv.procs[i].relay ? SIGTERM : SIGUSR2);
 	log_notice("%s: generation %u running with %d workers", __func__,
 		   sv.generation, ncfg->workers);
+	return 0;
+}
+
+/* How often STATUS= is refreshed for systemd (when it changed). */
+#define SUPERVISOR_STATUS_MS 10000
+/* How often, while READY=1 is owed, the workers are looked at. */
+#define SUPERVISOR_READY_POLL_MS 20
+
+/*
+ * True when every enabled slot of the current generation has a worker that
+ * reached worker_run(): it stores its pid in its counter block just before
+ * it starts accepting (the listening sockets queue connections until then).
+ * Slots disabled by a fatal error do not count; the relay does not either,
+ * so a Redis that is down never holds a start up (see /readyz for that).
+ */
+static int
+workers_up(void)
+{
+	int n = 0;
+
+	for (int s = 0; s < sv.cfg->workers; s++) {
+		pid_t pid = sv.slots[s].pid;
+
+		if (sv.slots[s].disabled)
+			continue;
+		if (pid == 0 || atomic_load(&sv.shm->workers[s].pid) != (int)pid)
+			return 0;
+		n++;
+	}
+	return n > 0;
+}
+
+/* The one-line summary systemctl status shows. */
+static void
+status_text(char *buf, size_t len, const char *prefix)
+{
+	unsigned long long open = 0;
+
+	for (int s = 0; s < CONFIG_MAX_WORKERS; s++)
+		open += atomic_load(&sv.shm->workers[s].active);
+	snprintf(buf, len, "%sgeneration %u, workers %d, connections %llu",
+		 prefix, sv.generation, sv.cfg->workers, open);
+}
+
+/* READY=1 once the workers run; then a STATUS= line now and then. */
+static void
+notify_progress(void)
+{
+	char text[NOTIFY_STATUS_MAX];
+	uint64_t now;
+
+	if (!notify_enabled() || sv.stopping)
+		return;
+	now = util_now_ms();
+	if (sv.ready_pending) {
+		if (!workers_up())
+			return;
+		sv.ready_pending = 0;
+		status_text(text, sizeof(text), "ready: ");
+		notify_ready(text);
+		sv.status_at = now + SUPERVISOR_STATUS_MS;
+		return;
+	}
+	if (now >= sv.status_at) {
+		status_text(text, sizeof(text), "");
+		if (strcmp(text, sv.status) != 0) {
+			notify_status(text);
+			memcpy(sv.status, text, sizeof(sv.status));
+		}
+		sv.status_at = now + SUPERVISOR_STATUS_MS;
+	}
+}
+
+/*
+ * HUP: RELOADING=1, then READY=1 when the new workers run, or at once if the
+ * reload was refused: systemd waits for a READY=1 either way.
+ */
+static void
+reload_notified(void)
+{
+	char text[NOTIFY_STATUS_MAX];
+
+	notify_reloading("reloading the configuration");
+	if (reload() == 0) {
+		sv.ready_pending = 1;
+		return;
+	}
+	status_text(text, sizeof(text),
+		    "reload refused (see the log), still running ");
+	if (sv.ready_pending)
+		notify_status(text);
+	else
+		notify_ready(text);
 }
 
 static void
 begin_stop(void)
 {
+	char text[NOTIFY_STATUS_MAX];
+
 	if (sv.stopping)
 		return;
 	sv.stopping = 1;
+	sv.ready_pending = 0;
 	sv.stop_deadline =
 		util_now_ms() + sv.cfg->drain_timeout_ms + SUPERVISOR_KILL_GRACE_MS / 2;
+	snprintf(text, sizeof(text), "stopping: draining for up to %llu ms",
+		 (unsigned long long)sv.cfg->drain_timeout_ms);
+	notify_stopping(text);
 	log_notice("%s: stopping, draining for up to %llu ms", __func__,
 		   (unsigned long long)sv.cfg->drain_timeout_ms);
 	/* The relay goes last: draining workers still deliver events. */
@@ -1015,6 +1120,12 @@ next_timeout_ms(void)
 
 	if (sv.stopping && sv.stop_deadline < next)
 		next = sv.stop_deadline;
+	if (notify_enabled() && !sv.stopping) {
+		if (sv.ready_pending && now + SUPERVISOR_READY_POLL_MS < next)
+			next = now + SUPERVISOR_READY_POLL_MS;
+		if (!sv.ready_pending && sv.status_at < next)
+			next = sv.status_at;
+	}
 	if (!sv.stopping && sv.relay_pid == 0 && sv.relay_respawn_at < next)
 		next = sv.relay_respawn_at;
 	for (int s = 0; !sv.stopping && s < sv.cfg->workers; s++)
@@ -1203,7 +1314,10 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 			 cfg->listen[i].text, cfg->listen[i].tls ? " tls" : "");
 	/* Before the fork: workers must not inherit the caller's stderr. */
 	daemon_ready(notify_fd);
+	/* Before the fork too: no child may inherit NOTIFY_SOCKET. */
+	notify_init();
 	start_slots();
+	sv.ready_pending = 1;
 
 	for (;;) {
 		struct timespec ts;
@@ -1220,7 +1334,7 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 		if (got_hup) {
 			got_hup = 0;
 			if (!sv.stopping)
-				reload();
+				reload_notified();
 		}
 		if (got_usr1) {
 			got_usr1 = 0;
@@ -1242,6 +1356,7 @@ supervisor_run(struct config *cfg, const struct supervisor_opts *opts)
 			kill(sv.relay_pid, SIGTERM);
 		}
 		kill_overdue();
+		notify_progress();
 		if (sv.stopping && nprocs() == 0)
 			break;
 		ms = next_timeout_ms();
