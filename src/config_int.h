@@ -138,18 +138,18 @@ typedef int (*dir_check_fn)(struct pctx *c, const struct directive *d,
 			    const char *v);
 typedef void (*dir_set_fn)(struct pctx *c, const struct directive *d,
 			   char **argv, int argc);
-typedef void (*dir_dump_fn)(const struct directive *d,
-			    const struct config *cfg, FILE *fp);
+typedef void (*dir_dump_fn)(const struct directive *d, const struct config *cfg,
+			    FILE *fp);
 
 struct directive {
 	const char *name;
 	enum dtype type;
 	unsigned flags;
-	size_t off;       /* into struct config (typed by .type) */
-	const char *def;  /* default, parsed at config_new(); NULL: unset */
-	uint64_t min;     /* DT_UINT, DT_DURATION (ms), DT_SIZE, workers */
+	size_t off;      /* into struct config (typed by .type) */
+	const char *def; /* default, parsed at config_new(); NULL: unset */
+	uint64_t min;    /* DT_UINT, DT_DURATION (ms), DT_SIZE, workers */
 	uint64_t max;
-	int maxargs;      /* values allowed (at least one is required); 0: 1 */
+	int maxargs; /* values allowed (at least one is required); 0: 1 */
 	const struct enumval *enums;
 	dir_check_fn check;
 	dir_set_fn set;   /* DT_CUSTOM */
@@ -212,8 +212,8 @@ void cfgp_report(struct pctx *c, const char *fmt, ...) ORCHD_PRINTF(2, 3);
  * An error about the line being applied: "file:line: directive: msg"
  * ("file:line: msg" when d is NULL), or "environment: NAME: msg".
  */
-void cfgp_derr(struct pctx *c, const struct directive *d, const char *fmt,
-	       ...) ORCHD_PRINTF(3, 4);
+void cfgp_derr(struct pctx *c, const struct directive *d, const char *fmt, ...)
+    ORCHD_PRINTF(3, 4);
 /* A value quoted for a message, shortened; two may be live at once. */
 const char *cfgp_show(struct pctx *c, const char *v);
 
@@ -231,13 +231,12 @@ int cfga_load_jwt_secret(struct pctx *c, const struct directive *d,
 void cfga_dump_jwt_secret(const struct directive *d, const struct config *cfg,
 			  FILE *fp);
 /* jwt_public_key PATH [KID] */
-void cfga_add_public_key(struct pctx *c, const struct directive *d,
-			 char **argv, int argc);
-void cfga_dump_public_keys(const struct directive *d,
-			   const struct config *cfg, FILE *fp);
+void cfga_add_public_key(struct pctx *c, const struct directive *d, char **argv,
+			 int argc);
+void cfga_dump_public_keys(const struct directive *d, const struct config *cfg,
+			   FILE *fp);
 /* jwt_issuer, jwt_audience (check of a DT_STRING) */
-int cfga_check_claim(struct pctx *c, const struct directive *d,
-		     const char *v);
+int cfga_check_claim(struct pctx *c, const struct directive *d, const char *v);
 /* required_scopes SCOPE... */
 void cfga_add_scopes(struct pctx *c, const struct directive *d, char **argv,
 		     int argc);
@@ -249,6 +248,32 @@ void cfga_apply_env(struct pctx *c);
 void cfga_free(struct config *cfg);
 
 /* ---- config_sock.c: the admin socket ----------------------------------- */
+
+/* config_core.c: the core directives' handlers (see the table). */
+int cfgc_check_user(struct pctx *c, const struct directive *d, const char *v);
+int cfgc_check_group(struct pctx *c, const struct directive *d, const char *v);
+int cfgc_check_ws_path(struct pctx *c, const struct directive *d,
+		       const char *v);
+void cfgc_set_workers(struct pctx *c, const struct directive *d, char **argv,
+		      int argc);
+void cfgc_set_log(struct pctx *c, const struct directive *d, char **argv,
+		  int argc);
+void cfgc_add_listen(struct pctx *c, const struct directive *d, char **argv,
+		     int argc);
+void cfgc_set_redis(struct pctx *c, const struct directive *d, char **argv,
+		    int argc);
+void cfgc_add_origins(struct pctx *c, const struct directive *d, char **argv,
+		      int argc);
+void cfgc_dump_workers(const struct directive *d, const struct config *cfg,
+		       FILE *fp);
+void cfgc_dump_log(const struct directive *d, const struct config *cfg,
+		   FILE *fp);
+void cfgc_dump_burst(const struct directive *d, const struct config *cfg,
+		     FILE *fp);
+void cfgc_dump_session_ttl(const struct directive *d, const struct config *cfg,
+			   FILE *fp);
+void cfgc_dump_origins(const struct directive *d, const struct config *cfg,
+		       FILE *fp);
 
 /* admin_socket PATH [MODE] (DT_CUSTOM). */
 void cfgs_set_admin_socket(struct pctx *c, const struct directive *d,
