@@ -478,7 +478,10 @@ parse_opts(int argc, char **argv, struct bench_opts *o, char *secret_buf)
 	o->inflight = sc == BENCH_AUTH ? 1000 : 256;
 	o->connect_timeout_s = 60;
 	o->duration_s = 10;
-	o->hold_s = 2; /* idle, auth: 0 holds until a signal (or --timeout) */
+	/* idle, auth: 0 holds until a signal (or --timeout); echo: how long
+	 * the clients stay (idle) after the window, so that whoever measures
+	 * their CPU over the window still finds them */
+	o->hold_s = sc == BENCH_IDLE || sc == BENCH_AUTH ? 2 : 0;
 	o->warmup_s = sc == BENCH_ECHO || sc == BENCH_FANOUT ? 1 : 0;
 	o->timeout_s = 600;
 	o->drain_s = 10;
@@ -1244,6 +1247,11 @@ run(struct bench_opts *o)
 		ctl_send(R.ch, R.nch, &m, sizeof(m));
 		(void)wait_reports(&R, BENCH_REP_WINDOW, 0, 1);
 		merge(&R, BENCH_REP_WINDOW, &s);
+		if (o->hold_s > 0)
+			(void)wait_reports(&R, BENCH_REP_NONE,
+					   mono_ms() +
+						   (uint64_t)(o->hold_s * 1000),
+					   1);
 		{
 			struct bench_stats fin;
 
