@@ -252,7 +252,8 @@ usage(FILE *fp)
 	    "  --deflate             idle: offer permessage-deflate\n"
 	    "  --depth D --size B    echo: pipeline depth, message size\n"
 	    "  --secret-file FILE    auth, fanout: the HS256 secret\n"
-	    "  --per-orch K --orch-prefix P --first-id N --scope S\n"
+	    "  --per-orch K --orch-prefix P --daemon-prefix P --first-id N\n"
+		"  --scope S\n"
 	    "  --redis PATH|ADDR:PORT --channel C --rate R|max\n"
 	    "  --targeted --orchestrators N --window N --events N "
 	    "--extra B\n"
@@ -388,6 +389,7 @@ enum {
 	OPT_SECRET,
 	OPT_PREFIX,
 	OPT_FIRST,
+	OPT_DPREFIX,
 	OPT_PER_ORCH,
 	OPT_SCOPE,
 	OPT_NOPUB,
@@ -426,6 +428,7 @@ static const struct option longopts[] = {
     {"secret-file", required_argument, NULL, OPT_SECRET},
     {"orch-prefix", required_argument, NULL, OPT_PREFIX},
     {"first-id", required_argument, NULL, OPT_FIRST},
+    {"daemon-prefix", required_argument, NULL, OPT_DPREFIX},
     {"per-orch", required_argument, NULL, OPT_PER_ORCH},
     {"scope", required_argument, NULL, OPT_SCOPE},
     {"no-publish", no_argument, NULL, OPT_NOPUB},
@@ -488,6 +491,7 @@ parse_opts(int argc, char **argv, struct bench_opts *o, char *secret_buf)
 	o->depth = 1;
 	o->size = 32;
 	o->orch_prefix = sc == BENCH_AUTH ? "bench-" : "orch-";
+	o->daemon_prefix = "d-";
 	o->per_orch = sc == BENCH_AUTH ? 5 : 1;
 	o->scope = "messages:read";
 	o->publish = 1;
@@ -584,6 +588,12 @@ parse_opts(int argc, char **argv, struct bench_opts *o, char *secret_buf)
 			    strpbrk(optarg, "\"\\") != NULL)
 				goto bad;
 			o->orch_prefix = optarg;
+			break;
+		case OPT_DPREFIX:
+			if (strlen(optarg) > 64 ||
+			    strpbrk(optarg, "\"\\") != NULL)
+				goto bad;
+			o->daemon_prefix = optarg;
 			break;
 		case OPT_FIRST:
 			if (parse_num(optarg, 0, 1e9, &v) == -1)

@@ -106,7 +106,8 @@ struct bench_opts {
 	/* auth/fanout */
 	const char *secret;
 	size_t secret_len;
-	const char *orch_prefix; /* orchestrator ids: PREFIX<k> */
+	const char *orch_prefix;   /* orchestrator ids: PREFIX<k> */
+	const char *daemon_prefix; /* daemon ids: PREFIX<first_id + i> */
 	int first_id;            /* id of the first connection */
 	int per_orch;            /* connections per orchestrator */
 	const char *scope;

@@ -377,11 +377,11 @@ send_auth(struct bconn *c)
 {
 	const struct bench_opts *o = B.o;
 	int g = B.first + (int)(c - B.c), id = o->first_id + g;
-	char orch[96], daemon[32], tok[1536], pl[1800];
+	char orch[96], daemon[96], tok[1536], pl[1800];
 
 	snprintf(orch, sizeof(orch), "%s%d", o->orch_prefix,
 		 o->first_id / o->per_orch + g / o->per_orch);
-	snprintf(daemon, sizeof(daemon), "d-%d", id);
+	snprintf(daemon, sizeof(daemon), "%s%d", o->daemon_prefix, id);
 	if (bench_token(o, orch, daemon, bench_prng(&B.prng), tok,
 			sizeof(tok)) < 0)
 		return -1;
