@@ -247,13 +247,15 @@ usage(FILE *fp)
 	    "  --connect-timeout S   --hold S --duration S --warmup S\n"
 	    "  --timeout S           hard limit of the run (default 600)\n"
 	    "  --ready-file FILE     JSON written once all are ready\n"
+	    "  --dump PREFIX         per-connection counts after each "
+	    "window\n"
 	    "  --start-at MS         echo: traffic starts at this wall "
 	    "time\n"
 	    "  --deflate             idle: offer permessage-deflate\n"
 	    "  --depth D --size B    echo: pipeline depth, message size\n"
 	    "  --secret-file FILE    auth, fanout: the HS256 secret\n"
 	    "  --per-orch K --orch-prefix P --daemon-prefix P --first-id N\n"
-		"  --scope S\n"
+	    "  --scope S\n"
 	    "  --redis PATH|ADDR:PORT --channel C --rate R|max\n"
 	    "  --targeted --orchestrators N --window N --events N "
 	    "--extra B\n"
@@ -382,6 +384,7 @@ enum {
 	OPT_TIMEOUT,
 	OPT_DRAIN,
 	OPT_READY,
+	OPT_DUMP,
 	OPT_START_AT,
 	OPT_DEFLATE,
 	OPT_DEPTH,
@@ -421,6 +424,7 @@ static const struct option longopts[] = {
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"drain", required_argument, NULL, OPT_DRAIN},
     {"ready-file", required_argument, NULL, OPT_READY},
+    {"dump", required_argument, NULL, OPT_DUMP},
     {"start-at", required_argument, NULL, OPT_START_AT},
     {"deflate", no_argument, NULL, OPT_DEFLATE},
     {"depth", required_argument, NULL, OPT_DEPTH},
@@ -561,6 +565,9 @@ parse_opts(int argc, char **argv, struct bench_opts *o, char *secret_buf)
 			break;
 		case OPT_READY:
 			o->ready_file = optarg;
+			break;
+		case OPT_DUMP:
+			o->dump = optarg;
 			break;
 		case OPT_START_AT:
 			if (parse_num(optarg, 1, 1e14, &v) == -1)
@@ -865,7 +872,7 @@ start_children(struct run *R)
 			}
 			close(ctl[1]);
 			close(rep[0]);
-			_exit(bench_client_run(o, c->first, c->n, ctl[0],
+			_exit(bench_client_run(o, i, c->first, c->n, ctl[0],
 					       rep[1]));
 		}
 		close(ctl[0]);
@@ -1258,10 +1265,9 @@ run(struct bench_opts *o)
 		(void)wait_reports(&R, BENCH_REP_WINDOW, 0, 1);
 		merge(&R, BENCH_REP_WINDOW, &s);
 		if (o->hold_s > 0)
-			(void)wait_reports(&R, BENCH_REP_NONE,
-					   mono_ms() +
-						   (uint64_t)(o->hold_s * 1000),
-					   1);
+			(void)wait_reports(
+			    &R, BENCH_REP_NONE,
+			    mono_ms() + (uint64_t)(o->hold_s * 1000), 1);
 		{
 			struct bench_stats fin;
 

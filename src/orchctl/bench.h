@@ -101,15 +101,16 @@ struct bench_opts {
 	double drain_s;   /* fanout: wait for stragglers after publishing */
 	int64_t start_at_ms;
 	const char *ready_file;
-	int deflate; /* idle: offer permessage-deflate */
+	const char *dump; /* per-connection counts: DUMP.<proc>.<window> */
+	int deflate;      /* idle: offer permessage-deflate */
 	int depth, size;
 	/* auth/fanout */
 	const char *secret;
 	size_t secret_len;
 	const char *orch_prefix;   /* orchestrator ids: PREFIX<k> */
 	const char *daemon_prefix; /* daemon ids: PREFIX<first_id + i> */
-	int first_id;            /* id of the first connection */
-	int per_orch;            /* connections per orchestrator */
+	int first_id;              /* id of the first connection */
+	int per_orch;              /* connections per orchestrator */
 	const char *scope;
 	/* publisher */
 	int publish;            /* fanout: run the publisher too */
@@ -172,8 +173,8 @@ int bench_is_loopback(uint32_t addr);
 #define BENCH_REP_WINDOW 'W'
 #define BENCH_REP_FINAL 'F'
 /* Run connections [first, first + n) of the run; returns the exit status. */
-int bench_client_run(const struct bench_opts *o, int first, int n, int ctl_fd,
-		     int rep_fd);
+int bench_client_run(const struct bench_opts *o, int idx, int first, int n,
+		     int ctl_fd, int rep_fd);
 
 /* ---- bench_publish.c ---- */
 struct bench_pub_result {

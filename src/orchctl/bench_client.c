@@ -77,6 +77,7 @@ static struct {
 	int64_t published;
 	uint64_t drain_deadline;
 	int quit;
+	int idx, windows; /* this process's number; windows ended */
 } B;
 
 static volatile sig_atomic_t got_term;
@@ -801,6 +802,41 @@ send_report(char kind)
 		B.quit = 1; /* the parent is gone */
 }
 
+/* --dump: "index events_in_window events_since_ready open|closed|failed
+ * local_addr:port" per connection, after each window. */
+static void
+dump_window(void)
+{
+	char path[4096];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s.%d.%d", B.o->dump, B.idx, B.windows);
+	if ((fp = fopen(path, "w")) == NULL) {
+		fprintf(stderr, "orchctl: bench: %s: %s\n", path,
+			strerror(errno));
+		return;
+	}
+	for (int i = 0; i < B.next; i++) {
+		struct bconn *c = &B.c[i];
+		struct sockaddr_in la = {0};
+		socklen_t ll = sizeof(la);
+		char a[INET_ADDRSTRLEN] = "-";
+
+		if (c->fd >= 0 &&
+		    getsockname(c->fd, (struct sockaddr *)&la, &ll) == 0)
+			inet_ntop(AF_INET, &la.sin_addr, a, sizeof(a));
+		fprintf(fp, "%d %llu %llu %s %s:%u\n",
+			B.o->first_id + B.first + i,
+			(unsigned long long)(c->msgs - c->win_base),
+			(unsigned long long)c->msgs,
+			c->st == C_READY    ? "open"
+			: c->st == C_CLOSED ? "closed"
+					    : "failed",
+			a, (unsigned)ntohs(la.sin_port));
+	}
+	fclose(fp);
+}
+
 static void
 window_begin(uint64_t now)
 {
@@ -855,6 +891,9 @@ on_ctl(int fd, uint64_t now)
 		window_begin(now);
 		break;
 	case BENCH_CMD_END:
+		B.windows++;
+		if (B.o->dump != NULL)
+			dump_window();
 		send_report(BENCH_REP_WINDOW);
 		B.in_window = 0;
 		break;
@@ -896,8 +935,8 @@ start_traffic(uint64_t now)
 }
 
 int
-bench_client_run(const struct bench_opts *o, int first, int n, int ctl_fd,
-		 int rep_fd)
+bench_client_run(const struct bench_opts *o, int idx, int first, int n,
+		 int ctl_fd, int rep_fd)
 {
 	struct epoll_event evs[512];
 	struct sigaction sa;
@@ -906,6 +945,7 @@ bench_client_run(const struct bench_opts *o, int first, int n, int ctl_fd,
 
 	memset(&B, 0, sizeof(B));
 	B.o = o;
+	B.idx = idx;
 	B.first = first;
 	B.n = n;
 	rep_fd_g = rep_fd;
@@ -967,6 +1007,9 @@ bench_client_run(const struct bench_opts *o, int first, int n, int ctl_fd,
 		if (B.window_auto && B.sending && now >= B.win_end_ns) {
 			B.in_window = 1;
 			B.win_t0 = B.win_start_ns;
+			B.windows++;
+			if (o->dump != NULL)
+				dump_window();
 			send_report(BENCH_REP_WINDOW);
 			B.in_window = 0;
 			B.sending = 0;
