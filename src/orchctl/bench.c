@@ -259,7 +259,7 @@ usage(FILE *fp)
 	    "  --redis PATH|ADDR:PORT --channel C --rate R|max\n"
 	    "  --targeted --orchestrators N --window N --events N "
 	    "--extra B\n"
-	    "  --no-publish --drain S\n"
+	    "  --no-publish --drain S --until-count N\n"
 	    "  --pid PID|orchd       sample this server's RSS (repeatable)\n"
 	    "  --sample-interval S   (default 0.5)\n"
 	    "  --json                a JSON report\n");
@@ -403,6 +403,7 @@ enum {
 	OPT_NORCH,
 	OPT_WINDOW,
 	OPT_EVENTS,
+	OPT_UNTIL,
 	OPT_EXTRA,
 	OPT_PID,
 	OPT_SAMPLE,
@@ -443,6 +444,7 @@ static const struct option longopts[] = {
     {"orchestrators", required_argument, NULL, OPT_NORCH},
     {"window", required_argument, NULL, OPT_WINDOW},
     {"events", required_argument, NULL, OPT_EVENTS},
+    {"until-count", required_argument, NULL, OPT_UNTIL},
     {"extra", required_argument, NULL, OPT_EXTRA},
     {"pid", required_argument, NULL, OPT_PID},
     {"sample-interval", required_argument, NULL, OPT_SAMPLE},
@@ -653,6 +655,11 @@ parse_opts(int argc, char **argv, struct bench_opts *o, char *secret_buf)
 			if (parse_num(optarg, 1, 1e12, &v) == -1)
 				goto bad;
 			o->max_events = (int64_t)v;
+			break;
+		case OPT_UNTIL:
+			if (parse_num(optarg, 1, 1e12, &v) == -1)
+				goto bad;
+			o->until_count = (uint64_t)v;
 			break;
 		case OPT_EXTRA:
 			if (parse_num(optarg, 0, 1024, &v) == -1)
@@ -1284,8 +1291,21 @@ run(struct bench_opts *o)
 				   ? mono_ms() + (uint64_t)(o->hold_s * 1000)
 				   : 0;
 
+		int printed = 0;
+
 		for (;;) {
+			int all_win = R.nch > 0;
+
 			(void)wait_reports(&R, BENCH_REP_NONE, end, 1);
+			/* --until-count: the clients ended their window */
+			for (int i = 0; i < R.nch; i++)
+				if (!R.ch[i].have_window)
+					all_win = 0;
+			if (all_win && !printed && o->until_count > 0) {
+				merge(&R, BENCH_REP_WINDOW, &s);
+				output(&R, &s, "window");
+				printed = 1;
+			}
 			if (sig_usr1) {
 				char w = BENCH_CMD_WINDOW;
 
@@ -1303,6 +1323,7 @@ run(struct bench_opts *o)
 				(void)wait_reports(&R, BENCH_REP_WINDOW, 0, 0);
 				merge(&R, BENCH_REP_WINDOW, &s);
 				output(&R, &s, "window");
+				printed = 1;
 				continue;
 			}
 			break;

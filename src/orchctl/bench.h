@@ -120,10 +120,12 @@ struct bench_opts {
 	const char *channel;
 	double rate; /* events/s, 0: as fast as Redis takes them */
 	int targeted;
-	int norch;          /* targeted: orchestrators named in turn */
-	int window;         /* flood: PUBLISH commands unanswered at most */
-	int extra;          /* bytes of padding in each record (0..1024) */
-	int64_t max_events; /* publish: stop after this many (0: duration) */
+	int norch;            /* targeted: orchestrators named in turn */
+	int window;           /* flood: PUBLISH commands unanswered at most */
+	int extra;            /* bytes of padding in each record (0..1024) */
+	int64_t max_events;   /* publish: stop after this many (0: duration) */
+	uint64_t until_count; /* fanout: stop once every open connection has
+			       * this many events (0: no such stop) */
 	/* memory sampling */
 	int rss_pids[16];
 	int nrss_pids;

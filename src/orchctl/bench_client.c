@@ -848,6 +848,22 @@ window_begin(uint64_t now)
 	B.in_window = 1;
 }
 
+/* --until-count: has every open connection got that many events? */
+static int
+count_reached(void)
+{
+	int open = 0;
+
+	for (int i = 0; i < B.next; i++) {
+		if (B.c[i].st != C_READY)
+			continue;
+		if (B.c[i].msgs < B.o->until_count)
+			return 0;
+		open++;
+	}
+	return open > 0;
+}
+
 /* Every open connection has got what was published (drain). */
 static int
 drained(void)
@@ -1017,6 +1033,17 @@ bench_client_run(const struct bench_opts *o, int idx, int first, int n,
 		}
 		if (B.draining && (now >= B.drain_deadline || drained()))
 			break;
+		if (o->until_count > 0 && B.settled && count_reached()) {
+			/* the window in progress ends as on SIGUSR2 */
+			if (B.in_window) {
+				B.windows++;
+				if (o->dump != NULL)
+					dump_window();
+				send_report(BENCH_REP_WINDOW);
+				B.in_window = 0;
+			}
+			break;
+		}
 		if (B.window_auto) {
 			uint64_t next = B.sending ? B.win_end_ns : B.start_ns;
 
