@@ -1,7 +1,9 @@
 """Shared plumbing for orchd's benchmark scripts (ws-idle-memory,
-ws-echo-throughput): a scratch directory, the ws-load client, orchd and Node
-`ws` servers, /proc readings, and a cleanup that ends every process these
-scripts started (and only those) however the script exits.
+ws-echo-throughput, auth-connect, auth-connect-directory, event-fanout): a
+scratch directory, the load generator (`orchctl bench`, see
+man/orchctl-bench.txt), orchd and Node `ws` servers, /proc readings, and a
+cleanup that ends every process these scripts started (and only those)
+however the script exits.
 
 Debian's /usr/bin/python3, standard library only.
 """
@@ -235,11 +237,12 @@ class Bench:
 
     # -- tools --
 
-    def build_client(self):
-        src = os.path.join(BENCH_DIR, "ws-load.c")
-        self.client = os.path.join(self.tmp, "ws-load")
-        subprocess.run(["gcc", "-O2", "-Wall", "-o", self.client, src],
-                       check=True)
+    def find_orchctl(self, path=None):
+        """The load generator: `orchctl bench`, from --orchctl PATH, else
+        $ORCHCTL_BIN, else the orchctl next to the orchd binary used, else
+        the build tree's (build-plain), else PATH's.  A private copy is
+        run: the build tree may be rebuilt while a benchmark runs."""
+        self.client = copy_orchctl(path, self.orchd_bin, self.tmp)
         return self.client
 
     def ensure_ws(self):
@@ -384,21 +387,18 @@ class Bench:
     # -- clients --
 
     def clients(self, mode, server, total, nprocs, args, subnet):
-        """Start nprocs ws-load processes sharing `total` connections; each
-        binds to its own 4 source addresses 127.<subnet>.<k+1>.1..4."""
-        procs = []
-        for k in range(nprocs):
-            n = total // nprocs + (1 if k < total % nprocs else 0)
-            ready = os.path.join(self.tmp, f"ready.{server.port}.{k}")
-            if os.path.exists(ready):
-                os.unlink(ready)  # an earlier round's
-            argv = [self.client, mode, "-p", str(server.port), "-n", str(n),
-                    "-b", f"127.{subnet}.{k + 1}.1", "-B", "4", "-q"]
-            argv += [a.replace("{ready}", ready) for a in args]
-            p = self.spawn(argv, stdout=subprocess.PIPE, text=True)
-            p.ready_file = ready
-            procs.append(p)
-        return procs
+        """One `orchctl bench MODE` run: nprocs client processes sharing
+        `total` connections over 4 source addresses each,
+        127.<subnet>.1.1 and on.  Returns [the orchctl process] (its
+        report is the merged figures of its client processes)."""
+        ready = os.path.join(self.tmp, f"ready.{server.port}.{subnet}")
+        if os.path.exists(ready):
+            os.unlink(ready)  # an earlier round's
+        argv = bench_argv(self.client, mode, server.port, total, nprocs,
+                          f"127.{subnet}.1.1/{4 * nprocs}", ready) + args
+        p = self.spawn(argv, stdout=subprocess.PIPE, text=True)
+        p.ready_file = ready
+        return [p]
 
 
 class Server:
@@ -441,6 +441,47 @@ class Server:
         return {"lines": len(odd), "redis_connect_failed": redis}, odd[:20]
 
 
+def bench_argv(orchctl, mode, port, total, nprocs, sources, ready=None):
+    """The command line of an `orchctl bench` run on loopback."""
+    argv = [orchctl, "-q", "--json", "bench", mode, "--port", str(port),
+            "-n", str(total), "--procs", str(nprocs), "--sources", sources]
+    if ready:
+        argv += ["--ready-file", ready]
+    return argv
+
+
+def find_orchctl(path=None, orchd_bin=None):
+    cands = [path, os.environ.get("ORCHCTL_BIN")]
+    if orchd_bin:
+        cands.append(os.path.join(os.path.dirname(orchd_bin), "orchctl"))
+    cands += [os.path.join(REPO, "build-plain", "orchctl"),
+              shutil.which("orchctl")]
+    for c in cands:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+        if c and c == path:
+            break  # named, but not there: say so
+    sys.exit(f"no orchctl binary ({path or 'build-plain/orchctl, PATH'}): "
+             "build it, or give --orchctl PATH or ORCHCTL_BIN")
+
+
+def copy_orchctl(path, orchd_bin, tmp):
+    src = find_orchctl(path, orchd_bin)
+    dst = os.path.join(tmp, "orchctl")
+    shutil.copy2(src, dst)
+    log(f"load generator: {src} bench")
+    return dst
+
+
+def client_pids(procs):
+    """The pids of orchctl bench runs and of their client processes."""
+    out = []
+    for p in procs:
+        out.append(p.pid)
+        out += children(p.pid)
+    return out
+
+
 def healthz(port):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz",
@@ -467,7 +508,8 @@ def wait_ready(procs, timeout):
             return out
         for p in procs:
             if p.poll() is not None and not os.path.exists(p.ready_file):
-                raise RuntimeError(f"ws-load {p.pid} exited ({p.returncode})"
+                raise RuntimeError(f"orchctl bench {p.pid} exited "
+                                   f"({p.returncode})"
                                    " before its connections were up")
         if time.time() > deadline:
             raise RuntimeError("clients not ready in time")

@@ -4,15 +4,15 @@ keep receiving at full rate (PROTOCOL.md section 5: 1008, slow consumer).
 The real orchd (2 workers and its relay), a private redis-server
 (redisfix), tokens minted by the clients with the test's HS256 secret:
 
-- 1,000 readers: scripts/bench/event-load.c, compiled here with `cc -O2`,
-  in READER_PROCS processes, READERS_PER_ORCH connections per orchestrator
-  (within the default quota of 5), every one authenticated and subscribed
-  to `*`.  event-load counts the events of each connection, checks that
-  the publisher's counter K in each eventId "e-PID-K" grows on every
-  connection (a duplicate or a reordered event is an order error) and
-  histograms publish->receive latency from the payload's {"t": ns};
-  its -E COUNT option ends its measurement window (and the process) once
-  every open connection has COUNT events.
+- 1,000 readers: `orchctl bench fanout --no-publish` (the build tree's
+  orchctl, man/orchctl-bench.txt) in READER_PROCS client processes,
+  READERS_PER_ORCH connections per orchestrator (within the default quota
+  of 5), every one authenticated and subscribed to `*`.  It counts the
+  events of each connection, checks that the publisher's counter K in each
+  eventId "e-PID-K" grows on every connection (a duplicate or a reordered
+  event is an order error) and histograms publish->receive latency from
+  the payload's {"t": ns}; its --until-count COUNT ends its measurement
+  window (and the run) once every open connection has COUNT events.
 - 1 never-reader: a raw WebSocket (wsclient) with a 4 KiB SO_RCVBUF and
   an MSS clamped to 1000 bytes (SmallWsClient: so that the kernel holds
   ~100 KiB for it, not ~3 MiB) that authenticates, subscribes to `*` and
@@ -34,7 +34,7 @@ latency p99 stays under P99_MAX_MS.
 Sizing (a 2-core box shared by orchd, the clients, Redis and this script;
 CI also runs it under ASan+UBSan): 100 events/s x 1,000 readers is 100,000
 deliveries/s, a tenth of what orchd sustains on such a box
-(docs/BENCHMARKS.md).  Measured: orchd ~2 CPU-s and event-load ~2 CPU-s
+(docs/BENCHMARKS.md).  Measured: orchd ~2 CPU-s and the readers ~2 CPU-s
 over the 5 s, with or without sanitizers (the cost is mostly in the
 kernel), so the test's processes take ~40% of the machine; with two CPU
 hogs beside them the readers' p99 stayed ~10 ms (200 events/s took ~75%
@@ -54,7 +54,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
 import subprocess
@@ -71,7 +70,6 @@ from wsclient import ConnectionClosed, Timeout, WsClient
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.environ.get("ORCHD_SRCDIR") or os.path.normpath(os.path.join(HERE, "..", ".."))
-BENCH_DIR = os.path.join(SRCDIR, "scripts", "bench")
 
 READERS = 1000
 READER_PROCS = 2
@@ -102,13 +100,17 @@ CLOSE_RE = r"fd \d+ 127\.0\.0\.1:%d: send queue over \d+ bytes, closing"
 ANY_CLOSE_RE = re.compile(r"send queue over \d+ bytes, closing|closing as a slow consumer")
 
 
-def find_cc():
-    """The C compiler for the clients: cc (not $CC, which a sanitizer build
-    may have loaded with flags that would slow the clients down)."""
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name)
-        if path:
-            return [path]
+def find_orchctl():
+    """The build tree's orchctl (its `bench` is the readers' load), next to
+    the orchd under test, or $ORCHCTL_BIN."""
+    cands = [os.environ.get("ORCHCTL_BIN")]
+    if os.environ.get("ORCHD_BUILDDIR"):
+        cands.append(os.path.join(os.environ["ORCHD_BUILDDIR"], "orchctl"))
+    if os.environ.get("ORCHD_BIN"):
+        cands.append(os.path.join(os.path.dirname(os.environ["ORCHD_BIN"]), "orchctl"))
+    for c in cands:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
     return None
 
 
@@ -134,7 +136,7 @@ def machine_cpu():
 
 class CpuMeter:
     """CPU used over an interval by the machine, by the test's own
-    processes (orchd's tree, redis-server, this script, event-load) and so
+    processes (orchd's tree, redis-server, this script, the readers) and so
     by everything else: a latency failure on a machine busy with other
     work says so."""
 
@@ -152,7 +154,7 @@ class CpuMeter:
         return r.ru_utime + r.ru_stime
 
     def stop(self):
-        """After the event-load processes were reaped."""
+        """After the readers' processes were reaped."""
         m1 = machine_cpu()
         self.busy = m1[0] - self.m0[0]
         self.total = m1[1] - self.m0[1]
@@ -165,13 +167,13 @@ class CpuMeter:
 
     def __str__(self):
         return ("CPU over the run: machine %.1f s busy of %.1f s; this test's processes "
-                "%.1f s (orchd %.1f, event-load %.1f, redis+script %.1f); others ~%.1f s"
+                "%.1f s (orchd %.1f, readers %.1f, redis+script %.1f); others ~%.1f s"
                 % (self.busy, self.total, self.own, self.orchd, self.loads, self.other,
                    self.others))
 
 
 def merged_percentiles(hists, qs):
-    """Percentiles of event-load histograms ([[value_us, count], ...])."""
+    """Percentiles of orchctl bench histograms ([[value_us, count], ...])."""
     acc = {}
     for h in hists:
         for v, n in h:
@@ -217,7 +219,7 @@ class SmallWsClient(WsClient):
 class Publisher(threading.Thread):
     """COUNT broadcast records at RATE/s on a fixed schedule (a late one
     goes at once); each carries {"t": CLOCK_REALTIME ns} first in its
-    payload (event-load's latency) and the id e-PID-K (its order check)."""
+    payload (the readers' latency) and the id e-PID-K (its order check)."""
 
     def __init__(self, socket_path, count, rate, size):
         super().__init__(daemon=True, name="publisher")
@@ -261,38 +263,30 @@ class Publisher(threading.Thread):
 
 class SlowConsumerTest(EventTestCase):
 
-    def compile_load(self):
-        cc = find_cc()
-        if cc is None:
-            self.skipTest("no C compiler (cc, gcc, clang) to build scripts/bench/event-load.c")
-        src = os.path.join(BENCH_DIR, "event-load.c")
-        self.assertTrue(os.path.isfile(src), "%s not found (ORCHD_SRCDIR=%s)" % (src, SRCDIR))
-        out = os.path.join(self.tmp, "event-load")
-        r = subprocess.run(cc + ["-O2", "-o", out, src, "-lcrypto"], capture_output=True,
-                           text=True, errors="replace", timeout=120)
-        self.assertEqual(r.returncode, 0, "compiling %s failed:\n%s%s"
-                         % (src, r.stdout, r.stderr))
-        return out
+    def find_load(self):
+        binary = find_orchctl()
+        if binary is None:
+            self.skipTest("no orchctl (ORCHD_BUILDDIR/orchctl, next to ORCHD_BIN, or "
+                          "ORCHCTL_BIN) for the readers")
+        return binary
 
     def start_readers(self, binary):
-        procs = []
-        per = READERS // READER_PROCS
-        for i in range(READER_PROCS):
-            n = per if i < READER_PROCS - 1 else READERS - per * (READER_PROCS - 1)
-            p_ready = os.path.join(self.tmp, "ready.%d" % i)
-            p_out = os.path.join(self.tmp, "load.%d.out" % i)
-            p_err = os.path.join(self.tmp, "load.%d.err" % i)
-            argv = [binary, "-p", str(self.o.port), "-k", self.secret_path, "-n", str(n),
-                    "-f", str(i * per), "-o", str(READERS_PER_ORCH), "-c", "200",
-                    "-r", p_ready, "-t", "120", "-T", "30", "-E", str(COUNT),
-                    "-D", os.path.join(self.tmp, "conns.%d" % i)]
-            with open(p_out, "w") as out, open(p_err, "w") as err:
-                p = subprocess.Popen(argv, cwd=self.tmp, stdin=subprocess.DEVNULL,
-                                     stdout=out, stderr=err, start_new_session=True)
-            p.ready_path, p.out_path, p.err_path, p.n = p_ready, p_out, p_err, n
-            self.addCleanup(self.stop_proc, p)
-            procs.append(p)
-        return procs
+        """One `orchctl bench` run: READER_PROCS client processes."""
+        p_ready = os.path.join(self.tmp, "ready")
+        p_out = os.path.join(self.tmp, "load.out")
+        p_err = os.path.join(self.tmp, "load.err")
+        argv = [binary, "-q", "--json", "bench", "fanout", "--no-publish",
+                "--port", str(self.o.port), "-n", str(READERS), "--procs", str(READER_PROCS),
+                "--secret-file", self.secret_path, "--per-orch", str(READERS_PER_ORCH),
+                "--orch-prefix", "orch-", "--inflight", "200", "--ready-file", p_ready,
+                "--timeout", "120", "--connect-timeout", "30", "--until-count", str(COUNT),
+                "--dump", os.path.join(self.tmp, "conns")]
+        with open(p_out, "w") as out, open(p_err, "w") as err:
+            p = subprocess.Popen(argv, cwd=self.tmp, stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=err, start_new_session=True)
+        p.ready_path, p.out_path, p.err_path, p.n = p_ready, p_out, p_err, READERS
+        self.addCleanup(self.stop_proc, p)
+        return [p]
 
     @staticmethod
     def stop_proc(p):
@@ -320,19 +314,21 @@ class SlowConsumerTest(EventTestCase):
                 except ValueError:
                     pass
                 lines.append(line)
-            parts.append("---- event-load %d (exit %s) stdout (histograms left out):\n%s\n"
+            parts.append("---- orchctl bench %d (exit %s) stdout (histograms left out):\n%s\n"
                          "stderr:\n%s" % (i, p.poll(), "\n".join(lines),
                                             tail(read_file(p.err_path), 10)))
-            dumps = sorted(f for f in os.listdir(self.tmp) if f.startswith("conns.%d." % i))
+        for k in range(READER_PROCS):
+            dumps = sorted(f for f in os.listdir(self.tmp) if f.startswith("conns.%d." % k))
             if dumps:
                 short = [line for line in read_file(os.path.join(self.tmp, dumps[-1]))
                          .splitlines() if line.split()[1:2] != [str(COUNT)]]
-                parts.append("connections short of %d events (index, in window, total, "
-                             "state, address): %d, first %s" % (COUNT, len(short), short[:10]))
+                parts.append("client process %d: connections short of %d events (index, in "
+                             "window, total, state, address): %d, first %s"
+                             % (k, COUNT, len(short), short[:10]))
         return "\n".join(parts) + self.diag()
 
     def test_never_reader_closed_1008_while_1000_readers_keep_full_rate(self):
-        binary = self.compile_load()
+        binary = self.find_load()
         self.start_stack(max_send_queue="%dk" % (MAX_SEND_QUEUE // 1024),
                          max_connections_per_orchestrator=5,
                          heartbeat_interval="10m", ws_ping_interval=0,
@@ -359,7 +355,7 @@ class SlowConsumerTest(EventTestCase):
                     return "exited"
             return all(os.path.exists(p.ready_path) for p in procs)
         st = wait_for(all_ready, 30.0, 0.1)
-        self.assertIs(st, True, "event-load not ready within 30 s (%s)\n%s"
+        self.assertIs(st, True, "readers not ready within 30 s (%s)\n%s"
                       % (st, self.loads_diag(procs)))
         for p in procs:
             r = json.loads(read_file(p.ready_path))
@@ -413,34 +409,34 @@ class SlowConsumerTest(EventTestCase):
         unfinished = [i for i, p in enumerate(procs) if p.poll() is None]
         if unfinished:
             time.sleep(0.5)
-            self.fail("event-load %s: readers still short of %d events %.0f s after the "
+            self.fail("orchctl bench %s: readers still short of %d events %.0f s after the "
                       "last publish\n%s" % (unfinished, COUNT, time.monotonic() - pub.times[-1],
                                             self.loads_diag(procs)))
         meter.stop()
         reports = []
         for p in procs:
             lines = [json.loads(x) for x in read_file(p.out_path).splitlines() if x.strip()]
-            win = [x for x in lines if not x["final"]]
-            self.assertEqual(len(win), 1, "event-load output:\n%s" % self.loads_diag(procs))
+            win = [x for x in lines if x["kind"] == "window"]
+            self.assertEqual(len(win), 1, "orchctl bench output:\n%s" % self.loads_diag(procs))
             reports.append((p, win[0]))
 
         # Readers: every event, once, in order; none closed.
         for p, r in reports:
-            ctx = "event-load %d: %s\n%s" % (p.pid, {k: v for k, v in r.items() if k != "hist"},
+            ctx = "orchctl bench %d: %s\n%s" % (p.pid, {k: v for k, v in r.items() if k != "hist"},
                                              self.loads_diag(procs))
             self.assertEqual((r["open"], r["closed"], r["failed"], r["close_codes"]),
                              (p.n, 0, 0, {}), ctx)
-            self.assertEqual((r["order_errors"], r["seq_errors"], r["proto_errors"]),
+            self.assertEqual((r["order_errors"], r["seq_errors"], r["protocol_errors"]),
                              (0, 0, 0), ctx)
             self.assertEqual((r["per_conn_min"], r["per_conn_max"]), (COUNT, COUNT), ctx)
-            self.assertEqual(r["events"], p.n * COUNT, ctx)
-            self.assertEqual(r["events_total"], p.n * COUNT, ctx)
+            self.assertEqual(r["messages"], p.n * COUNT, ctx)
+            self.assertEqual(r["messages_total"], p.n * COUNT, ctx)
             self.assertEqual(r["no_latency"], 0, ctx)
 
         # Full rate: the last reader had the last event soon after it was
         # published.
         t_first, t_last = pub.times[0], pub.times[-1]
-        t_done = t_win + max(r["duration_s"] for _, r in reports)
+        t_done = t_win + max(r["window_s"] for _, r in reports)
         lag = t_done - t_last
         published_rate = READERS * COUNT / (t_last - t_first + 1.0 / RATE)
         delivered_rate = READERS * COUNT / (t_done - t_first)
