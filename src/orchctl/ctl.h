@@ -199,6 +199,29 @@ struct ctl_server_msg {
 int ctl_parse_server_msg(const char *buf, size_t len, struct ctl_server_msg *m,
 			 char *err, size_t errlen);
 
+#define CTL_URL_HOST_MAX 256
+#define CTL_URL_PATH_MAX 1024
+
+struct ctl_url {
+	int tls;                     /* wss:// */
+	char host[CTL_URL_HOST_MAX]; /* without the [] of an IPv6 address */
+	int port;                    /* 80 / 443 when not given */
+	char path[CTL_URL_PATH_MAX]; /* "/" when not given; query included */
+};
+
+/* ws://HOST[:PORT][/PATH] or wss://...; 0, or -1 with err. */
+int ctl_parse_ws_url(const char *url, struct ctl_url *u, char *err,
+		     size_t errlen);
+
+/*
+ * Check the head of the upgrade response (status line and headers, up to
+ * the empty line): 1 for "101" with the Sec-WebSocket-Accept that key
+ * calls for, 0 for another status (*status set; err gets the status line),
+ * -1 for a malformed head or a wrong accept value.
+ */
+int ctl_ws_check_response(const char *head, size_t len, const char *key,
+			  int *status, char *err, size_t errlen);
+
 /*
  * Copy JSON text without the whitespace outside strings, so that a value
  * prints on one line.  out needs len + 1 bytes; returns the length.

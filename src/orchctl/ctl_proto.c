@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ctl.h"
 #include "orchd/json.h"
 #include "orchd/util.h"
+#include "orchd/ws.h"
 
 uint64_t
 ctl_backoff_ms(unsigned attempt, uint32_t rnd)
@@ -364,4 +366,151 @@ ctl_json_compact(const char *in, size_t len, char *out)
 	}
 	out[n] = '\0';
 	return n;
+}
+
+int
+ctl_parse_ws_url(const char *url, struct ctl_url *u, char *err, size_t errlen)
+{
+	const char *p, *hend, *path;
+	uint64_t port;
+	size_t hl;
+
+	memset(u, 0, sizeof(*u));
+	if (strncmp(url, "ws://", 5) == 0) {
+		p = url + 5;
+		u->port = 80;
+	} else if (strncmp(url, "wss://", 6) == 0) {
+		p = url + 6;
+		u->tls = 1;
+		u->port = 443;
+	} else {
+		seterr(err, errlen, "the URL must start with ws:// or wss://");
+		return -1;
+	}
+	path = p + strcspn(p, "/?#");
+	if (*path == '#' || strchr(path, '#') != NULL) {
+		seterr(err, errlen, "a URL fragment (#) is not allowed");
+		return -1;
+	}
+	if (p[0] == '[') {
+		hend = memchr(p, ']', (size_t)(path - p));
+		if (hend == NULL) {
+			seterr(err, errlen, "unclosed [ in the host");
+			return -1;
+		}
+		hl = (size_t)(hend - p - 1);
+		memcpy(u->host, p + 1, hl < sizeof(u->host) ? hl : 0);
+		hend++;
+	} else {
+		hend = p + strcspn(p, ":/?");
+		if (hend > path)
+			hend = path;
+		hl = (size_t)(hend - p);
+		memcpy(u->host, p, hl < sizeof(u->host) ? hl : 0);
+	}
+	if (hl == 0 || hl >= sizeof(u->host) || strchr(u->host, '@')) {
+		seterr(err, errlen, "no usable host in the URL");
+		return -1;
+	}
+	if (*hend == ':') {
+		char num[8];
+		size_t nl = (size_t)(path - hend - 1);
+
+		if (nl == 0 || nl >= sizeof(num)) {
+			seterr(err, errlen, "bad port in the URL");
+			return -1;
+		}
+		memcpy(num, hend + 1, nl);
+		num[nl] = '\0';
+		if (util_parse_u64(num, 1, 65535, &port) != 0) {
+			seterr(err, errlen, "bad port in the URL");
+			return -1;
+		}
+		u->port = (int)port;
+	} else if (hend != path) {
+		seterr(err, errlen, "junk after the host in the URL");
+		return -1;
+	}
+	if (*path == '\0')
+		path = "/";
+	if (*path == '?') {
+		if (strlen(path) + 2 > sizeof(u->path)) {
+			seterr(err, errlen, "URL path too long");
+			return -1;
+		}
+		snprintf(u->path, sizeof(u->path), "/%s", path);
+	} else if (util_strlcpy(u->path, path, sizeof(u->path)) >=
+		   sizeof(u->path)) {
+		seterr(err, errlen, "URL path too long");
+		return -1;
+	}
+	for (const char *c = u->path; *c != '\0'; c++)
+		if ((unsigned char)*c <= 0x20 || *c == 0x7f) {
+			seterr(err, errlen,
+			       "spaces or control characters in the URL path");
+			return -1;
+		}
+	return 0;
+}
+
+/* The value of header name in head, trimmed, or NULL. */
+static const char *
+header_value(const char *head, size_t len, const char *name, size_t *vlen)
+{
+	size_t nl = strlen(name);
+	const char *end = head + len, *line = memchr(head, '\n', len);
+
+	while (line != NULL && line + 1 < end) {
+		const char *l = line + 1,
+			   *eol = memchr(l, '\n', (size_t)(end - l));
+
+		if (eol == NULL)
+			eol = end;
+		if ((size_t)(eol - l) > nl && strncasecmp(l, name, nl) == 0 &&
+		    l[nl] == ':') {
+			const char *v = l + nl + 1, *ve = eol;
+
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' ||
+					  ve[-1] == '\t'))
+				ve--;
+			*vlen = (size_t)(ve - v);
+			return v;
+		}
+		line = eol < end ? eol : NULL;
+	}
+	return NULL;
+}
+
+int
+ctl_ws_check_response(const char *head, size_t len, const char *key,
+		      int *status, char *err, size_t errlen)
+{
+	char accept[WS_ACCEPT_LEN + 1];
+	const char *v;
+	size_t vlen, ll = strcspn(head, "\r\n");
+	int st = 0;
+
+	*status = 0;
+	if (len < 12 || strncmp(head, "HTTP/1.", 7) != 0 ||
+	    sscanf(head + 8, " %3d", &st) != 1 || st < 100 || st > 599) {
+		seterr(err, errlen, "not an HTTP response");
+		return -1;
+	}
+	*status = st;
+	if (st != 101) {
+		seterr(err, errlen, "%.*s", (int)(ll < 120 ? ll : 120), head);
+		return 0;
+	}
+	if (ws_accept_key(key, strlen(key), accept) != 0)
+		return -1;
+	v = header_value(head, len, "Sec-WebSocket-Accept", &vlen);
+	if (v == NULL || vlen != WS_ACCEPT_LEN ||
+	    memcmp(v, accept, WS_ACCEPT_LEN) != 0) {
+		seterr(err, errlen,
+		       "101 without the right Sec-WebSocket-Accept");
+		return -1;
+	}
+	return 1;
 }
