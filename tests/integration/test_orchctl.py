@@ -65,7 +65,6 @@ class Listener:
         return wait_for(lambda: want <= set(self.ids()), timeout, 0.05)
 
     def stderr(self):
-        self.err.flush()
         with open(self.err_path, "r", errors="replace") as f:
             return f.read()
 
@@ -84,6 +83,7 @@ class Listener:
                 self.t.fail("orchctl listen ignored signal %d for %.0fs:\n%s"
                             % (sig, timeout, self.stderr()))
         self.reader.join(5)
+        self.proc.stdout.close()
         self.err.close()
         return self.proc.returncode
 
@@ -444,8 +444,8 @@ class ListenTest(OrchctlTestCase):
         err = li.stderr()
         self.assertGreaterEqual(err.count("authenticated"), 2, err)
         self.assertIn("reconnecting in", err)
-        sys_note = "%d events, %d sessions" % (len(want), err.count("authenticated"))
-        self.note("%s", sys_note)
+        self.note("%d events, %d sessions; listen stderr:\n%s", len(want),
+                  err.count("authenticated"), err)
 
 
 # ============================================================================
