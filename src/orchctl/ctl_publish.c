@@ -20,6 +20,7 @@
 
 #include "ctl.h"
 #include "orchctl.h"
+#include "orchd/json.h"
 #include "orchd/util.h"
 
 #define GLOBAL_CHANNEL "daemon:events"
@@ -216,6 +217,31 @@ read_data_file(const char *path, size_t max)
 	}
 	buf[n] = '\0';
 	return buf;
+}
+
+/* {"eventId", where: name, key: str or n}, escaped by the JSON writer. */
+static void
+print_json(const char *id, const char *where, const char *name, const char *key,
+	   const char *str, long long n)
+{
+	char buf[1024];
+	struct json_writer w;
+	size_t len;
+
+	json_w_init(&w, buf, sizeof(buf));
+	json_w_obj_begin(&w);
+	json_w_key(&w, "eventId");
+	json_w_str(&w, id);
+	json_w_key(&w, where);
+	json_w_str(&w, name);
+	json_w_key(&w, key);
+	if (str != NULL)
+		json_w_str(&w, str);
+	else
+		json_w_int(&w, n);
+	json_w_obj_end(&w);
+	if (json_w_finish(&w, &len) == 0)
+		printf("%.*s\n", (int)len, buf);
 }
 
 int
@@ -420,18 +446,16 @@ orchctl_publish(int argc, char **argv, const struct orchctl_opts *o)
 	}
 	if (stream && rep->type == REDIS_REPLY_STRING) {
 		if (o->json)
-			printf("{\"eventId\":\"%s\",\"stream\":\"%s\","
-			       "\"entryId\":\"%s\"}\n",
-			       id, channel, rep->str);
+			print_json(id, "stream", channel, "entryId", rep->str,
+				   0);
 		else if (!o->quiet)
 			printf("%s stream %s entry %s\n", id, channel,
 			       rep->str);
 		rc = ORCHCTL_OK;
 	} else if (!stream && rep->type == REDIS_REPLY_INTEGER) {
 		if (o->json)
-			printf("{\"eventId\":\"%s\",\"channel\":\"%s\","
-			       "\"receivers\":%lld}\n",
-			       id, channel, rep->integer);
+			print_json(id, "channel", channel, "receivers", NULL,
+				   rep->integer);
 		else if (!o->quiet)
 			printf("%s %lld receiver(s)\n", id, rep->integer);
 		rc = ORCHCTL_OK;

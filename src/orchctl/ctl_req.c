@@ -106,7 +106,7 @@ ctl_req_kick(char *out, size_t cap, const char *orch, const char *daemon,
 
 	if ((orch == NULL || orch[0] == '\0') &&
 	    (conn == NULL || conn[0] == '\0')) {
-		seterr(err, errlen, "kick needs -o ORCH or -i CONN_ID");
+		seterr(err, errlen, "needs -o ORCH or -i CONN_ID");
 		return -1;
 	}
 	if (daemon != NULL && daemon[0] != '\0' &&

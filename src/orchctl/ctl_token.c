@@ -271,6 +271,7 @@ orchctl_token(int argc, char **argv, const struct orchctl_opts *o)
 	if (orchctl_mint_token(o, "token", &m, token, sizeof(token), claims,
 			       sizeof(claims)) != 0)
 		return ORCHCTL_FAIL;
+	/* A compact JWS and claims from the JSON writer need no escaping. */
 	if (o->json)
 		printf("{\"token\":\"%s\",\"claims\":%s}\n", token, claims);
 	else
