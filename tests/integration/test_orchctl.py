@@ -23,7 +23,7 @@ import unittest
 import uuid
 
 import tokens
-from harness import ORCHD_BIN, wait_for
+from harness import ORCHD_BIN, free_port, wait_for
 from test_events import EventTestCase, QUEUE_EVENTS, record
 from test_proto import ALL_SCOPES
 
@@ -366,7 +366,39 @@ class ListenTest(OrchctlTestCase):
         self.assertEqual(li.stderr().count("authenticated"), 1, li.stderr())
         self.assertEqual(li.stop(signal.SIGINT), 0, li.stderr())
 
-    def test_listen_stops_on_kick_close_4006_and_bad_token(self):
+    def test_listen_over_tls(self):
+        self.start_stack()
+        crt = os.path.join(self.tmp, "server.crt")
+        key = os.path.join(self.tmp, "server.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                        "-days", "1", "-keyout", key, "-out", crt],
+                       check=True, capture_output=True, timeout=RUN_TIMEOUT)
+        os.chmod(key, 0o644)
+        tls_port = free_port()
+        cfg = dict(self.o.config)
+        cfg["listen"] = ["127.0.0.1:%d" % self.o.port, "127.0.0.1:%d tls" % tls_port]
+        cfg["tls_certificate"] = crt
+        cfg["tls_certificate_key"] = key
+        self.o.stop()
+        self.o.proc = self.o.pid = None
+        self.o.write_config(cfg)
+        self.o.start()
+        self.wait_relay()
+        url = "wss://localhost:%d/daemon/ws" % tls_port
+        good = self.listen("--url", url, "--cafile", crt, "-o", self.orch, "-d", "d-tls")
+        # Without the CA the certificate is refused: no session, retries.
+        bad = self.listen("--url", url, "-o", self.orch, "-d", "d-untrusted")
+        self.assertTrue(good.wait_stderr("authenticated", 10), good.stderr() + self.diag())
+        eid = self.publish_cli("-t", "message.received", "-o", self.orch, "--ack")["eventId"]
+        self.assertTrue(good.wait_ids([eid], 10), good.stderr())
+        self.assertTrue(bad.wait_stderr("TLS handshake", 10), bad.stderr())
+        self.assertNotIn("authenticated", bad.stderr())
+        self.assertEqual(bad.ids(), [])
+        self.assertEqual(bad.stop(), 0)
+        self.assertEqual(good.stop(), 0)
+
+    def test_listen_stops_on_a_refused_token(self):
         self.start_stack()
         li = Listener(self, ["listen", "--url", "ws://127.0.0.1:%d/daemon/ws" % self.o.port,
                              "--token", "not.a.token", "-o", self.orch])
