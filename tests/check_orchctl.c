@@ -12,6 +12,7 @@
 #include "orchd/event.h"
 #include "orchd/json.h"
 #include "orchd/jwt.h"
+#include "orchd/ws.h"
 
 START_TEST(test_req_admin)
 {
@@ -544,6 +545,117 @@ START_TEST(test_json_compact)
 }
 END_TEST
 
+START_TEST(test_ws_url)
+{
+	struct ctl_url u;
+	char err[128];
+
+	ck_assert_int_eq(ctl_parse_ws_url("ws://127.0.0.1:8080/daemon/ws", &u,
+					  err, sizeof(err)),
+			 0);
+	ck_assert_int_eq(u.tls, 0);
+	ck_assert_str_eq(u.host, "127.0.0.1");
+	ck_assert_int_eq(u.port, 8080);
+	ck_assert_str_eq(u.path, "/daemon/ws");
+	ck_assert_int_eq(
+	    ctl_parse_ws_url("wss://[::1]/x?y=1", &u, err, sizeof(err)), 0);
+	ck_assert_int_eq(u.tls, 1);
+	ck_assert_str_eq(u.host, "::1");
+	ck_assert_int_eq(u.port, 443);
+	ck_assert_str_eq(u.path, "/x?y=1");
+	ck_assert_int_eq(ctl_parse_ws_url("ws://h", &u, err, sizeof(err)), 0);
+	ck_assert_int_eq(u.port, 80);
+	ck_assert_str_eq(u.path, "/");
+	ck_assert_int_eq(ctl_parse_ws_url("ws://h?q", &u, err, sizeof(err)), 0);
+	ck_assert_str_eq(u.path, "/?q");
+	ck_assert_int_eq(ctl_parse_ws_url("http://h/", &u, err, sizeof(err)),
+			 -1);
+	ck_assert_int_eq(ctl_parse_ws_url("ws://", &u, err, sizeof(err)), -1);
+	ck_assert_int_eq(ctl_parse_ws_url("ws://h:0/", &u, err, sizeof(err)),
+			 -1);
+	ck_assert_int_eq(
+	    ctl_parse_ws_url("ws://h:65536/", &u, err, sizeof(err)), -1);
+	ck_assert_int_eq(ctl_parse_ws_url("ws://h:/", &u, err, sizeof(err)),
+			 -1);
+	ck_assert_int_eq(ctl_parse_ws_url("ws://[::1/", &u, err, sizeof(err)),
+			 -1);
+	ck_assert_int_eq(ctl_parse_ws_url("ws://u@h/", &u, err, sizeof(err)),
+			 -1);
+	ck_assert_int_eq(ctl_parse_ws_url("ws://h/a b", &u, err, sizeof(err)),
+			 -1);
+	ck_assert_int_eq(ctl_parse_ws_url("ws://h/#f", &u, err, sizeof(err)),
+			 -1);
+}
+END_TEST
+
+START_TEST(test_ws_response)
+{
+	/* RFC 6455 section 1.3's example key and accept value. */
+	const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
+	const char *ok = "HTTP/1.1 101 Switching Protocols\r\n"
+			 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+			 "sec-websocket-accept:  s3pPLMBiTxaQ9kYGzzhZRbK+xOo= "
+			 "\r\n\r\n";
+	const char *wrong = "HTTP/1.1 101 Switching Protocols\r\n"
+			    "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA="
+			    "\r\n\r\n";
+	const char *missing = "HTTP/1.1 101 OK\r\n\r\n";
+	const char *refused = "HTTP/1.1 426 Upgrade Required\r\n"
+			      "Upgrade: websocket\r\n\r\n";
+	char err[200];
+	int st;
+
+	ck_assert_int_eq(
+	    ctl_ws_check_response(ok, strlen(ok), key, &st, err, sizeof(err)),
+	    1);
+	ck_assert_int_eq(st, 101);
+	ck_assert_int_eq(ctl_ws_check_response(wrong, strlen(wrong), key, &st,
+					       err, sizeof(err)),
+			 -1);
+	ck_assert_int_eq(ctl_ws_check_response(missing, strlen(missing), key,
+					       &st, err, sizeof(err)),
+			 -1);
+	ck_assert_int_eq(ctl_ws_check_response(refused, strlen(refused), key,
+					       &st, err, sizeof(err)),
+			 0);
+	ck_assert_int_eq(st, 426);
+	ck_assert_str_eq(err, "HTTP/1.1 426 Upgrade Required");
+	ck_assert_int_eq(ctl_ws_check_response("SSH-2.0\r\n\r\n", 11, key, &st,
+					       err, sizeof(err)),
+			 -1);
+}
+END_TEST
+
+/* The client's reader takes unmasked server frames and refuses masked ones. */
+START_TEST(test_ws_client_reader)
+{
+	struct ws_reader r;
+	struct ws_event ev;
+	uint8_t buf[64];
+	const uint8_t mask[4] = {1, 2, 3, 4};
+	size_t n, used;
+
+	ws_reader_init(&r, NULL, NULL);
+	ws_reader_set_client(&r);
+	n = ws_frame_encode(buf, sizeof(buf), WS_OP_TEXT, WS_FRAME_FIN,
+			    (const uint8_t *)"{}", 2, NULL);
+	ck_assert_int_eq(ws_reader_feed(&r, buf, n, &used, &ev), WS_EV_TEXT);
+	ck_assert_uint_eq(ev.len, 2);
+	ck_assert_int_eq(memcmp(ev.data, "{}", 2), 0);
+	n = ws_frame_encode(buf, sizeof(buf), WS_OP_TEXT, WS_FRAME_FIN,
+			    (const uint8_t *)"{}", 2, mask);
+	ck_assert_int_eq(ws_reader_feed(&r, buf, n, &used, &ev), WS_EV_ERROR);
+	ck_assert_uint_eq(ev.code, WS_CLOSE_PROTOCOL);
+	ws_reader_free(&r);
+	/* A server's reader still refuses unmasked frames. */
+	ws_reader_init(&r, NULL, NULL);
+	n = ws_frame_encode(buf, sizeof(buf), WS_OP_TEXT, WS_FRAME_FIN,
+			    (const uint8_t *)"{}", 2, NULL);
+	ck_assert_int_eq(ws_reader_feed(&r, buf, n, &used, &ev), WS_EV_ERROR);
+	ws_reader_free(&r);
+}
+END_TEST
+
 static Suite *
 orchctl_suite(void)
 {
@@ -564,6 +676,9 @@ orchctl_suite(void)
 	tcase_add_test(tc, test_messages);
 	tcase_add_test(tc, test_server_msg);
 	tcase_add_test(tc, test_json_compact);
+	tcase_add_test(tc, test_ws_url);
+	tcase_add_test(tc, test_ws_response);
+	tcase_add_test(tc, test_ws_client_reader);
 	suite_add_tcase(s, tc);
 	return s;
 }
