@@ -314,8 +314,12 @@ class PublishTest(OrchctlTestCase):
             f.write('{"x": "%s"}' % ("a" * 70000))
         r = self.orchctl("publish", "-t", "a.b", "--data-file", big, expect=1)
         self.assertIn("over", r.stderr)
-        time.sleep(0.2)
-        self.assertEqual(sub.all(), [], "a refused record reached Redis")
+        # A good record behind them is the first and only one Redis saw.
+        good = self.publish_cli("-t", "a.b")["eventId"]
+        self.assertIsNotNone(sub.wait_message(5))
+        msgs = sub.all()
+        self.assertEqual(len(msgs), 1, "a refused record reached Redis: %s" % msgs)
+        self.assertEqual(json.loads(msgs[0][1])["id"], good)
 
     def test_redis_down_and_redis_override(self):
         self.start_stack()
@@ -369,6 +373,8 @@ class ListenTest(OrchctlTestCase):
         li = Listener(self, ["listen", "--url", "ws://127.0.0.1:%d/daemon/ws" % self.o.port,
                              "--token-file", tokfile, "--types", "vp.*,system.fence"])
         self.assertTrue(li.wait_stderr("authenticated", 10), li.stderr())
+        # An observation window (nothing to wait for): four heartbeat
+        # intervals, longer than orchd's three-interval timeout.
         time.sleep(4.5)
         e_msg = self.publish_cli("-t", "message.received", "-o", self.orch)["eventId"]
         e_vp = self.publish_cli("-t", "vp.status", "-o", self.orch)["eventId"]
