@@ -656,6 +656,42 @@ START_TEST(test_ws_client_reader)
 }
 END_TEST
 
+START_TEST(test_resume)
+{
+	struct ctl_resume r;
+
+	memset(&r, 0, sizeof(r));
+	ctl_resume_processed(&r, 5);
+	ctl_resume_processed(&r, 3); /* out of order (priority): max kept */
+	ck_assert_uint_eq(r.processed, 5);
+	ck_assert_uint_eq(r.confirmed, 0);
+	/* An answer to no heartbeat of ours proves nothing. */
+	ctl_resume_heartbeat_ack(&r);
+	ck_assert_uint_eq(r.confirmed, 0);
+	ctl_resume_heartbeat_sent(&r); /* covers 5 */
+	ctl_resume_processed(&r, 9);
+	ctl_resume_heartbeat_sent(&r); /* covers 9 */
+	ctl_resume_heartbeat_ack(&r);
+	ck_assert_uint_eq(r.confirmed, 5);
+	/* The connection breaks before the second answer: 9 is not confirmed.
+	 */
+	ctl_resume_new_connection(&r);
+	ctl_resume_heartbeat_ack(&r);
+	ck_assert_uint_eq(r.confirmed, 5);
+	ctl_resume_heartbeat_sent(&r);
+	ctl_resume_heartbeat_ack(&r);
+	ck_assert_uint_eq(r.confirmed, 9);
+	/* Unanswered heartbeats are bounded: the oldest are forgotten. */
+	for (uint64_t i = 10; i < 10 + 3 * CTL_RESUME_HB_MAX; i++) {
+		ctl_resume_processed(&r, i);
+		ctl_resume_heartbeat_sent(&r);
+	}
+	ck_assert_uint_eq(r.nhb, CTL_RESUME_HB_MAX);
+	ctl_resume_heartbeat_ack(&r);
+	ck_assert_uint_eq(r.confirmed, 10 + 2 * CTL_RESUME_HB_MAX);
+}
+END_TEST
+
 static Suite *
 orchctl_suite(void)
 {
@@ -679,6 +715,7 @@ orchctl_suite(void)
 	tcase_add_test(tc, test_ws_url);
 	tcase_add_test(tc, test_ws_response);
 	tcase_add_test(tc, test_ws_client_reader);
+	tcase_add_test(tc, test_resume);
 	suite_add_tcase(s, tc);
 	return s;
 }

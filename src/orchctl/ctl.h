@@ -166,6 +166,31 @@ void ctl_dedupe_free(struct ctl_dedupe *d);
 /* 1 if id was seen already, else remembers it and returns 0; -1 on ENOMEM. */
 int ctl_dedupe_check(struct ctl_dedupe *d, const char *id);
 
+/*
+ * Which seq to resume from.  The protocol has no reply to an ack, so an
+ * ack written just before a connection broke may be lost; resuming from
+ * the last seq processed would then skip the event for good (it stays
+ * queued, unacked).  A heartbeat_ack does answer: messages on one
+ * connection are handled in order, so once the answer to a heartbeat sent
+ * after an ack arrives, the server has that ack.  resumeFrom is the last
+ * seq processed before such a heartbeat; later events come back in the
+ * replay and are recognised by their eventId.
+ */
+#define CTL_RESUME_HB_MAX 8
+
+struct ctl_resume {
+	uint64_t processed; /* the highest seq printed (and acked) */
+	uint64_t confirmed; /* the highest seq whose ack is known to arrive */
+	uint64_t hb[CTL_RESUME_HB_MAX]; /* processed at each heartbeat sent */
+	unsigned nhb;                   /* heartbeats awaiting their answer */
+};
+
+void ctl_resume_processed(struct ctl_resume *r, uint64_t seq);
+void ctl_resume_heartbeat_sent(struct ctl_resume *r);
+void ctl_resume_heartbeat_ack(struct ctl_resume *r);
+/* A new connection: answers to the old one's heartbeats never come. */
+void ctl_resume_new_connection(struct ctl_resume *r);
+
 /* Client messages, with the envelope's id and timestamp (now_ms). */
 int ctl_msg_auth(char *out, size_t cap, uint64_t now_ms, const char *token,
 		 const char *orch, const char *daemon, uint64_t resume_from);

@@ -8,9 +8,10 @@
  * close codes, dedupe, messages) live in ctl_proto.c.
  *
  * Delivery: an event is printed (one JSON line, flushed) before it is
- * acked, and its seq becomes the next resumeFrom only after both, so an
- * event the server sent is never lost to a crash of either side; one
- * printed but not acked comes back and is recognised by its eventId.
+ * acked, and its seq becomes the next resumeFrom only once a heartbeat_ack
+ * shows the server has the ack (struct ctl_resume), so an event the server
+ * sent is never lost to a crash of either side; one printed whose ack may
+ * be lost comes back in the replay and is recognised by its eventId.
  */
 #include "config.h"
 
@@ -77,7 +78,7 @@ struct listen {
 	uint64_t count; /* 0: no limit */
 	size_t max_message;
 	/* progress, kept across connections */
-	uint64_t last_seq;
+	struct ctl_resume resume;
 	uint64_t printed;
 	struct ctl_dedupe seen;
 	/* the connection */
@@ -480,21 +481,24 @@ on_text(struct listen *l, const uint8_t *data, size_t len, int *authed,
 		if (m.requires_ack &&
 		    send_text(l, out,
 			      ctl_msg_ack(out, sizeof(out), util_wall_ms(),
-					  m.event_id)) != 0)
+					  m.event_id)) != 0) {
+			note(l, "sending the ack failed: connection lost");
 			return END_RECONNECT;
-		if (m.seq > l->last_seq)
-			l->last_seq = m.seq;
+		}
+		ctl_resume_processed(&l->resume, m.seq);
 		if (l->count > 0 && l->printed >= l->count) {
 			note(l, "%" PRIu64 " events, done", l->printed);
 			return END_DONE;
 		}
+	} else if (strcmp(m.type, "heartbeat_ack") == 0) {
+		ctl_resume_heartbeat_ack(&l->resume);
 	} else if (strcmp(m.type, "auth_success") == 0) {
 		*authed = 1;
 		*auth_at = util_now_ms();
 		*hb_ms =
 		    m.heartbeat_ms > 0 ? m.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
 		note(l, "authenticated as %s/%s, resuming after seq %" PRIu64,
-		     l->orch, l->daemon, l->last_seq);
+		     l->orch, l->daemon, l->resume.confirmed);
 	} else if (strcmp(m.type, "auth_error") == 0) {
 		util_strlcpy(l->auth_code, m.code, sizeof(l->auth_code));
 		note(l, "auth_error %s: %s", m.code, m.text);
@@ -543,6 +547,7 @@ session(struct listen *l, uint64_t *up_ms)
 
 	*up_ms = 0;
 	l->auth_code[0] = '\0';
+	ctl_resume_new_connection(&l->resume);
 	ws_reader_init(&l->rd, &lim, NULL);
 	ws_reader_set_client(&l->rd);
 	if (tcp_connect(l) != 0)
@@ -560,7 +565,8 @@ session(struct listen *l, uint64_t *up_ms)
 	/* auth, and subscribe behind it (orchd holds it until auth_success). */
 	if (send_text(l, out,
 		      ctl_msg_auth(out, sizeof(out), util_wall_ms(), l->token,
-				   l->orch, l->daemon, l->last_seq)) != 0 ||
+				   l->orch, l->daemon, l->resume.confirmed)) !=
+		0 ||
 	    send_text(l, out,
 		      ctl_msg_subscribe(out, sizeof(out), util_wall_ms(),
 					l->types, l->ntypes)) != 0) {
@@ -633,6 +639,7 @@ session(struct listen *l, uint64_t *up_ms)
 				end = END_RECONNECT;
 				break;
 			}
+			ctl_resume_heartbeat_sent(&l->resume);
 			next_hb = now + hb_ms;
 		}
 		deadline = authed ? next_hb : auth_deadline;

@@ -149,6 +149,44 @@ ctl_dedupe_check(struct ctl_dedupe *d, const char *id)
 	return 0;
 }
 
+/* ---- resume ------------------------------------------------------------ */
+
+void
+ctl_resume_processed(struct ctl_resume *r, uint64_t seq)
+{
+	if (seq > r->processed)
+		r->processed = seq;
+}
+
+void
+ctl_resume_heartbeat_sent(struct ctl_resume *r)
+{
+	/* Full: the oldest answer is overdue; forget it (resume stays lower).
+	 */
+	if (r->nhb == CTL_RESUME_HB_MAX) {
+		memmove(r->hb, r->hb + 1, sizeof(r->hb[0]) * (r->nhb - 1));
+		r->nhb--;
+	}
+	r->hb[r->nhb++] = r->processed;
+}
+
+void
+ctl_resume_heartbeat_ack(struct ctl_resume *r)
+{
+	if (r->nhb == 0)
+		return; /* not ours (or forgotten): proves nothing */
+	if (r->hb[0] > r->confirmed)
+		r->confirmed = r->hb[0];
+	memmove(r->hb, r->hb + 1, sizeof(r->hb[0]) * (r->nhb - 1));
+	r->nhb--;
+}
+
+void
+ctl_resume_new_connection(struct ctl_resume *r)
+{
+	r->nhb = 0;
+}
+
 /* ---- messages ---------------------------------------------------------- */
 
 static int

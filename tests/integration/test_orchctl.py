@@ -383,6 +383,40 @@ class ListenTest(OrchctlTestCase):
         self.assertEqual(li.stderr().count("authenticated"), 1, li.stderr())
         self.assertEqual(li.stop(signal.SIGINT), 0, li.stderr())
 
+    def test_listen_dedupes_events_redelivered_after_a_worker_crash(self):
+        """listen is stopped (SIGSTOP) while requiresAck events reach its
+        socket, the workers are killed (-9), listen continues: it prints
+        the buffered events, its acks go nowhere, and the replay after it
+        reconnects sends the events again.  Each is printed once."""
+        self.start_stack(queue_max_events=100000)
+        li = self.listen("-o", self.orch, "-d", "d-dedupe")
+        self.assertTrue(li.wait_stderr("authenticated", 10), li.stderr() + self.diag())
+        os.kill(li.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: li.proc.poll() is None and os.kill(li.proc.pid, signal.SIGCONT))
+        ids = [self.publish_cli("-t", "message.received", "-o", self.orch, "--ack",
+                                "--data", '{"i": %d}' % i)["eventId"] for i in range(20)]
+        # Nothing to poll while listen is stopped: time for the events to
+        # reach its socket buffer.
+        time.sleep(1.0)
+        workers = self.o.worker_pids()
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        self.assertTrue(wait_for(lambda: not set(workers) & set(self.o.worker_pids())
+                                 and len(self.o.worker_pids()) == 2, 10), self.diag())
+        os.kill(li.proc.pid, signal.SIGCONT)
+        self.assertTrue(li.wait_ids(ids, 30), "missing %s\n%s%s"
+                        % (set(ids) - set(li.ids()), li.stderr(), self.diag()))
+        self.assertTrue(li.wait_stderr("authenticated", 10))
+        got = li.ids()
+        self.assertEqual(sorted(set(got)), sorted(ids))
+        self.assertEqual(len(got), len(ids), "printed twice: %s" % sorted(
+            e for e in set(got) if got.count(e) > 1))
+        self.assertTrue(wait_for(lambda: self.redis.command(
+            "ZCARD", QUEUE_EVENTS + self.orch) == 0, 10),
+            "still queued: %s" % self.redis.command("ZRANGE", QUEUE_EVENTS + self.orch, 0, -1))
+        self.assertEqual(li.stop(), 0)
+        self.note("listen stderr:\n%s", li.stderr())
+
     def test_listen_over_tls(self):
         self.start_stack()
         crt = os.path.join(self.tmp, "server.crt")
@@ -500,6 +534,10 @@ class ListenTest(OrchctlTestCase):
                         % (len(missing), len(want), missing[:5], li.stderr(), self.diag()))
         dups = sorted(e for e in set(got) if got.count(e) > 1)
         self.assertEqual(dups, [], "printed twice")
+        # Every one acked in the end.
+        self.assertTrue(wait_for(lambda: self.redis.command(
+            "ZCARD", QUEUE_EVENTS + self.orch) == 0, 20),
+            "still queued: %s" % self.redis.command("ZRANGE", QUEUE_EVENTS + self.orch, 0, -1))
         self.assertEqual(li.stop(), 0)
         err = li.stderr()
         self.assertGreaterEqual(err.count("authenticated"), 3, err)
