@@ -24,6 +24,7 @@ import uuid
 
 import tokens
 from harness import ORCHD_BIN, children_of, free_port, wait_for
+from redisfix import start_redis
 from test_events import EventTestCase, QUEUE_EVENTS, record
 from test_proto import ALL_SCOPES
 
@@ -290,6 +291,50 @@ class PublishTest(OrchctlTestCase):
         self.assertRegex(ans["entryId"], r"^\d+-\d+$")
         self.assertTrue(a.wait_ids([ans["eventId"]], 5), self.diag())
         self.assertEqual(self.redis.command("XLEN", "daemon:stream"), 1)
+
+    def test_sentinel_names_the_master(self):
+        """With `redis sentinel ... master NAME`, publish asks the sentinel
+        (a real redis-server --sentinel) for the master's address."""
+        port = free_port()
+        self.redis = start_redis(self, extra_args=["--port", str(port),
+                                                   "--bind", "127.0.0.1"])
+        s_port = free_port()
+        s_dir = os.path.join(self.tmp, "sentinel")
+        os.makedirs(s_dir)
+        s_conf = os.path.join(s_dir, "sentinel.conf")
+        with open(s_conf, "w") as f:
+            f.write("port %d\nbind 127.0.0.1\ndir %s\n"
+                    "sentinel monitor mymaster 127.0.0.1 %d 1\n" % (s_port, s_dir, port))
+        sentinel = subprocess.Popen(["redis-server", s_conf, "--sentinel"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+
+        def stop_sentinel():
+            sentinel.kill()
+            sentinel.wait(5)
+        self.addCleanup(stop_sentinel)
+        # orchd on the unix socket; orchctl's config names the sentinel.
+        self.start_stack(redis=False)
+        cfg = dict(self.o.config)
+        cfg["redis"] = "sentinel 127.0.0.1:%d master mymaster" % s_port
+        conf = self.o.write_config(cfg, path=os.path.join(self.tmp, "sentinel-orchctl.conf"))
+        a = self.connect(self.orch)
+
+        def publish():
+            return subprocess.run([ORCHCTL_BIN, "-c", conf, "--json", "publish", "-t",
+                                   "message.received", "-o", self.orch],
+                                  capture_output=True, text=True, timeout=RUN_TIMEOUT)
+        # The sentinel answers once it has loaded its config.
+        r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(publish()), 10)
+        self.assertTrue(r, "publish through the sentinel failed: %s" % publish().stderr)
+        ans = json.loads(r.stdout)
+        self.assertEqual(ans["receivers"], 1, ans)
+        self.assertTrue(a.wait_ids([ans["eventId"]], 5), self.diag())
+        # The sentinel gone: no master, a clear failure.
+        stop_sentinel()
+        r = publish()
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("sentinel", r.stderr)
 
     def test_bad_records_are_refused_before_redis(self):
         self.start_stack()
