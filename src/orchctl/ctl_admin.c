@@ -239,15 +239,19 @@ usage_error(const char *cmd)
 	return ORCHCTL_USAGE;
 }
 
+/*
+ * Options of a command that has none but -h.  Returns -1 to go on, else
+ * the exit status (-h printed the help, or a usage error).
+ */
 static int
-no_args(int argc, char **argv, const char *cmd, const char *help)
+only_help(int argc, char **argv, const char *cmd, const char *help)
 {
 	int ch;
 
-	while ((ch = getopt(argc, argv, "+h")) != -1) {
+	while ((ch = getopt(argc, argv, "h")) != -1) {
 		if (ch == 'h') {
 			printf("%s", help);
-			return ORCHCTL_OK + 100; /* handled */
+			return ORCHCTL_OK;
 		}
 		return usage_error(cmd);
 	}
@@ -261,11 +265,11 @@ orchctl_status(int argc, char **argv, const struct orchctl_opts *o)
 	size_t len;
 	int rc;
 
-	rc = no_args(argc, argv, "status",
-		     "usage: orchctl status\n"
-		     "  workers, connections, relay, events and database\n");
+	rc = only_help(argc, argv, "status",
+		       "usage: orchctl status\n"
+		       "  workers, connections, relay, events and database\n");
 	if (rc >= 0)
-		return rc == 100 ? ORCHCTL_OK : rc;
+		return rc;
 	if (optind != argc) {
 		fprintf(stderr, "orchctl: status: takes no arguments\n");
 		return ORCHCTL_USAGE;
@@ -428,7 +432,8 @@ orchctl_revoke(int argc, char **argv, const struct orchctl_opts *o)
 	size_t len;
 	int ch, n, rc;
 
-	while ((ch = getopt(argc, argv, "+ht:")) != -1) {
+	/* No "+": options may follow the jti ("revoke JTI -t 60"). */
+	while ((ch = getopt(argc, argv, "ht:")) != -1) {
 		switch (ch) {
 		case 'h':
 			printf("%s", help);
@@ -441,13 +446,6 @@ orchctl_revoke(int argc, char **argv, const struct orchctl_opts *o)
 		default:
 			return usage_error("revoke");
 		}
-	}
-	/* Options after the jti are accepted too ("revoke JTI -t 60"). */
-	if (optind + 1 == argc - 2 && strcmp(argv[argc - 2], "-t") == 0) {
-		if (parse_long("revoke", "-t", argv[argc - 1], UINT32_MAX,
-			       &ttl) != 0)
-			return ORCHCTL_USAGE;
-		argc -= 2;
 	}
 	if (optind + 1 != argc) {
 		fprintf(stderr, "orchctl: revoke: needs exactly one JTI\n");
@@ -476,13 +474,13 @@ orchctl_loglevel(int argc, char **argv, const struct orchctl_opts *o)
 	size_t len;
 	int n, rc;
 
-	rc = no_args(argc, argv, "loglevel",
-		     "usage: orchctl loglevel [LEVEL]\n"
-		     "  without LEVEL: print the level in force\n"
-		     "  LEVEL: error, warn, notice, info or debug (the relay "
-		     "and every worker)\n");
+	rc = only_help(argc, argv, "loglevel",
+		       "usage: orchctl loglevel [LEVEL]\n"
+		       "  without LEVEL: print the level in force\n"
+		       "  LEVEL: error, warn, notice, info or debug (the relay "
+		       "and every worker)\n");
 	if (rc >= 0)
-		return rc == 100 ? ORCHCTL_OK : rc;
+		return rc;
 	if (argc - optind > 1) {
 		fprintf(stderr, "orchctl: loglevel: at most one LEVEL\n");
 		return ORCHCTL_USAGE;
@@ -520,13 +518,14 @@ orchctl_drain(int argc, char **argv, const struct orchctl_opts *o)
 	size_t len;
 	int rc;
 
-	rc = no_args(argc, argv, "drain",
-		     "usage: orchctl drain WORKER\n"
-		     "  WORKER: the slot (\"status\" lists them); its daemons "
-		     "get reconnect,\n"
-		     "  it exits and the supervisor starts a fresh one\n");
+	rc =
+	    only_help(argc, argv, "drain",
+		      "usage: orchctl drain WORKER\n"
+		      "  WORKER: the slot (\"status\" lists them); its daemons "
+		      "get reconnect,\n"
+		      "  it exits and the supervisor starts a fresh one\n");
 	if (rc >= 0)
-		return rc == 100 ? ORCHCTL_OK : rc;
+		return rc;
 	if (argc - optind != 1) {
 		fprintf(stderr, "orchctl: drain: needs exactly one WORKER\n");
 		return ORCHCTL_USAGE;
