@@ -424,7 +424,7 @@ orchctl_revoke(int argc, char **argv, const struct orchctl_opts *o)
 {
 	static const char help[] =
 	    "usage: orchctl revoke [-t TTL] JTI\n"
-	    "  -t TTL  seconds the revocation is kept (server default)\n"
+	    "  -t TTL  ask the server to keep the revocation TTL seconds\n"
 	    "Adds JTI to daemon:tokens:revoked and closes the connections "
 	    "that use it.\n";
 	uint64_t ttl = 0;

@@ -679,7 +679,7 @@ class AdminCommandsTest(OrchctlTestCase):
         self.start_admin()
         tok = self.token(daemon="d-r", jti="jti-" + self.orch)
         c, _ = self.authed(token=tok, daemon="d-r")
-        r = self.orchctl("revoke", "-t", "600", "jti-" + self.orch)
+        r = self.orchctl("revoke", "jti-" + self.orch)
         self.assertIn("revoked", r.stdout)
         code, _ = c.ws.expect_close(timeout=5)
         self.assertEqual(code, 4006)
@@ -687,6 +687,11 @@ class AdminCommandsTest(OrchctlTestCase):
                                            "jti-" + self.orch))
         self.auth_fails(tok, "TOKEN_REVOKED", daemon="d-r")
         self.orchctl("revoke", expect=2)
+        # A refusal by the server is a failure with its reason.
+        r = self.orchctl("revoke", "-t", "60", "x", expect=None)
+        if r.returncode != 0:
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertTrue(r.stderr.startswith("orchctl: revoke: "), r.stderr)
 
     def test_loglevel_and_drain(self):
         self.start_admin()
