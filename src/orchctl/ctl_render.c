@@ -217,11 +217,11 @@ ctl_render_connections(const char *buf, size_t len, uint64_t now_ms, FILE *out)
 		json_doc_free(&d);
 		return -1;
 	}
-	fprintf(out, "%-14s %-6s %-20s %-20s %-16s %-8s %-8s %s\n", "ID",
+	fprintf(out, "%-20s %-6s %-20s %-20s %-16s %-8s %-8s %s\n", "ID",
 		"WORKER", "ORCHESTRATOR", "DAEMON", "ORGANIZATION", "STATE",
 		"AGE", "LAST_SEEN");
 	for (int c = json_first(&d, list); c >= 0; c = json_next(&d, c)) {
-		fprintf(out, "%-14s %-6s %-20s %-20s %-16s %-8s %-8s %s\n",
+		fprintf(out, "%-20s %-6s %-20s %-20s %-16s %-8s %-8s %s\n",
 			field(&d, c, "id", id, sizeof(id)),
 			field(&d, c, "worker", wk, sizeof(wk)),
 			field(&d, c, "orchestrator", orch, sizeof(orch)),
