@@ -22,6 +22,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -320,9 +321,21 @@ tls_start(struct listen *l)
 	if ((l->ssl = SSL_new(l->ctx)) == NULL)
 		return -1;
 	SSL_set_fd(l->ssl, l->fd);
-	SSL_set_tlsext_host_name(l->ssl, l->url.host);
-	if (!l->insecure)
-		SSL_set1_host(l->ssl, l->url.host);
+	{
+		unsigned char ip[16];
+		int is_ip = inet_pton(AF_INET, l->url.host, ip) == 1 ||
+			    inet_pton(AF_INET6, l->url.host, ip) == 1;
+
+		/* SNI carries names only (RFC 6066); an IP is checked as one.
+		 */
+		if (!is_ip)
+			SSL_set_tlsext_host_name(l->ssl, l->url.host);
+		if (!l->insecure && is_ip)
+			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(l->ssl),
+						      l->url.host);
+		else if (!l->insecure)
+			SSL_set1_host(l->ssl, l->url.host);
+	}
 	if (SSL_connect(l->ssl) != 1) {
 		unsigned long e = ERR_get_error();
 		char buf[256];

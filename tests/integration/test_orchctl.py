@@ -467,7 +467,8 @@ class ListenTest(OrchctlTestCase):
         crt = os.path.join(self.tmp, "server.crt")
         key = os.path.join(self.tmp, "server.key")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                        "-subj", "/CN=localhost", "-addext",
+                        "subjectAltName=DNS:localhost,IP:127.0.0.1",
                         "-days", "1", "-keyout", key, "-out", crt],
                        check=True, capture_output=True, timeout=RUN_TIMEOUT)
         os.chmod(key, 0o644)
@@ -483,11 +484,14 @@ class ListenTest(OrchctlTestCase):
         self.wait_relay()
         url = "wss://localhost:%d/daemon/ws" % tls_port
         good = self.listen("--url", url, "--cafile", crt, "-o", self.orch, "-d", "d-tls")
+        by_ip = self.listen("--url", "wss://127.0.0.1:%d/daemon/ws" % tls_port, "--cafile",
+                            crt, "-o", self.orch, "-d", "d-tls-ip")
         # Without the CA the certificate is refused: no session, retries.
         bad = self.listen("--url", url, "-o", self.orch, "-d", "d-untrusted")
         self.assertTrue(good.wait_stderr("authenticated", 10), good.stderr() + self.diag())
         eid = self.publish_cli("-t", "message.received", "-o", self.orch, "--ack")["eventId"]
         self.assertTrue(good.wait_ids([eid], 10), good.stderr())
+        self.assertTrue(by_ip.wait_ids([eid], 10), by_ip.stderr())
         self.assertTrue(bad.wait_stderr("TLS handshake", 10), bad.stderr())
         self.assertNotIn("authenticated", bad.stderr())
         self.assertEqual(bad.ids(), [])
