@@ -39,6 +39,7 @@
 
 #include "ctl.h"
 #include "orchctl.h"
+#include "orchd/json.h"
 #include "orchd/jwt.h"
 #include "orchd/util.h"
 #include "orchd/ws.h"
@@ -70,7 +71,9 @@ struct listen {
 	char *ca_file;
 	/* credentials */
 	char token[TOKEN_MAX];
-	int mintable; /* from the config: a fresh one after 4001/4003 */
+	int mintable; /* from the config: a fresh one per connection */
+	unsigned long connections;
+	uint64_t token_exp_ms; /* a minted token's exp (wall-clock ms) */
 	struct orchctl_mint mint;
 	char orch[128], daemon[128];
 	/* subscription */
@@ -448,6 +451,41 @@ ws_upgrade(struct listen *l, size_t *extra)
 	}
 }
 
+/* Mint a token into l->token and note its lifetime; 0 or -1. */
+static int
+mint(struct listen *l)
+{
+	char claims[4096];
+	struct json_doc d;
+	int64_t iat = 0, exp = 0;
+
+	if (orchctl_mint_token(l->o, "listen", &l->mint, l->token,
+			       sizeof(l->token), claims, sizeof(claims)) != 0)
+		return -1;
+	if (json_parse(&d, claims, strlen(claims), NULL) == 0) {
+		json_get_int64(&d, json_obj_get(&d, 0, "iat"), &iat);
+		json_get_int64(&d, json_obj_get(&d, 0, "exp"), &exp);
+		json_doc_free(&d);
+	}
+	l->token_exp_ms = exp > iat ? (uint64_t)exp * 1000 : 0;
+	return 0;
+}
+
+/*
+ * When a minted token is refreshed on a live connection (monotonic ms; 0
+ * never): after 4/5 of the time it has left (exp is in whole seconds).
+ */
+static uint64_t
+refresh_time(const struct listen *l)
+{
+	uint64_t wall = util_wall_ms();
+
+	if (!l->mintable || l->token_exp_ms == 0)
+		return 0;
+	return util_now_ms() +
+	       (l->token_exp_ms > wall ? (l->token_exp_ms - wall) * 4 / 5 : 0);
+}
+
 /* Print an event line; -1 if stdout is gone. */
 static int
 print_event(const struct ctl_server_msg *m)
@@ -505,6 +543,8 @@ on_text(struct listen *l, const uint8_t *data, size_t len, int *authed,
 		}
 	} else if (strcmp(m.type, "heartbeat_ack") == 0) {
 		ctl_resume_heartbeat_ack(&l->resume);
+	} else if (strcmp(m.type, "auth_success") == 0 && *authed) {
+		note(l, "token refreshed");
 	} else if (strcmp(m.type, "auth_success") == 0) {
 		*authed = 1;
 		*auth_at = util_now_ms();
@@ -555,12 +595,16 @@ session(struct listen *l, uint64_t *up_ms)
 	struct ws_reader_limits lim = {.max_message_size = l->max_message};
 	size_t have = 0;
 	uint64_t hb_ms = DEFAULT_HEARTBEAT_MS, next_hb = 0, auth_at = 0;
-	uint64_t auth_deadline;
+	uint64_t auth_deadline, refresh_at;
 	int authed = 0, end = -1;
 
 	*up_ms = 0;
 	l->auth_code[0] = '\0';
 	ctl_resume_new_connection(&l->resume);
+	/* A minted token is fresh for every connection (backoff may be long).
+	 */
+	if (l->mintable && l->connections++ > 0 && mint(l) != 0)
+		return END_FAIL;
 	ws_reader_init(&l->rd, &lim, NULL);
 	ws_reader_set_client(&l->rd);
 	if (tcp_connect(l) != 0)
@@ -587,6 +631,7 @@ session(struct listen *l, uint64_t *up_ms)
 		return END_RECONNECT;
 	}
 	auth_deadline = util_now_ms() + AUTH_TIMEOUT_MS;
+	refresh_at = refresh_time(l);
 	while (end < 0) {
 		struct ws_event ev;
 		size_t used = 0, consumed;
@@ -655,7 +700,26 @@ session(struct listen *l, uint64_t *up_ms)
 			ctl_resume_heartbeat_sent(&l->resume);
 			next_hb = now + hb_ms;
 		}
+		/*
+		 * A minted token is replaced before it expires by a second
+		 * auth on the connection (PROTOCOL.md section 3), so orchd
+		 * never closes it with 4003.
+		 */
+		if (authed && refresh_at != 0 && now >= refresh_at) {
+			if (mint(l) != 0 ||
+			    send_text(l, out,
+				      ctl_msg_auth(out, sizeof(out),
+						   util_wall_ms(), l->token,
+						   l->orch, l->daemon, 0)) !=
+				0) {
+				end = END_RECONNECT;
+				break;
+			}
+			refresh_at = refresh_time(l);
+		}
 		deadline = authed ? next_hb : auth_deadline;
+		if (authed && refresh_at != 0 && refresh_at < deadline)
+			deadline = refresh_at;
 		if (l->ssl == NULL || SSL_pending(l->ssl) == 0) {
 			w = wait_io(l, l->fd, POLLIN, deadline);
 			if (w < 0) {
@@ -792,7 +856,7 @@ orchctl_listen(int argc, char **argv, const struct orchctl_opts *o)
 	    "seq.\n";
 	struct listen l;
 	const char *token_arg = NULL, *token_file = NULL, *url = NULL;
-	char *types_arg = NULL, err[200], claims[4096];
+	char *types_arg = NULL, err[200];
 	uint64_t v;
 	unsigned attempt = 0;
 	struct sigaction sa;
@@ -911,9 +975,7 @@ orchctl_listen(int argc, char **argv, const struct orchctl_opts *o)
 			return ORCHCTL_USAGE;
 		}
 		l.mintable = 1;
-		if (orchctl_mint_token(o, "listen", &l.mint, l.token,
-				       sizeof(l.token), claims,
-				       sizeof(claims)) != 0)
+		if (mint(&l) != 0)
 			return ORCHCTL_FAIL;
 	}
 	if (!l.mintable) {
@@ -976,10 +1038,7 @@ orchctl_listen(int argc, char **argv, const struct orchctl_opts *o)
 				     "the token was refused: not reconnecting");
 				break;
 			}
-			if (orchctl_mint_token(o, "listen", &l.mint, l.token,
-					       sizeof(l.token), claims,
-					       sizeof(claims)) != 0)
-				break;
+			/* session() mints a fresh one before connecting. */
 		}
 		if (up >= STABLE_MS)
 			attempt = 0;

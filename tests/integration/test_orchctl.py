@@ -498,6 +498,22 @@ class ListenTest(OrchctlTestCase):
         self.assertEqual(bad.stop(), 0)
         self.assertEqual(good.stop(), 0)
 
+    def test_listen_refreshes_a_minted_token_in_place(self):
+        """A token minted from the config (token_lifetime 3s, no leeway) is
+        replaced on the live connection before it expires: no 4003, no
+        reconnect, events keep coming."""
+        self.start_stack(token_lifetime="3s", jwt_leeway="0s")
+        li = self.listen("-o", self.orch, "-d", "d-refresh")
+        self.assertTrue(li.wait_stderr("authenticated", 10), li.stderr() + self.diag())
+        self.assertTrue(wait_for(lambda: li.stderr().count("token refreshed") >= 3, 15),
+                        li.stderr() + self.diag())
+        eid = self.publish_cli("-t", "message.received", "-o", self.orch, "--ack")["eventId"]
+        self.assertTrue(li.wait_ids([eid], 5), li.stderr())
+        err = li.stderr()
+        self.assertEqual(err.count("connected to"), 1, err)
+        self.assertNotIn("4003", err)
+        self.assertEqual(li.stop(), 0)
+
     def test_listen_stops_on_a_refused_token(self):
         self.start_stack()
         li = Listener(self, ["listen", "--url", "ws://127.0.0.1:%d/daemon/ws" % self.o.port,
