@@ -547,8 +547,8 @@ static int
 feed(struct ws_reader *r, uint8_t *buf, size_t len, size_t *posp,
      struct ws_event *ev)
 {
-	unsigned flags = (r->pmd ? WS_PARSE_RSV1 : 0) |
-			 (r->client ? WS_PARSE_CLIENT : 0);
+	unsigned flags =
+	    (r->pmd ? WS_PARSE_RSV1 : 0) | (r->client ? WS_PARSE_CLIENT : 0);
 	size_t pos = *posp;
 	int rc = WS_EV_NEED_MORE;
 
