@@ -488,7 +488,8 @@ class ListenTest(OrchctlTestCase):
                             crt, "-o", self.orch, "-d", "d-tls-ip")
         # Without the CA the certificate is refused: no session, retries.
         bad = self.listen("--url", url, "-o", self.orch, "-d", "d-untrusted")
-        self.assertTrue(good.wait_stderr("authenticated", 10), good.stderr() + self.diag())
+        for li in (good, by_ip):
+            self.assertTrue(li.wait_stderr("authenticated", 10), li.stderr() + self.diag())
         eid = self.publish_cli("-t", "message.received", "-o", self.orch, "--ack")["eventId"]
         self.assertTrue(good.wait_ids([eid], 10), good.stderr())
         self.assertTrue(by_ip.wait_ids([eid], 10), by_ip.stderr())
