@@ -136,6 +136,39 @@ class OrchctlTestCase(EventTestCase):
 # ============================================================================
 
 
+class UsageTest(OrchctlTestCase):
+
+    def run_bare(self, *args):
+        """orchctl without a config (the default one need not exist)."""
+        return subprocess.run([ORCHCTL_BIN] + list(args), capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT)
+
+    def test_help_and_usage_errors(self):
+        for cmd in ("status", "connections", "kick", "revoke", "publish", "token",
+                    "listen", "loglevel", "drain"):
+            r = self.run_bare(cmd, "-h")
+            self.assertEqual(r.returncode, 0, (cmd, r.stderr))
+            self.assertTrue(r.stdout.startswith("usage: orchctl %s" % cmd), (cmd, r.stdout))
+            r = self.run_bare(cmd, "--no-such-option")
+            self.assertEqual(r.returncode, 2, (cmd, r.stdout, r.stderr))
+            self.assertIn("orchctl", r.stderr)
+        r = self.run_bare("-h")
+        self.assertEqual(r.returncode, 0)
+        for cmd in ("status", "publish", "listen", "bench"):
+            self.assertIn(cmd, r.stdout)
+        self.assertEqual(self.run_bare().returncode, 2)
+        r = self.run_bare("no-such-command")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown command", r.stderr)
+        r = self.run_bare("-V")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^orchctl \d+\.\d+")
+        # A config named with -c must load.
+        r = self.run_bare("-c", os.path.join(self.tmp, "missing.conf"), "status")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("missing.conf", r.stderr)
+
+
 class TokenTest(OrchctlTestCase):
 
     def test_token_is_accepted_by_orchd_with_its_claims(self):
