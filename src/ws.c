@@ -303,6 +303,7 @@ ws_reader_init(struct ws_reader *r, const struct ws_reader_limits *lim,
 	r->max_msg = max;
 	r->max_wire = (uint64_t)max + max / 4 + 1024;
 	r->reject_binary = lim ? lim->reject_binary : 0;
+	r->client = 0;
 	r->state = RS_HEADER;
 	r->utf8 = UTF8_ACCEPT;
 }
@@ -546,7 +547,8 @@ static int
 feed(struct ws_reader *r, uint8_t *buf, size_t len, size_t *posp,
      struct ws_event *ev)
 {
-	unsigned flags = r->pmd ? WS_PARSE_RSV1 : 0;
+	unsigned flags =
+	    (r->pmd ? WS_PARSE_RSV1 : 0) | (r->client ? WS_PARSE_CLIENT : 0);
 	size_t pos = *posp;
 	int rc = WS_EV_NEED_MORE;
 
@@ -645,6 +647,12 @@ feed(struct ws_reader *r, uint8_t *buf, size_t len, size_t *posp,
 	}
 	*posp = pos;
 	return rc;
+}
+
+void
+ws_reader_set_client(struct ws_reader *r)
+{
+	r->client = 1;
 }
 
 int

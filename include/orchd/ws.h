@@ -194,6 +194,7 @@ struct ws_reader {
 	size_t max_msg;
 	uint64_t max_wire; /* compressed bytes bound */
 	int reject_binary;
+	int client;
 	int state;
 	unsigned err_code;
 	const char *err;
@@ -221,6 +222,13 @@ struct ws_reader {
  */
 void ws_reader_init(struct ws_reader *r, const struct ws_reader_limits *lim,
 		    struct pmd_ctx *pmd);
+
+/*
+ * Make r a client's reader (orchctl listen): frames must then come unmasked
+ * (WS_PARSE_CLIENT) and a masked one is an error (1002).  Call it after
+ * ws_reader_init().
+ */
+void ws_reader_set_client(struct ws_reader *r);
 
 /*
  * Feed the bytes read from the connection.  Consumes from buf[0..len),

@@ -144,7 +144,11 @@ main(int argc, char **argv)
 			o.cfg = NULL;
 		}
 	}
-	optind = 1; /* commands run getopt on their own argv */
+	/*
+	 * Commands run getopt on their own argv.  0, not 1: glibc then starts
+	 * afresh, forgetting the "+" (stop at the first operand) used above.
+	 */
+	optind = 0;
 	rc = cmd->run(argc, argv, &o);
 	if (o.cfg != NULL)
 		config_free(o.cfg);

@@ -8,6 +8,9 @@
 #ifndef ORCHCTL_H
 #define ORCHCTL_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "orchd/config.h"
 
 #define ORCHCTL_OK 0
@@ -23,6 +26,25 @@ struct orchctl_opts {
 	 * need it say so). */
 	struct config *cfg;
 };
+
+/*
+ * Mint an access token (ctl_token.c), shared by "token" and "listen".
+ * scopes NULL: the default set (the five protocol scopes and the config's
+ * required_scopes).  key_file NULL: HMAC with the config's jwt_secret.
+ * Writes the token to out and its claims to claims; 0, or -1 after printing
+ * why (prefixed with cmd).
+ */
+struct orchctl_mint {
+	const char *orch, *daemon, *org, *workspace, *jti;
+	char *scopes;    /* comma-separated, split in place; NULL: default */
+	uint64_t ttl;    /* seconds; 0: the config's token_lifetime */
+	const char *alg; /* NULL: HS256, or RS256/ES256 with key_file */
+	const char *key_file;
+	const char *kid;
+};
+int orchctl_mint_token(const struct orchctl_opts *o, const char *cmd,
+		       const struct orchctl_mint *m, char *out, size_t cap,
+		       char *claims, size_t claims_cap);
 
 /* Admin socket commands (ctl_admin.c). */
 int orchctl_status(int argc, char **argv, const struct orchctl_opts *o);
