@@ -236,37 +236,17 @@ int
 cfgadm_load_token(struct pctx *c, const struct directive *d, const char *path)
 {
 	char buf[CONFIG_ADMIN_TOKEN_MAX + 2];
-	size_t n = 0;
-	int fd, rc = -1;
+	ssize_t r;
+	size_t n;
+	int rc = -1;
 
 	if (c->defaults)
 		return 0;
-	if ((fd = cfga_open_regular(c, d, path)) == -1)
-		return -1;
-	while (n < sizeof(buf)) {
-		ssize_t r = read(fd, buf + n, sizeof(buf) - n);
-
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			cfgp_derr(c, d, "cannot read %s: %s",
-				  cfgp_show(c, path), strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	/* Editors add a final newline; it is never part of the token. */
-	if (n > 0 && buf[n - 1] == '\n')
-		n--;
-	if (n > 0 && buf[n - 1] == '\r')
-		n--;
-	if (n > CONFIG_ADMIN_TOKEN_MAX) {
-		cfgp_derr(c, d, "%s is larger than %d bytes",
-			  cfgp_show(c, path), CONFIG_ADMIN_TOKEN_MAX);
+	r = cfga_read_secret(c, d, path, buf, sizeof(buf),
+			     CONFIG_ADMIN_TOKEN_MAX);
+	if (r < 0)
 		goto out;
-	}
+	n = (size_t)r;
 	if (n < CONFIG_ADMIN_TOKEN_MIN) {
 		cfgp_derr(c, d,
 			  "%s holds %zu bytes: a token needs at least %d "
@@ -291,7 +271,6 @@ cfgadm_load_token(struct pctx *c, const struct directive *d, const char *path)
 out:
 	for (volatile char *v = buf; v < buf + sizeof(buf); v++)
 		*v = 0;
-	close(fd);
 	return rc;
 }
 

@@ -89,53 +89,70 @@ set_secret(struct config *cfg, const char *s, size_t n, int from_env)
 	cfg->jwt_secret_from_env = from_env;
 }
 
-/* jwt_secret_file: read the secret now, as the user who will run -t. */
-int
-cfga_load_jwt_secret(struct pctx *c, const struct directive *d,
-		     const char *path)
+/*
+ * Read a small secret file (a regular file, see cfga_open_regular()) into
+ * buf[0..cap): its length without one final newline (and CR), or -1
+ * (reported).  More than max bytes is an error; cap must be > max + 1 so
+ * that an over-long file is seen as such.
+ */
+ssize_t
+cfga_read_secret(struct pctx *c, const struct directive *d, const char *path,
+		 char *buf, size_t cap, size_t max)
 {
-	char buf[SECRET_MAX + 2];
 	size_t n = 0;
-	int fd, rc = -1;
+	int fd;
 
-	if (c->defaults)
-		return 0;
 	if ((fd = cfga_open_regular(c, d, path)) == -1)
 		return -1;
-	while (n < sizeof(buf)) {
-		ssize_t r = read(fd, buf + n, sizeof(buf) - n);
+	while (n < cap) {
+		ssize_t r = read(fd, buf + n, cap - n);
 
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r == -1) {
 			cfgp_derr(c, d, "cannot read %s: %s",
 				  cfgp_show(c, path), strerror(errno));
-			goto out;
+			close(fd);
+			return -1;
 		}
 		if (r == 0)
 			break;
 		n += (size_t)r;
 	}
+	close(fd);
 	/* Editors add a final newline; it is never part of the secret. */
 	if (n > 0 && buf[n - 1] == '\n')
 		n--;
 	if (n > 0 && buf[n - 1] == '\r')
 		n--;
-	if (n > SECRET_MAX) {
-		cfgp_derr(c, d, "%s is larger than %d bytes",
-			  cfgp_show(c, path), SECRET_MAX);
-		goto out;
+	if (n > max) {
+		cfgp_derr(c, d, "%s is larger than %zu bytes",
+			  cfgp_show(c, path), max);
+		return -1;
 	}
-	if (n == 0) {
+	return (ssize_t)n;
+}
+
+/* jwt_secret_file: read the secret now, as the user who will run -t. */
+int
+cfga_load_jwt_secret(struct pctx *c, const struct directive *d,
+		     const char *path)
+{
+	char buf[SECRET_MAX + 2];
+	ssize_t n;
+	int rc = -1;
+
+	if (c->defaults)
+		return 0;
+	n = cfga_read_secret(c, d, path, buf, sizeof(buf), SECRET_MAX);
+	if (n == 0)
 		cfgp_derr(c, d, "%s is empty", cfgp_show(c, path));
-		goto out;
+	if (n > 0) {
+		set_secret(c->cfg, buf, (size_t)n, 0);
+		rc = 0;
 	}
-	set_secret(c->cfg, buf, n, 0);
-	rc = 0;
-out:
 	for (volatile char *v = buf; v < buf + sizeof(buf); v++)
 		*v = 0;
-	close(fd);
 	return rc;
 }
 
@@ -258,10 +275,10 @@ cfga_add_public_key(struct pctx *c, const struct directive *d, char **argv,
 		close(fd);
 	}
 	cfg->jwt_public_keys = util_realloc(
-		cfg->jwt_public_keys, (n + 1) * sizeof(*cfg->jwt_public_keys));
+	    cfg->jwt_public_keys, (n + 1) * sizeof(*cfg->jwt_public_keys));
 	cfg->jwt_public_key_kids =
-		util_realloc(cfg->jwt_public_key_kids,
-			     (n + 1) * sizeof(*cfg->jwt_public_key_kids));
+	    util_realloc(cfg->jwt_public_key_kids,
+			 (n + 1) * sizeof(*cfg->jwt_public_key_kids));
 	cfg->jwt_public_keys[n] = util_strdup(path);
 	cfg->jwt_public_key_kids[n] = kid != NULL ? util_strdup(kid) : NULL;
 	c->key_at[n].file = c->file;
@@ -368,9 +385,9 @@ cfga_add_scopes(struct pctx *c, const struct directive *d, char **argv,
 				  CONFIG_MAX_SCOPES);
 			return;
 		}
-		cfg->required_scopes = util_realloc(
-			cfg->required_scopes,
-			(n + 1) * sizeof(*cfg->required_scopes));
+		cfg->required_scopes =
+		    util_realloc(cfg->required_scopes,
+				 (n + 1) * sizeof(*cfg->required_scopes));
 		cfg->required_scopes[n] = util_strdup(argv[i]);
 		c->scope_at[n].file = c->file;
 		c->scope_at[n].line = c->line;
@@ -380,8 +397,7 @@ cfga_add_scopes(struct pctx *c, const struct directive *d, char **argv,
 
 /* One scope a line: any number of them reads back the same. */
 void
-cfga_dump_scopes(const struct directive *d, const struct config *cfg,
-		 FILE *fp)
+cfga_dump_scopes(const struct directive *d, const struct config *cfg, FILE *fp)
 {
 	if (cfg->nrequired_scopes == 0)
 		fprintf(fp, "# %s (not set: no scope required)\n", d->name);

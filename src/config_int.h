@@ -225,6 +225,9 @@ const char *cfgp_show(struct pctx *c, const char *v);
  */
 int cfga_open_regular(struct pctx *c, const struct directive *d,
 		      const char *path);
+/* A small secret file, without its final newline: length, or -1. */
+ssize_t cfga_read_secret(struct pctx *c, const struct directive *d,
+			 const char *path, char *buf, size_t cap, size_t max);
 /* jwt_secret_file: load the secret now (check of a DT_PATH). */
 int cfga_load_jwt_secret(struct pctx *c, const struct directive *d,
 			 const char *path);
