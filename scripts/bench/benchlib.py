@@ -1,7 +1,7 @@
 """Shared plumbing for orchd's benchmark scripts (ws-idle-memory,
 ws-echo-throughput, auth-connect, auth-connect-directory, event-fanout): a
 scratch directory, the load generator (`orchctl bench`, see
-man/orchctl-bench.txt), orchd and Node `ws` servers, /proc readings, and a
+orchctl(1), section BENCH), orchd and Node `ws` servers, /proc readings, and a
 cleanup that ends every process these scripts started (and only those)
 however the script exits.
 

@@ -1,6 +1,6 @@
 /*
  * orchctl bench SCENARIO [options]: the load generator behind
- * docs/BENCHMARKS.md (man/orchctl-bench.txt documents it).
+ * docs/BENCHMARKS.md (orchctl(1), section BENCH documents it).
  *
  * The parent forks --procs client processes (bench_client.c), each with a
  * share of the connections, and drives them over pipes: it waits until

@@ -1,4 +1,4 @@
-"""`orchctl bench` (man/orchctl-bench.txt), each scenario run small against
+"""`orchctl bench` (orchctl(1), section BENCH), each scenario run small against
 a real orchd (2 workers and its relay) and a real redis-server (redisfix),
 with the JSON report checked against what was asked and what the server
 and Redis say:

@@ -5,7 +5,7 @@ The real orchd (2 workers and its relay), a private redis-server
 (redisfix), tokens minted by the clients with the test's HS256 secret:
 
 - 1,000 readers: `orchctl bench fanout --no-publish` (the build tree's
-  orchctl, man/orchctl-bench.txt) in READER_PROCS client processes,
+  orchctl, orchctl(1), section BENCH) in READER_PROCS client processes,
   READERS_PER_ORCH connections per orchestrator (within the default quota
   of 5), every one authenticated and subscribed to `*`.  It counts the
   events of each connection, checks that the publisher's counter K in each
