@@ -572,6 +572,13 @@ reap_children(void)
 		 * (shm.h); with no other process of its slot alive, what is
 		 * left in them is its share only.
 		 */
+		{
+			/* /stats must not name a dead process as the slot's. */
+			int expect = (int)pid;
+
+			atomic_compare_exchange_strong(
+			    &sv.shm->workers[p->slot].pid, &expect, 0);
+		}
 		if (WIFSIGNALED(status) || code != 0) {
 			int others = 0;
 
