@@ -513,6 +513,11 @@ reap_relay(struct proc *p, int status)
 		}
 		atomic_store(&sv.shm->relay.subscribed, 0);
 	}
+	{
+		int expect = (int)p->pid; /* as for workers: no dead pid */
+
+		atomic_compare_exchange_strong(&sv.shm->relay.pid, &expect, 0);
+	}
 	memset(p, 0, sizeof(*p));
 }
 
