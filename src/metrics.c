@@ -81,6 +81,7 @@ worker_copy(struct metrics_worker *m, const struct shm_worker *w)
 	m->accept_paused = LOAD(w->accept_paused);
 	m->restarts = LOAD(w->restarts);
 	m->addr_limited = LOAD(w->addr_limited);
+	m->full_refused = LOAD(w->full_refused);
 	m->ws_upgrades = LOAD(w->ws_upgrades);
 	m->ws_messages_in = LOAD(w->ws_messages_in);
 	m->ws_protocol_errors = LOAD(w->ws_protocol_errors);
@@ -333,6 +334,8 @@ static const struct wfam wfams[] = {
     {"orchd_connections_refused_rate_total", "counter",
      "Connections refused with 429 by connection_rate_per_address.",
      WOFF(addr_limited)},
+    {"orchd_connections_refused_full_total", "counter",
+     "Connections refused with 503 at max_connections.", WOFF(full_refused)},
     {"orchd_accept_paused_total", "counter",
      "Times accept was paused for lack of descriptors or memory.",
      WOFF(accept_paused)},

@@ -151,6 +151,7 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 			}
 		}
 		if (worker_total_active(w) >= w->cfg->max_connections) {
+			atomic_fetch_add(&w->stats->full_refused, 1);
 			worker_refuse(fd, 503, "MAX_CONNECTIONS");
 			continue;
 		}

@@ -27,7 +27,7 @@
 #include "orchd/config.h"
 
 #define SHM_MAGIC 0x6f726368u /* "orch" */
-#define SHM_VERSION 2u
+#define SHM_VERSION 3u
 
 /*
  * Labelled counter families: fixed tables, indexes from the functions
@@ -73,6 +73,7 @@ struct shm_worker {
 	atomic_uint_fast64_t heartbeats;
 	atomic_uint_fast64_t rate_limited;
 	atomic_uint_fast64_t addr_limited; /* connections refused with 429 */
+	atomic_uint_fast64_t full_refused; /* refused with 503 at max_connections */
 
 	/* Gauges (add/sub only, see the head comment). */
 	atomic_int_fast64_t conn_state[SHM_NCONN_STATES]; /* by conn_state */

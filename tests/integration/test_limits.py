@@ -3,10 +3,11 @@ instead of spinning, and resumes as soon as descriptors free up; requests
 over max_connections are refused with 503."""
 
 import os
+import re
 import socket
 import time
 
-from harness import ORCHD_BIN, OrchdTestCase, read_file, wait_for
+from harness import ORCHD_BIN, OrchdTestCase, http_request, read_file, wait_for
 
 
 def cpu_ticks(pid):
@@ -95,6 +96,13 @@ class MaxConnectionsTest(OrchdTestCase):
         for s in held:
             s.close()
         self.assertTrue(wait_for(lambda: o.healthz()["status"] == "ok", 5))
+        # Each refusal is counted for the operator.
+        r = http_request(o.port, "GET", "/metrics")
+        self.assertEqual(r.status, 200, r)
+        m = re.search(rb'^orchd_connections_refused_full_total\{worker="0"\} (\d+)$',
+                      r.body, re.M)
+        self.assertIsNotNone(m, r.body[:2000])
+        self.assertGreaterEqual(int(m.group(1)), 1)
 
 
 class ConnectionRateTest(OrchdTestCase):

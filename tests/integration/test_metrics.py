@@ -54,6 +54,7 @@ FAMILIES = {
     "orchd_connections_accepted_total": "counter",
     "orchd_connections_closed_total": "counter",
     "orchd_connections_refused_rate_total": "counter",
+    "orchd_connections_refused_full_total": "counter",
     "orchd_accept_paused_total": "counter",
     "orchd_http_requests_total": "counter",
     "orchd_ws_upgrades_total": "counter",
