@@ -5,7 +5,7 @@
  * socket) and its ev_timer (the deadline of whatever it waits for, or the
  * reconnect back-off when it is down):
  *
- *   DOWN --timer--> CONNECTING --PQconnectPoll OK--> IDLE
+ *   DOWN --timer--> [RESOLVING] --> CONNECTING --PQconnectPoll OK--> IDLE
  *   IDLE --> PREPARING (one PREPARE per statement not yet prepared here)
  *        --> LISTENING (the listening connection: LISTEN for new channels)
  *        --> BUSY (one query)            and back to IDLE on the result
@@ -21,13 +21,19 @@
  * callback returns: every function that calls back checks db->dead after
  * the call and unwinds without touching anything (CALLED_BACK below).
  *
+ * RESOLVING: a conninfo whose host list holds names has them resolved off
+ * the loop (resolve.h) before every connect, all at once, each within the
+ * timeout; libpq is then given the addresses as hostaddr (dbaddr.h) and
+ * does no look-up of its own.  Nothing is cached between two connects: a
+ * failover that moves a name is followed by the next reconnect.
+ *
  * A failure is logged once per outage, not once per retry or connection:
  * with the back-off capped at 1 s a long outage would otherwise fill the
  * log.
  */
 #include "config.h"
 
-#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,7 +43,9 @@
 #include <libpq-fe.h>
 
 #include "orchd/db.h"
+#include "orchd/dbaddr.h"
 #include "orchd/log.h"
+#include "orchd/resolve.h"
 #include "orchd/util.h"
 
 #define BACKOFF_MIN_MS 100
@@ -47,6 +55,7 @@
 
 enum cstate {
 	C_DOWN,       /* waiting for the reconnect timer */
+	C_RESOLVING,  /* c->rs: host names being resolved */
 	C_CONNECTING, /* PQconnectPoll() until OK or FAILED */
 	C_IDLE,
 	C_PREPARING, /* PREPARE of statement c->batch in flight */
@@ -70,9 +79,25 @@ struct stmt {
 	int nparams;
 };
 
+struct dbconn;
+
+/* One connect's look-ups (C_RESOLVING). */
+struct dbresolve {
+	struct dbconn *c;
+	struct dbaddr a;
+	int pending; /* look-ups not answered yet */
+	struct resolve_req *rq[DBADDR_MAX_HOSTS];
+	struct dblookup {
+		struct dbresolve *rs;
+		int i; /* host entry */
+	} lk[DBADDR_MAX_HOSTS];
+	char err[MSG_MAX]; /* the first failure */
+};
+
 struct dbconn {
 	struct db *db;
-	int listener; /* the LISTEN connection, never given queries */
+	struct dbresolve *rs; /* C_RESOLVING */
+	int listener;         /* the LISTEN connection, never given queries */
 	int idx;
 	PGconn *pg;
 	enum cstate state;
@@ -351,6 +376,13 @@ conn_close(struct dbconn *c)
 	if (c->pg != NULL)
 		PQfinish(c->pg);
 	c->pg = NULL;
+	if (c->rs != NULL) {
+		for (int i = 0; i < DBADDR_MAX_HOSTS; i++)
+			resolve_cancel(c->rs->rq[i]);
+		dbaddr_free(&c->rs->a);
+		free(c->rs);
+		c->rs = NULL;
+	}
 }
 
 static void
@@ -486,13 +518,23 @@ connect_poll(struct dbconn *c)
 	}
 }
 
+/*
+ * Connect: with the conninfo as written, or with rs's keywords (the names
+ * resolved).  rs is freed here.
+ */
 static void
-conn_start(struct dbconn *c)
+conn_connect(struct dbconn *c, struct dbresolve *rs)
 {
 	struct db *db = c->db;
 	char buf[MSG_MAX];
 
-	c->pg = PQconnectStart(db->conninfo);
+	if (rs != NULL) {
+		c->pg = PQconnectStartParams(rs->a.keywords, rs->a.values, 0);
+		dbaddr_free(&rs->a);
+		free(rs);
+	} else {
+		c->pg = PQconnectStart(db->conninfo);
+	}
 	if (c->pg == NULL) {
 		conn_fail(c, "PQconnectStart: out of memory");
 		return;
@@ -507,6 +549,93 @@ conn_start(struct dbconn *c)
 	conn_deadline(c, ev_now(db->loop) + db->timeout);
 	/* As if PQconnectPoll() had answered PGRES_POLLING_WRITING. */
 	conn_watch(c, EV_WRITE);
+}
+
+/* Every look-up of this connect has answered: connect, or fail. */
+static void
+resolved_all(struct dbconn *c)
+{
+	struct dbresolve *rs = c->rs;
+	char name[80];
+	int n = dbaddr_build(&rs->a);
+
+	if (n < 0) {
+		/* conn_close() frees rs. */
+		conn_fail(c, "%s", rs->err);
+		return;
+	}
+	log_debug("%s: %s: host=%s hostaddr=%s", __func__,
+		  conn_name(c, name, sizeof(name)), rs->a.hostlist,
+		  rs->a.addrlist);
+	c->rs = NULL;
+	conn_connect(c, rs);
+}
+
+static void
+on_resolved(void *arg, const struct resolve_result *res)
+{
+	struct dblookup *lk = arg;
+	struct dbresolve *rs = lk->rs;
+	struct dbconn *c = rs->c;
+	struct db *db = c->db;
+	char name[80];
+
+	hold(db);
+	rs->rq[lk->i] = NULL;
+	dbaddr_set(&rs->a, lk->i, res);
+	if (res->status != RESOLVE_OK) {
+		/* Other names may still do (libpq would skip this one too). */
+		log_debug("%s: %s: %s", __func__,
+			  conn_name(c, name, sizeof(name)), res->err);
+		if (rs->err[0] == '\0')
+			util_strlcpy(rs->err, res->err, sizeof(rs->err));
+	}
+	if (--rs->pending == 0)
+		resolved_all(c);
+	release(db);
+}
+
+static void
+conn_start(struct dbconn *c)
+{
+	struct db *db = c->db;
+	struct dbresolve *rs = util_calloc(1, sizeof(*rs));
+	char err[MSG_MAX];
+	int n = dbaddr_parse(&rs->a, db->conninfo, err, sizeof(err));
+
+	if (n <= 0) {
+		dbaddr_free(&rs->a);
+		free(rs);
+		if (n < 0)
+			conn_fail(c, "%s", err);
+		else
+			conn_connect(c, NULL);
+		return;
+	}
+	/* All at once, each within the timeout: a connect waits for the
+	 * slowest name, no longer than database_timeout. */
+	rs->c = c;
+	rs->pending = n;
+	c->rs = rs;
+	c->state = C_RESOLVING;
+	for (int i = 0; i < rs->a.nhosts; i++) {
+		if (!rs->a.hosts[i].name)
+			continue;
+		rs->lk[i].rs = rs;
+		rs->lk[i].i = i;
+		rs->rq[i] = resolve_start(db->loop, rs->a.hosts[i].host, NULL,
+					  AF_UNSPEC, db->timeout, on_resolved,
+					  &rs->lk[i]);
+		if (rs->rq[i] == NULL) {
+			/* Out of memory: this look-up answers nothing. */
+			util_strlcpy(rs->err, "resolve: out of memory",
+				     sizeof(rs->err));
+			if (--rs->pending == 0) {
+				resolved_all(c);
+				return;
+			}
+		}
+	}
 }
 
 /* ---- one connection: commands
@@ -859,6 +988,8 @@ conn_timer(struct dbconn *c)
 	case C_DOWN:
 		conn_start(c);
 		break;
+	case C_RESOLVING: /* each look-up has its own timeout */
+		break;
 	case C_CONNECTING:
 		conn_fail(c, "no connection within %.0f ms", ms);
 		break;
@@ -960,48 +1091,6 @@ db_new(struct ev_loop *loop, const char *conninfo, unsigned nconns,
 	return db;
 }
 
-/*
- * libpq resolves a host name in PQconnectStart(), blocking the loop: say
- * so once, at start.  A numeric address or a socket directory is fine.
- */
-static void
-warn_host_names(const struct db *db)
-{
-	PQconninfoOption *opts = PQconninfoParse(db->conninfo, NULL);
-	const char *host = NULL, *hostaddr = NULL;
-
-	if (opts == NULL)
-		return;
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-		if (strcmp(o->keyword, "host") == 0)
-			host = o->val;
-		else if (strcmp(o->keyword, "hostaddr") == 0)
-			hostaddr = o->val;
-	}
-	if (host != NULL && *host != '\0' &&
-	    (hostaddr == NULL || *hostaddr == '\0')) {
-		char *list = util_strdup(host), *save = NULL;
-
-		for (char *h = strtok_r(list, ",", &save); h != NULL;
-		     h = strtok_r(NULL, ",", &save)) {
-			unsigned char a[16];
-
-			if (h[0] == '/' || h[0] == '@' ||
-			    inet_pton(AF_INET, h, a) == 1 ||
-			    inet_pton(AF_INET6, h, a) == 1)
-				continue;
-			log_warnx("%s: %s: host %s is a name: libpq resolves "
-				  "it synchronously at every connect, which "
-				  "blocks this process; give hostaddr (or a "
-				  "unix socket directory) as well",
-				  __func__, db->who, h);
-			break;
-		}
-		free(list);
-	}
-	PQconninfoFree(opts);
-}
-
 void
 db_start(struct db *db)
 {
@@ -1009,7 +1098,6 @@ db_start(struct db *db)
 		return;
 	db->started = 1;
 	db->in_api = 1;
-	warn_host_names(db);
 	for (unsigned i = 0; i < db->nconns; i++)
 		conn_start(&db->conns[i]);
 	if (db->lconn_used)

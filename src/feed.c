@@ -30,6 +30,7 @@
 #include "orchd/feed.h"
 #include "orchd/log.h"
 #include "orchd/redis.h"
+#include "orchd/resolve.h"
 #include "orchd/sentinel.h"
 #include "orchd/util.h"
 
@@ -64,6 +65,8 @@ struct fconn {
 	const char *name;
 	redisAsyncContext *ac;
 	struct sentinel_query *resolving;
+	struct resolve_req *lookup; /* a host name, before a connect */
+	int lookup_port;
 	int connected;
 	unsigned backoff_ms;
 	int down_logged;   /* this outage has been logged */
@@ -97,7 +100,7 @@ struct feed {
 	char canary_chan[64];
 	char canary_token[24];
 	uint64_t canary_seq;
-	int canary_out; /* a token is on its way */
+	int canary_out;        /* a token is on its way */
 	ev_tstamp canary_sent; /* ev_now() when it was published */
 	ev_tstamp sub_rx;      /* ev_now() of the subscriber's last message */
 	ev_timer canary_tick, canary_deadline;
@@ -337,8 +340,9 @@ on_disconnect(const redisAsyncContext *ac, int status)
 	conn_lost(c);
 }
 
+/* host: NULL (the unix socket) or a numeric address. */
 static void
-conn_open(struct fconn *c, const char *host, int port)
+conn_open_addr(struct fconn *c, const char *host, int port)
 {
 	struct feed *f = c->f;
 	redisAsyncContext *ac;
@@ -365,6 +369,46 @@ conn_open(struct fconn *c, const char *host, int port)
 	c->ac = ac;
 	/* hiredis 0.14 has no connect timeout. */
 	conn_arm(c, (double)f->cfg->redis_timeout_ms / 1000.0);
+}
+
+static void
+on_lookup(void *arg, const struct resolve_result *res)
+{
+	struct fconn *c = arg;
+	const char *ip = resolve_pick(res, AF_INET);
+
+	c->lookup = NULL; /* the request is gone */
+	if (ip == NULL) {
+		CONN_DOWN(c, "%s", res->err);
+		conn_schedule(c);
+		return;
+	}
+	log_debug("%s: %s: connecting to %s port %d", __func__, c->name, ip,
+		  c->lookup_port);
+	conn_open_addr(c, ip, c->lookup_port);
+}
+
+/*
+ * host: NULL (the unix socket), an address, or a name, resolved off the
+ * loop first (within redis_timeout) since hiredis would block on it.
+ */
+static void
+conn_open(struct fconn *c, const char *host, int port)
+{
+	struct feed *f = c->f;
+
+	if (host == NULL || resolve_is_numeric(host)) {
+		conn_open_addr(c, host, port);
+		return;
+	}
+	c->lookup_port = port;
+	c->lookup = resolve_start(f->loop, host, NULL, AF_UNSPEC,
+				  (double)f->cfg->redis_timeout_ms / 1000.0,
+				  on_lookup, c);
+	if (c->lookup == NULL) {
+		CONN_DOWN(c, "resolve: out of memory");
+		conn_schedule(c);
+	}
 }
 
 static void
@@ -436,6 +480,8 @@ conn_stop(struct fconn *c)
 	ev_timer_stop(c->f->loop, &c->retry);
 	sentinel_cancel(c->resolving);
 	c->resolving = NULL;
+	resolve_cancel(c->lookup);
+	c->lookup = NULL;
 	conn_detach(c);
 }
 

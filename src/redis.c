@@ -12,6 +12,10 @@
  * reply (we reached a replica) drops the connection too: either way the
  * next connect resolves again.
  *
+ * A host name (the configured one, or one a sentinel gives) is resolved
+ * off the loop (resolve.h) before every connect, within the timeout, and
+ * hiredis is given the address: its own look-up would block the loop.
+ *
  * A failure is logged once per outage, not once per retry: with the
  * back-off capped at 1 s a long outage would otherwise fill the log.
  */
@@ -27,6 +31,7 @@
 
 #include "orchd/log.h"
 #include "orchd/redis.h"
+#include "orchd/resolve.h"
 #include "orchd/sentinel.h"
 #include "orchd/util.h"
 
@@ -53,6 +58,9 @@ struct redis {
 	int down_logged;
 	/* Asking the sentinels for the master, before a connect. */
 	struct sentinel_query *resolving;
+	/* Resolving the host name, before a connect to lookup_port. */
+	struct resolve_req *lookup;
+	int lookup_port;
 	unsigned backoff_ms;
 	ev_timer reconnect;
 	ev_timer watchdog;
@@ -69,8 +77,9 @@ schedule_reconnect(struct redis *r)
 	if (r->closing)
 		return;
 	r->backoff_ms = r->backoff_ms == 0 ? BACKOFF_MIN_MS
-			: r->backoff_ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS
-							       : r->backoff_ms * 2;
+			: r->backoff_ms >= BACKOFF_MAX_MS / 2
+			    ? BACKOFF_MAX_MS
+			    : r->backoff_ms * 2;
 	ev_timer_stop(r->loop, &r->reconnect);
 	ev_timer_set(&r->reconnect, r->backoff_ms / 1000.0, 0.);
 	ev_timer_start(r->loop, &r->reconnect);
@@ -153,8 +162,9 @@ watchdog_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	redisAsyncFree(r->ac);
 }
 
+/* host: NULL (the unix socket) or a numeric address. */
 static void
-connect_to(struct redis *r, const char *host, int port)
+connect_addr(struct redis *r, const char *host, int port)
 {
 	redisAsyncContext *ac;
 
@@ -181,6 +191,43 @@ connect_to(struct redis *r, const char *host, int port)
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	r->ac = ac;
+}
+
+static void
+on_lookup(void *arg, const struct resolve_result *res)
+{
+	struct redis *r = arg;
+	const char *ip = resolve_pick(res, AF_INET);
+
+	r->lookup = NULL; /* the request is gone */
+	if (ip == NULL) {
+		if (!r->down_logged)
+			log_warnx("%s: %s: %s", __func__, r->who, res->err);
+		r->down_logged = 1;
+		schedule_reconnect(r);
+		return;
+	}
+	log_debug("%s: %s: connecting to %s port %d", __func__, r->who, ip,
+		  r->lookup_port);
+	connect_addr(r, ip, r->lookup_port);
+}
+
+/* host: NULL (the unix socket), an address or a name to resolve first. */
+static void
+connect_to(struct redis *r, const char *host, int port)
+{
+	if (host == NULL || resolve_is_numeric(host)) {
+		connect_addr(r, host, port);
+		return;
+	}
+	/* IPv4 first, as hiredis itself would (resolve_pick()). */
+	r->lookup_port = port;
+	r->lookup = resolve_start(r->loop, host, NULL, AF_UNSPEC, r->timeout,
+				  on_lookup, r);
+	if (r->lookup == NULL) {
+		log_warnx("%s: %s: resolve: out of memory", __func__, r->who);
+		schedule_reconnect(r);
+	}
 }
 
 static void
@@ -225,7 +272,8 @@ redis_new(struct ev_loop *loop, const struct config_redis *addr,
 	struct redis *r = util_calloc(1, sizeof(*r));
 
 	r->loop = loop;
-	r->addr = *addr; /* the strings belong to the config, which outlives us */
+	r->addr =
+	    *addr; /* the strings belong to the config, which outlives us */
 	r->timeout = (double)timeout_ms / 1000.0;
 	util_strlcpy(r->who, who, sizeof(r->who));
 	ev_init(&r->reconnect, reconnect_cb);
@@ -245,6 +293,7 @@ redis_free(struct redis *r)
 	ev_timer_stop(r->loop, &r->reconnect);
 	ev_timer_stop(r->loop, &r->watchdog);
 	sentinel_cancel(r->resolving);
+	resolve_cancel(r->lookup);
 	if (r->ac != NULL)
 		redisAsyncFree(r->ac); /* pending callbacks get NULL */
 	free(r);

@@ -7,6 +7,10 @@
  * a hiredis connect callback (where the context must not be freed) goes
  * through a zero-delay timer, so the user always runs from a plain loop
  * callback.
+ *
+ * A sentinel given by name is resolved off the loop (resolve.h) before
+ * each connect, within the per-sentinel timeout: hiredis' own look-up
+ * would block.
  */
 #include "config.h"
 
@@ -19,6 +23,7 @@
 #include <hiredis/adapters/libev.h>
 
 #include "orchd/log.h"
+#include "orchd/resolve.h"
 #include "orchd/sentinel.h"
 #include "orchd/util.h"
 
@@ -29,11 +34,12 @@ struct sentinel_query {
 	char who[32];
 	sentinel_fn fn;
 	void *arg;
-	int idx;               /* sentinel being asked */
-	redisAsyncContext *ac; /* its connection, NULL between two */
-	ev_timer timer;        /* per-sentinel timeout, or a deferred step */
-	int next;              /* the timer moves on to the next sentinel */
-	int done;              /* answer ready: the timer calls back */
+	int idx;                    /* sentinel being asked */
+	redisAsyncContext *ac;      /* its connection, NULL between two */
+	struct resolve_req *lookup; /* its name being resolved */
+	ev_timer timer; /* per-sentinel timeout, or a deferred step */
+	int next;       /* the timer moves on to the next sentinel */
+	int done;       /* answer ready: the timer calls back */
 	char host[CONFIG_SENTINEL_HOST_MAX];
 	int port;
 	char err[128];
@@ -47,6 +53,8 @@ drop(struct sentinel_query *q)
 {
 	redisAsyncContext *ac = q->ac;
 
+	resolve_cancel(q->lookup);
+	q->lookup = NULL;
 	if (ac == NULL)
 		return;
 	q->ac = NULL;
@@ -171,20 +179,14 @@ timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	fail_one(q, "no answer in time", NULL);
 }
 
+/* Connect to the current sentinel at ip (numeric) and ask. */
 static void
-ask(struct sentinel_query *q)
+ask_at(struct sentinel_query *q, const char *ip)
 {
-	const struct config_sentinel *s;
+	const struct config_sentinel *s = &q->addr->sentinels[q->idx];
 	redisAsyncContext *ac;
 
-	if (q->idx >= q->addr->nsentinels) {
-		if (q->err[0] == '\0')
-			util_strlcpy(q->err, "no sentinel", sizeof(q->err));
-		finish(q);
-		return;
-	}
-	s = &q->addr->sentinels[q->idx];
-	ac = redisAsyncConnect(s->host, s->port);
+	ac = redisAsyncConnect(ip, s->port);
 	if (ac == NULL || ac->err) {
 		if (ac != NULL) {
 			fail_one(q, "", ac->errstr);
@@ -213,6 +215,42 @@ ask(struct sentinel_query *q)
 	ev_timer_stop(q->loop, &q->timer);
 	ev_timer_set(&q->timer, q->timeout, 0.);
 	ev_timer_start(q->loop, &q->timer);
+}
+
+static void
+on_lookup(void *arg, const struct resolve_result *res)
+{
+	struct sentinel_query *q = arg;
+	const char *ip = resolve_pick(res, AF_INET);
+
+	q->lookup = NULL; /* the request is gone */
+	if (ip == NULL) {
+		fail_one(q, "", res->err);
+		return;
+	}
+	ask_at(q, ip);
+}
+
+static void
+ask(struct sentinel_query *q)
+{
+	const struct config_sentinel *s;
+
+	if (q->idx >= q->addr->nsentinels) {
+		if (q->err[0] == '\0')
+			util_strlcpy(q->err, "no sentinel", sizeof(q->err));
+		finish(q);
+		return;
+	}
+	s = &q->addr->sentinels[q->idx];
+	if (resolve_is_numeric(s->host)) {
+		ask_at(q, s->host);
+		return;
+	}
+	q->lookup = resolve_start(q->loop, s->host, NULL, AF_UNSPEC, q->timeout,
+				  on_lookup, q);
+	if (q->lookup == NULL)
+		fail_one(q, "resolve: out of memory", NULL);
 }
 
 struct sentinel_query *

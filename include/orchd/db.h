@@ -5,13 +5,13 @@
  * A db holds a small set of connections to one server, each watched by the
  * loop (ev_io on PQsocket()).  Connecting (PQconnectStart/PQconnectPoll),
  * sending (PQsendQueryPrepared, PQflush) and reading (PQconsumeInput,
- * PQisBusy, PQgetResult) never wait, with one exception the caller must
- * know: libpq resolves a host NAME given as "host=" synchronously inside
- * PQconnectStart().  Give "hostaddr=" (an IP address; "host=" may still
- * name the server for TLS checks) or a unix socket directory ("host=/run/
- * postgresql"); db_start() logs a warning for a conninfo that names a host
- * to resolve.  libpq also reads local files when it connects (~/.pgpass,
- * the service file, TLS keys), which is cheap and not network-bound.
+ * PQisBusy, PQgetResult) never wait.  Host names in "host=" are resolved
+ * before every connect off the loop (resolve.h), within the timeout, and
+ * handed to libpq as "hostaddr=" (dbaddr.h), since libpq would resolve them
+ * with a blocking getaddrinfo().  libpq still reads local files when it
+ * connects (~/.pgpass, the service file, TLS keys), which is cheap and not
+ * network-bound; a host named only inside a service file is resolved by
+ * libpq itself.
  *
  * Statements are prepared: the caller registers them with db_prepare(), and
  * every connection prepares all of them each time it (re)connects, before
