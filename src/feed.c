@@ -278,6 +278,9 @@ conn_detach(struct fconn *c)
 	c->ac = NULL;
 	c->connected = 0;
 	ev_timer_stop(c->f->loop, &c->watchdog);
+	/* A look-up in flight would otherwise connect a second context. */
+	resolve_cancel(c->lookup);
+	c->lookup = NULL;
 	if (ac != NULL) {
 		ac->data = NULL;
 		redisAsyncFree(ac);
@@ -480,8 +483,6 @@ conn_stop(struct fconn *c)
 	ev_timer_stop(c->f->loop, &c->retry);
 	sentinel_cancel(c->resolving);
 	c->resolving = NULL;
-	resolve_cancel(c->lookup);
-	c->lookup = NULL;
 	conn_detach(c);
 }
 

@@ -246,6 +246,44 @@ class NamesEndToEndTest(ResolveStack):
         self.check_event(c, ev)
 
 
+    def test_sentinel_by_name_names_the_master_by_name(self):
+        """`redis sentinel localhost:PORT`, and a sentinel that announces
+        the master as "localhost" (announce-hostnames): both names are
+        resolved by orchd, in the relay and the worker."""
+        port = free_port()
+        from redisfix import start_redis
+        self.redis = start_redis(self, extra_args=["--port", str(port),
+                                                   "--bind", "127.0.0.1"])
+        s_port = free_port()
+        s_dir = os.path.join(self.tmp, "sentinel")
+        os.makedirs(s_dir)
+        s_conf = os.path.join(s_dir, "sentinel.conf")
+        with open(s_conf, "w") as f:
+            f.write("port %d\nbind 127.0.0.1\ndir %s\n"
+                    "sentinel resolve-hostnames yes\n"
+                    "sentinel announce-hostnames yes\n"
+                    "sentinel monitor mymaster localhost %d 1\n" % (s_port, s_dir, port))
+        sentinel = subprocess.Popen(["redis-server", s_conf, "--sentinel"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+
+        def stop_sentinel():
+            sentinel.kill()
+            sentinel.wait(5)
+        self.addCleanup(stop_sentinel)
+        self.start("sentinel localhost:%d master mymaster" % s_port,
+                   database=self.conninfo("localhost"))
+        self.o.wait_log(r"on_resolved: .*master mymaster is localhost:%d" % port,
+                        timeout=10.0)
+        self.o.wait_log(r"on_lookup: .*connecting to 127\.0\.0\.1 port %d" % port,
+                        timeout=10.0)
+        c = self.connect(self.orch)
+        ev = record("message.received", self.orch)
+        self.publish(ev)
+        self.fence([c])
+        self.assert_got(c, [ev["id"]])
+
+
 @unittest.skipUnless(HAVE_PG, "PostgreSQL server binaries not found in %s" % PG_BINDIR)
 class SlowResolverTest(ResolveStack):
     """orchd in its own mount namespace, whose /etc/resolv.conf names
