@@ -100,7 +100,7 @@ struct feed {
 	char canary_chan[64];
 	char canary_token[24];
 	uint64_t canary_seq;
-	int canary_out;        /* a token is on its way */
+	int canary_out; /* a token is on its way */
 	ev_tstamp canary_sent; /* ev_now() when it was published */
 	ev_tstamp sub_rx;      /* ev_now() of the subscriber's last message */
 	ev_timer canary_tick, canary_deadline;

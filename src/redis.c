@@ -77,9 +77,8 @@ schedule_reconnect(struct redis *r)
 	if (r->closing)
 		return;
 	r->backoff_ms = r->backoff_ms == 0 ? BACKOFF_MIN_MS
-			: r->backoff_ms >= BACKOFF_MAX_MS / 2
-			    ? BACKOFF_MAX_MS
-			    : r->backoff_ms * 2;
+			: r->backoff_ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS
+							       : r->backoff_ms * 2;
 	ev_timer_stop(r->loop, &r->reconnect);
 	ev_timer_set(&r->reconnect, r->backoff_ms / 1000.0, 0.);
 	ev_timer_start(r->loop, &r->reconnect);
@@ -272,8 +271,7 @@ redis_new(struct ev_loop *loop, const struct config_redis *addr,
 	struct redis *r = util_calloc(1, sizeof(*r));
 
 	r->loop = loop;
-	r->addr =
-	    *addr; /* the strings belong to the config, which outlives us */
+	r->addr = *addr; /* the strings belong to the config, which outlives us */
 	r->timeout = (double)timeout_ms / 1000.0;
 	util_strlcpy(r->who, who, sizeof(r->who));
 	ev_init(&r->reconnect, reconnect_cb);
