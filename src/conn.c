@@ -289,6 +289,12 @@ conn_close(struct conn *c, const char *why)
 	if (c->state == CONN_CLOSED)
 		return;
 	log_debug("%s: fd %d %s: %s", __func__, c->fd, conn_peer_str(c), why);
+	if (c->cancel != NULL) {
+		void (*cancel)(struct conn *) = c->cancel;
+
+		c->cancel = NULL;
+		cancel(c);
+	}
 	if (c->ws != NULL)
 		wsconn_on_close(c); /* quota slot and session go now */
 	conn_set_state(c, CONN_CLOSED);
