@@ -1215,6 +1215,7 @@ tok_verified(int ok, void *arg)
 
 	t->kdf = NULL;
 	t->c->cancel = NULL;
+	conn_update_io(t->c); /* stop watching for the client's EOF */
 	if (!release(t->c)) {
 		tok_free(t);
 		return;
@@ -1273,9 +1274,10 @@ tok_credential(enum cred_status st, const struct cred_row *row, void *arg)
 			tok_done(t);
 			return;
 		}
-		hold(t->c);
+		/* Before hold(): the client's EOF is watched for. */
 		t->c->cancel = tok_cancel;
 		t->c->cancel_arg = t;
+		hold(t->c);
 		return;
 	}
 	/* Refresh: the token was checked; the credential must still be good. */

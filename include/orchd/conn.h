@@ -73,7 +73,9 @@ struct conn {
 	/*
 	 * An asynchronous step that can be abandoned (work queued on a thread
 	 * pool): conn_close() calls cancel(c) once, which lets go of it
-	 * (and of its ref).  Cleared by the step when it completes.
+	 * (and of its ref).  Set before entering CONN_HTTP_WAIT, so that the
+	 * client's EOF is watched for (and closes); cleared by the step when
+	 * it completes, followed by conn_update_io().
 	 */
 	void (*cancel)(struct conn *c);
 	void *cancel_arg;
