@@ -105,8 +105,14 @@ addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
 		memcpy(key + 12, &a->sin_addr, 4);
 	} else if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *a = (const void *)ss;
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
+						   0, 0, 0, 0, 0xff, 0xff};
 
 		memcpy(key, &a->sin6_addr, 16);
+		/* One site has a /64 to pick addresses from: count it
+		 * as one client (IPv4-mapped ones stay whole). */
+		if (memcmp(key, mapped, sizeof(mapped)) != 0)
+			memset(key + 8, 0, 8);
 	}
 }
 

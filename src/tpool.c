@@ -232,16 +232,8 @@ tpool_submit(struct tpool *p, struct ev_loop *loop, tpool_work_fn work,
 	     tpool_done_fn done, tpool_release_fn release, void *arg,
 	     struct tpool_job **jobp)
 {
-	struct tpool_job *j;
+	struct tpool_job *j = util_calloc(1, sizeof(*j));
 
-	pthread_mutex_lock(&mu);
-	if (p->nqueued >= p->max_queued) {
-		pthread_mutex_unlock(&mu);
-		return TPOOL_FULL;
-	}
-	pthread_mutex_unlock(&mu);
-
-	j = util_calloc(1, sizeof(*j));
 	j->p = p;
 	j->loop = loop;
 	j->work = work;
@@ -253,6 +245,12 @@ tpool_submit(struct tpool *p, struct ev_loop *loop, tpool_work_fn work,
 	ev_async_start(loop, &j->async);
 
 	pthread_mutex_lock(&mu);
+	if (p->nqueued >= p->max_queued) {
+		ev_async_stop(loop, &j->async);
+		pthread_mutex_unlock(&mu);
+		free(j);
+		return TPOOL_FULL;
+	}
 	j->state = J_QUEUED;
 	if (p->tail != NULL)
 		p->tail->next = j;

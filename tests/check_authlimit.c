@@ -138,6 +138,50 @@ START_TEST(bounded_and_closed_entries_survive_a_flood)
 }
 END_TEST
 
+START_TEST(ipv6_counts_by_64)
+{
+	struct authlimit al;
+	struct authlimit_ticket t;
+	struct sockaddr_storage a[3], m;
+	const char *txt[3] = {"2001:db8:1:2::1", "2001:db8:1:2:ffff::9",
+			      "2001:db8:1:3::1"};
+	char key[16];
+
+	for (int i = 0; i < 3; i++) {
+		struct sockaddr_in6 *s = (void *)&a[i];
+
+		memset(&a[i], 0, sizeof(a[i]));
+		s->sin6_family = AF_INET6;
+		ck_assert_int_eq(inet_pton(AF_INET6, txt[i], &s->sin6_addr), 1);
+	}
+	authlimit_init(&al, 2, 1000, 3);
+	ck_assert_uint_eq(authlimit_take(&al, "a", &a[0], 1, &t), 0);
+	ck_assert_uint_eq(authlimit_take(&al, "b", &a[1], 1, &t), 0);
+	/* Same /64: closed; the next /64 is another client. */
+	ck_assert_uint_gt(authlimit_take(&al, "c", &a[1], 2, &t), 0);
+	ck_assert_uint_eq(authlimit_take(&al, "d", &a[2], 2, &t), 0);
+	/* An IPv4-mapped address is the IPv4 address, not a /64. */
+	{
+		struct sockaddr_in6 *s = (void *)&m;
+		struct sockaddr_storage v = v4("192.0.2.1"),
+					w = v4("192.0.2.2");
+
+		memset(&m, 0, sizeof(m));
+		s->sin6_family = AF_INET6;
+		ck_assert_int_eq(
+		    inet_pton(AF_INET6, "::ffff:192.0.2.1", &s->sin6_addr), 1);
+		for (int i = 0; i < 2; i++) {
+			snprintf(key, sizeof(key), "m%d", i);
+			ck_assert_uint_eq(authlimit_take(&al, key, &m, 3, &t),
+					  0);
+		}
+		ck_assert_uint_gt(authlimit_take(&al, "m9", &v, 3, &t), 0);
+		ck_assert_uint_eq(authlimit_take(&al, "m9", &w, 3, &t), 0);
+	}
+	authlimit_free(&al);
+}
+END_TEST
+
 static Suite *
 authlimit_suite(void)
 {
@@ -148,6 +192,7 @@ authlimit_suite(void)
 	tcase_add_test(tc,
 		       address_closes_on_a_spray_and_success_does_not_reset_it);
 	tcase_add_test(tc, refund_and_off);
+	tcase_add_test(tc, ipv6_counts_by_64);
 	tcase_add_test(tc, bounded_and_closed_entries_survive_a_flood);
 	suite_add_tcase(s, tc);
 	return s;

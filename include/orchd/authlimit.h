@@ -16,6 +16,9 @@
  * forgive the address the failures of other keys (an attacker spraying
  * keys from one address cannot clear its count with a key of its own).
  *
+ * An IPv6 client address counts by its /64 (the least a site is given, so
+ * one client can pick any address in it); IPv4 by the whole address.
+ *
  * Memory is bounded: two set-associative tables (AUTHLIMIT_KEY_SLOTS and
  * AUTHLIMIT_ADDR_SLOTS entries, AUTHLIMIT_WAYS per set) allocated on first
  * use.  A full set evicts an entry whose window has ended, else the one
