@@ -6,7 +6,8 @@ Covered: while clients hammer /api/daemon/auth with a credential hashed
 with 1,000,000 PBKDF2 iterations, /healthz on the same worker (workers 1)
 keeps answering quickly; connections that close while their check waits
 cancel it (the worker's CPU use stops); a full check queue answers 503 with
-Retry-After: 1; wrong secrets for one key from several addresses close the
+Retry-After: 1; a keep-alive request sent during a check is answered after
+it; wrong secrets for one key from several addresses close the
 key (429 RATE_LIMITED with Retry-After, the right secret refused too) until
 the window ends; a spray of unknown keys from one address closes the
 address (a success with another key does not reopen it), other addresses
@@ -237,6 +238,25 @@ class KdfOffLoopTest(AuthLimitTestCase):
         m1 = self.scrape()
         self.assertEqual(m1.sum("orchd_api_auth_busy_total")
                          - m0.sum("orchd_api_auth_busy_total"), n503)
+
+
+    def test_request_sent_during_the_check_is_answered_after(self):
+        """Keep-alive: a request that arrives while the check runs is kept
+        and answered after the auth, in order."""
+        self.start(auth_failure_limit=0)
+        key, secret = self.add_credential(SLOW_ITER)
+        body = json.dumps({"apiKey": key, "apiSecret": secret}).encode()
+        with SrcConn(self.o.port, "127.0.0.2", timeout=30) as c:
+            c.send(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    "Content-Length: %d\r\n\r\n" % (AUTH, len(body))).encode() + body)
+            time.sleep(0.05)  # the check has started
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            r1 = c.read_response()
+            r2 = c.read_response()
+        self.assertEqual(r1.status, 200, r1.body)
+        self.assertIn("accessToken", r1.json())
+        self.assertEqual(r2.status, 200, r2.body)
+        self.assertIn("pid", r2.json())
 
 
 class FailureLimitTest(AuthLimitTestCase):
