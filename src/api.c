@@ -26,6 +26,7 @@
 
 #include "orchd/api.h"
 #include "orchd/auth.h"
+#include "orchd/authlimit.h"
 #include "orchd/conn.h"
 #include "orchd/credentials.h"
 #include "orchd/directory.h"
@@ -109,9 +110,10 @@ api_handles(const char *path)
 	       strcmp(path, API_PATH_REFRESH) == 0;
 }
 
-void
-api_send_error(struct conn *c, int status, const char *code,
-	       const char *message)
+/* An error with extra header lines (each ending in CRLF), or NULL. */
+static void
+send_error_hdr(struct conn *c, int status, const char *code,
+	       const char *message, const char *extra)
 {
 	char body[512], resp[1024];
 	struct json_writer jw;
@@ -127,15 +129,22 @@ api_send_error(struct conn *c, int status, const char *code,
 	json_w_obj_end(&jw);
 	if (json_w_finish(&jw, &blen) == -1)
 		blen = 0;
+	if (extra == NULL && status == 401)
+		extra = "WWW-Authenticate: Bearer\r\n";
 	n = http_format_response(resp, sizeof(resp), status, "application/json",
-				 status == 401 ? "WWW-Authenticate: Bearer\r\n"
-					       : NULL,
-				 body, blen, 0, 0);
+				 extra, body, blen, 0, 0);
 	if (n < 0) {
-		conn_send_error(c, status, NULL);
+		conn_send_error(c, status, extra);
 		return;
 	}
 	conn_send(c, resp, (size_t)n, 0);
+}
+
+void
+api_send_error(struct conn *c, int status, const char *code,
+	       const char *message)
+{
+	send_error_hdr(c, status, code, message, NULL);
 }
 
 static void
@@ -889,6 +898,16 @@ api_request(struct conn *c, const struct http_request *req,
  * and the directory again -> DEL of its key, which must remove it (else a
  * concurrent refresh spent it: TOKEN_REVOKED) -> new tokens, as for auth.
  * Each asynchronous step holds the connection as the Bearer endpoints do.
+ *
+ * The secret check (PBKDF2) runs on the worker's key-derivation pool
+ * (cred_verify_start()); a connection closed meanwhile cancels it through
+ * c->cancel.  A full pool queue is 503 UNAVAILABLE with Retry-After: 1.
+ *
+ * Failed attempts (authlimit.h, auth_failure_limit): an attempt is charged
+ * to its client address (and API key) before any work, refused with 429
+ * RATE_LIMITED and Retry-After when either is closed, and refunded when it
+ * ends in anything but a refused credential or token (tokens issued, 403,
+ * 503, 500).  A client that goes away before the answer keeps its charge.
  */
 #define API_REFRESH_PREFIX "daemon:refresh:"
 #define API_ISSUED_MAX 2048 /* bytes of an issued token */
@@ -911,11 +930,20 @@ struct tok_call {
 	struct directory_entry e;
 	char access[API_ISSUED_MAX], rtok[API_ISSUED_MAX];
 	uint64_t access_exp_ms, refresh_exp_ms;
+	struct cred_check *kdf; /* the secret check under way */
+	int row_ok;             /* the row is active and not expired */
+	struct authlimit_ticket ticket;
+	int answered;     /* a response went out */
+	int guess_failed; /* it refused the credential or token */
 };
 
 static void
 tok_free(struct tok_call *t)
 {
+	if (t->answered && !t->guess_failed)
+		authlimit_refund(&t->c->w->authlimit,
+				 t->key[0] != '\0' ? t->key : NULL, &t->c->peer,
+				 &t->ticket);
 	OPENSSL_cleanse(t->secret, sizeof(t->secret));
 	free(t);
 }
@@ -924,6 +952,7 @@ tok_free(struct tok_call *t)
 static void
 tok_done(struct tok_call *t)
 {
+	t->answered = 1;
 	conn_response_ready(t->c);
 	tok_free(t);
 }
@@ -931,9 +960,25 @@ tok_done(struct tok_call *t)
 static void
 tok_auth_failed(struct tok_call *t)
 {
+	t->guess_failed = 1;
 	api_send_error(t->c, 401, "AUTH_FAILED",
 		       t->refresh ? "the refresh token is not valid"
 				  : "invalid API key or secret");
+}
+
+/* 429: the key or the address is closed for wait_ms more. */
+static void
+tok_limited(struct tok_call *t, uint64_t wait_ms)
+{
+	char hdr[48], msg[96];
+	uint64_t secs = (wait_ms + 999) / 1000;
+
+	atomic_fetch_add(&t->c->w->stats->api_auth_limited, 1);
+	snprintf(hdr, sizeof(hdr), "Retry-After: %llu\r\n",
+		 (unsigned long long)(secs > 0 ? secs : 1));
+	snprintf(msg, sizeof(msg), "too many failed attempts; retry in %llu s",
+		 (unsigned long long)(secs > 0 ? secs : 1));
+	send_error_hdr(t->c, 429, "RATE_LIMITED", msg, hdr);
 }
 
 /* One token's claims and signature into out; 0 or -1. */
@@ -1110,6 +1155,7 @@ tok_spent(struct redis *r, redisReply *rep, void *arg)
 			       "the token store (Redis) is unavailable");
 	} else if (rep->integer != 1) {
 		/* Another refresh spent it meanwhile. */
+		t->guess_failed = 1;
 		api_send_error(t->c, 401, "TOKEN_REVOKED",
 			       "the refresh token has already been used");
 	} else if (tok_issue(t) == API_PENDING) {
@@ -1161,6 +1207,41 @@ tok_directory(enum directory_status st, const struct directory_entry *e,
 	tok_done(t);
 }
 
+/* The secret check is done (on the loop again). */
+static void
+tok_verified(int ok, void *arg)
+{
+	struct tok_call *t = arg;
+
+	t->kdf = NULL;
+	t->c->cancel = NULL;
+	conn_update_io(t->c); /* stop watching for the client's EOF */
+	if (!release(t->c)) {
+		tok_free(t);
+		return;
+	}
+	OPENSSL_cleanse(t->secret, sizeof(t->secret));
+	if (!ok || !t->row_ok) {
+		tok_auth_failed(t);
+		tok_done(t);
+		return;
+	}
+	hold(t->c);
+	directory_lookup(t->c->w->dir, t->vp, tok_directory, t);
+}
+
+/* The connection closed during the secret check (conn_close()). */
+static void
+tok_cancel(struct conn *c)
+{
+	struct tok_call *t = c->cancel_arg;
+
+	cred_verify_cancel(t->kdf);
+	t->kdf = NULL;
+	c->refs--;
+	tok_free(t);
+}
+
 static void
 tok_credential(enum cred_status st, const struct cred_row *row, void *arg)
 {
@@ -1177,19 +1258,31 @@ tok_credential(enum cred_status st, const struct cred_row *row, void *arg)
 		tok_done(t);
 		return;
 	}
-	if (t->refresh) {
-		/* The token was checked; the credential must still be good. */
-		ok = st == CRED_OK && row->active && !row->expired &&
-		     strcmp(row->vp_id, t->vp) == 0;
-	} else {
+	if (!t->refresh) {
 		/* The derivation runs whatever the row says: same time. */
-		ok = cred_verify(t->secret, strlen(t->secret),
-				 st == CRED_OK ? row->hash : NULL);
-		ok = ok && st == CRED_OK && row->active && !row->expired;
-		if (ok)
+		t->row_ok = st == CRED_OK && row->active && !row->expired;
+		if (st == CRED_OK)
 			util_strlcpy(t->vp, row->vp_id, sizeof(t->vp));
+		if (cred_verify_start(cred_store(t->c->w), t->secret,
+				      strlen(t->secret),
+				      st == CRED_OK ? row->hash : NULL,
+				      tok_verified, t, &t->kdf) != 0) {
+			atomic_fetch_add(&t->c->w->stats->api_auth_busy, 1);
+			send_error_hdr(t->c, 503, "UNAVAILABLE",
+				       "too many secret checks waiting",
+				       "Retry-After: 1\r\n");
+			tok_done(t);
+			return;
+		}
+		/* Before hold(): the client's EOF is watched for. */
+		t->c->cancel = tok_cancel;
+		t->c->cancel_arg = t;
+		hold(t->c);
+		return;
 	}
-	OPENSSL_cleanse(t->secret, sizeof(t->secret));
+	/* Refresh: the token was checked; the credential must still be good. */
+	ok = st == CRED_OK && row->active && !row->expired &&
+	     strcmp(row->vp_id, t->vp) == 0;
 	if (!ok) {
 		tok_auth_failed(t);
 		tok_done(t);
@@ -1204,6 +1297,7 @@ tok_refresh_found(struct redis *r, redisReply *rep, void *arg)
 {
 	struct tok_call *t = arg;
 	const char *sp;
+	uint64_t wait;
 
 	(void)r;
 	if (!release(t->c)) {
@@ -1215,6 +1309,7 @@ tok_refresh_found(struct redis *r, redisReply *rep, void *arg)
 		api_send_error(t->c, 503, "UNAVAILABLE",
 			       "the token store (Redis) is unavailable");
 	} else if (rep->type == REDIS_REPLY_NIL) {
+		t->guess_failed = 1;
 		api_send_error(t->c, 401, "TOKEN_REVOKED",
 			       "the refresh token has been used or revoked");
 	} else if ((sp = memchr(rep->str, ' ', rep->len)) == NULL ||
@@ -1226,6 +1321,13 @@ tok_refresh_found(struct redis *r, redisReply *rep, void *arg)
 		t->sid[36] = '\0';
 		memcpy(t->key, sp + 1, rep->len - 37);
 		t->key[rep->len - 37] = '\0';
+		wait = authlimit_take_key(&t->c->w->authlimit, t->key,
+					  util_now_ms(), &t->ticket);
+		if (wait > 0) {
+			tok_limited(t, wait);
+			tok_done(t);
+			return;
+		}
 		hold(t->c);
 		cred_lookup(cred_store(t->c->w), t->key, tok_credential, t);
 		return;
@@ -1258,6 +1360,7 @@ tok_request(struct conn *c, const struct http_request *req, int refresh)
 	struct tok_call *t;
 	struct json_doc d;
 	char msg[128];
+	uint64_t wait;
 	int rc;
 
 	if ((store = cred_store(w)) == NULL || w->dir == NULL) {
@@ -1293,6 +1396,14 @@ tok_request(struct conn *c, const struct http_request *req, int refresh)
 			goto answered;
 		}
 		json_doc_free(&d);
+		/* Before any work: no look-up, no derivation. */
+		wait = authlimit_take(&w->authlimit, t->key, &c->peer,
+				      util_now_ms(), &t->ticket);
+		if (wait > 0) {
+			tok_limited(t, wait);
+			t->key[0] = '\0'; /* nothing charged */
+			goto answered;
+		}
 		json_uuid_v4(t->sid);
 		hold(c);
 		cred_lookup(store, t->key, tok_credential, t);
@@ -1307,6 +1418,13 @@ tok_request(struct conn *c, const struct http_request *req, int refresh)
 				       "refreshToken must be a string");
 			goto answered;
 		}
+		/* The key is not known yet: the address now, the key later. */
+		wait = authlimit_take(&w->authlimit, NULL, &c->peer,
+				      util_now_ms(), &t->ticket);
+		if (wait > 0) {
+			tok_limited(t, wait);
+			goto answered;
+		}
 		jwt_policy_init(&pol);
 		pol.leeway = (unsigned)(cfg->jwt_leeway_ms / 1000);
 		pol.iss = cfg->jwt_issuer;
@@ -1317,6 +1435,7 @@ tok_request(struct conn *c, const struct http_request *req, int refresh)
 				err, sizeof(err));
 		if (rc != JWT_OK || cl.jti[0] == '\0' ||
 		    strlen(cl.orchestrator) >= sizeof(t->vp)) {
+			t->guess_failed = 1;
 			api_send_error(c, 401,
 				       rc == JWT_EEXPIRED ? "TOKEN_EXPIRED"
 							  : "AUTH_FAILED",
@@ -1334,6 +1453,7 @@ tok_request(struct conn *c, const struct http_request *req, int refresh)
 			api_send_error(c, 503, "UNAVAILABLE",
 				       "the token store (Redis) is "
 				       "unavailable");
+			t->answered = 1; /* not a failed guess: refunded */
 			tok_free(t);
 			return;
 		}

@@ -424,6 +424,12 @@ static const struct directive directives[] = {
 	 .max = 1000000, .syntax = "N",
 	 .help = "new connections accepted per second from one IP address "
 		 "(more get 429); 0: no limit"},
+	{.name = "auth_failure_limit", .type = DT_CUSTOM, .def = "10 per 1m",
+	 .min = 0, .max = 1000000, .maxargs = 3, .set = cfga_set_failure_limit,
+	 .dump = cfga_dump_failure_limit, .syntax = "N per DURATION|0",
+	 .help = "failed POST /api/daemon/auth and /api/daemon/auth/refresh "
+		 "attempts allowed per API key and per client address in a "
+		 "window (more get 429 until it ends); 0: no limit"},
 	{.name = "admin_allow", .type = DT_CUSTOM, .flags = D_REPEAT,
 	 .def = "127.0.0.1 ::1", .maxargs = CFGV_MAX_ARGS - 1,
 	 .set = cfgadm_set_allow, .dump = cfgadm_dump_allow,

@@ -329,6 +329,67 @@ cfga_check_claim(struct pctx *c, const struct directive *d, const char *v)
 	return 0;
 }
 
+/* ---- auth_failure_limit ---------------------------------------------------
+ */
+
+#define FAILURE_WINDOW_MIN CFG_MS_SECOND
+#define FAILURE_WINDOW_MAX CFG_MS_DAY
+
+void
+cfga_set_failure_limit(struct pctx *c, const struct directive *d, char **argv,
+		       int argc)
+{
+	struct config *cfg = c->cfg;
+	uint64_t n, ms;
+	char a[32], b[32];
+	int r;
+
+	if ((r = cfgv_parse_u64(argv[0], &n)) == -1) {
+		cfgp_derr(c, d, "%s is not a number", cfgp_show(c, argv[0]));
+		return;
+	}
+	if (r == -2 || n < d->min || n > d->max) {
+		cfgp_derr(c, d, "%s is out of range (%llu..%llu)",
+			  cfgp_show(c, argv[0]), (unsigned long long)d->min,
+			  (unsigned long long)d->max);
+		return;
+	}
+	if (argc == 1 && n == 0) {
+		cfg->auth_failure_limit = 0;
+		return;
+	}
+	if (argc != 3 || strcmp(argv[1], "per") != 0) {
+		cfgp_derr(c, d,
+			  "expected N per DURATION (e.g. 10 per 1m), "
+			  "or 0 for no limit");
+		return;
+	}
+	if ((r = config_parse_duration_ms(argv[2], &ms)) != 0 ||
+	    ms < FAILURE_WINDOW_MIN || ms > FAILURE_WINDOW_MAX) {
+		cfgv_fmt_duration(FAILURE_WINDOW_MIN, a, sizeof(a));
+		cfgv_fmt_duration(FAILURE_WINDOW_MAX, b, sizeof(b));
+		cfgp_derr(c, d, "%s is not a duration in %s..%s",
+			  cfgp_show(c, argv[2]), a, b);
+		return;
+	}
+	cfg->auth_failure_limit = (unsigned)n;
+	cfg->auth_failure_window_ms = ms;
+}
+
+void
+cfga_dump_failure_limit(const struct directive *d, const struct config *cfg,
+			FILE *fp)
+{
+	char buf[32];
+
+	if (cfg->auth_failure_limit == 0) {
+		fprintf(fp, "%s 0\n", d->name);
+		return;
+	}
+	cfgv_fmt_duration(cfg->auth_failure_window_ms, buf, sizeof(buf));
+	fprintf(fp, "%s %u per %s\n", d->name, cfg->auth_failure_limit, buf);
+}
+
 /* ---- required scopes ---------------------------------------------------- */
 
 static int

@@ -245,6 +245,11 @@ void cfga_add_scopes(struct pctx *c, const struct directive *d, char **argv,
 		     int argc);
 void cfga_dump_scopes(const struct directive *d, const struct config *cfg,
 		      FILE *fp);
+/* auth_failure_limit N per DURATION | 0 */
+void cfga_set_failure_limit(struct pctx *c, const struct directive *d,
+			    char **argv, int argc);
+void cfga_dump_failure_limit(const struct directive *d,
+			     const struct config *cfg, FILE *fp);
 /* DAEMON_JWT_SECRET, after the file. */
 void cfga_apply_env(struct pctx *c);
 /* What the above allocated (the DT_STRING and DT_PATH fields excepted). */

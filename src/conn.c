@@ -152,6 +152,14 @@ conn_events(const struct conn *c)
 			ev |= EV_READ;
 		break;
 	case CONN_HTTP_WAIT:
+		/*
+		 * A step that can be cancelled: a client that goes away
+		 * (EOF, as nginx takes it) cancels it.  Input that comes
+		 * first is kept (one read) and reading stops there.
+		 */
+		if (c->cancel != NULL && !c->eof && c->rlen == 0)
+			ev |= EV_READ;
+		break;
 	case CONN_HTTP_WRITE:
 	case CONN_CLOSED:
 		break;
@@ -289,6 +297,12 @@ conn_close(struct conn *c, const char *why)
 	if (c->state == CONN_CLOSED)
 		return;
 	log_debug("%s: fd %d %s: %s", __func__, c->fd, conn_peer_str(c), why);
+	if (c->cancel != NULL) {
+		void (*cancel)(struct conn *) = c->cancel;
+
+		c->cancel = NULL;
+		cancel(c);
+	}
 	if (c->ws != NULL)
 		wsconn_on_close(c); /* quota slot and session go now */
 	conn_set_state(c, CONN_CLOSED);
@@ -663,9 +677,13 @@ conn_on_readable(struct conn *c)
 		size_t off = 0;
 		ssize_t n;
 
-		if (c->state == CONN_CLOSED || c->state == CONN_HTTP_WRITE ||
-		    c->state == CONN_HTTP_WAIT)
+		if (c->state == CONN_CLOSED || c->state == CONN_HTTP_WRITE)
 			return;
+		if (c->state == CONN_HTTP_WAIT &&
+		    (c->cancel == NULL || c->rlen > 0)) {
+			conn_update_io(c); /* no more reading */
+			return;
+		}
 		if (c->rlen > 0) {
 			memcpy(w->scratch, c->rbuf, c->rlen);
 			off = c->rlen;

@@ -19,6 +19,7 @@
 #include "orchd/credentials.h"
 #include "orchd/db.h"
 #include "orchd/log.h"
+#include "orchd/tpool.h"
 #include "orchd/util.h"
 #include "orchd/worker.h"
 
@@ -177,6 +178,7 @@ struct cred_store {
 	struct db *db;
 	struct cred_req *waiting;
 	ev_timer tick;
+	struct tpool *kdf; /* made on first use, lives with the process */
 };
 
 static struct cred_store *the_store; /* per worker process */
@@ -344,4 +346,87 @@ cred_store(struct worker *w)
 	db_start(s->db);
 	the_store = s;
 	return s;
+}
+
+/* ---- checks off the loop ------------------------------------------------- */
+
+struct cred_check {
+	struct tpool_job *job;
+	cred_check_fn fn;
+	void *arg;
+	int have_hash; /* else the dummy */
+	int ok;        /* the thread's until done */
+	size_t len;
+	char secret[CRED_SECRET_MAX + 1];
+	char hash[CRED_HASH_TEXT_MAX];
+};
+
+static void
+check_free(void *arg)
+{
+	struct cred_check *k = arg;
+
+	OPENSSL_cleanse(k, sizeof(*k));
+	free(k);
+}
+
+/* On a pool thread: OpenSSL's PBKDF2 is thread-safe. */
+static void
+check_work(void *arg)
+{
+	struct cred_check *k = arg;
+
+	k->ok = cred_verify(k->secret, k->len, k->have_hash ? k->hash : NULL);
+}
+
+static void
+check_done(void *arg)
+{
+	struct cred_check *k = arg;
+	cred_check_fn fn = k->fn;
+	void *fnarg = k->arg;
+	int ok = k->ok;
+
+	check_free(k);
+	fn(ok, fnarg);
+}
+
+int
+cred_verify_start(struct cred_store *s, const char *secret, size_t len,
+		  const char *encoded, cred_check_fn fn, void *arg,
+		  struct cred_check **chk)
+{
+	struct cred_check *k;
+
+	if (len > CRED_SECRET_MAX ||
+	    (encoded != NULL && strlen(encoded) >= CRED_HASH_TEXT_MAX)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (s->kdf == NULL)
+		s->kdf = tpool_new("kdf", CRED_KDF_THREADS, CRED_KDF_QUEUE);
+	k = util_calloc(1, sizeof(*k));
+	k->fn = fn;
+	k->arg = arg;
+	k->len = len;
+	memcpy(k->secret, secret, len);
+	if (encoded != NULL) {
+		util_strlcpy(k->hash, encoded, sizeof(k->hash));
+		k->have_hash = 1;
+	}
+	if (tpool_submit(s->kdf, s->w->loop, check_work, check_done, check_free,
+			 k, &k->job) != TPOOL_OK) {
+		check_free(k);
+		errno = EBUSY;
+		return -1;
+	}
+	*chk = k;
+	return 0;
+}
+
+void
+cred_verify_cancel(struct cred_check *k)
+{
+	if (k != NULL && tpool_cancel(k->job) != TPOOL_CANCEL_ORPHANED)
+		check_free(k);
 }

@@ -93,6 +93,8 @@ worker_copy(struct metrics_worker *m, const struct shm_worker *w)
 	m->auth_refreshes = LOAD(w->auth_refreshes);
 	m->heartbeats = LOAD(w->heartbeats);
 	m->rate_limited = LOAD(w->rate_limited);
+	m->api_auth_limited = LOAD(w->api_auth_limited);
+	m->api_auth_busy = LOAD(w->api_auth_busy);
 	m->messages_in = m->messages_out = 0;
 	for (int i = 0; i < SHM_NCLOSE; i++)
 		m->close_codes[i] = LOAD(w->close_codes[i]);
@@ -367,6 +369,14 @@ static const struct wfam wfams[] = {
     {"orchd_client_rate_limited_total", "counter",
      "rate_limit warnings sent to clients over their message rate.",
      WOFF(rate_limited)},
+    {"orchd_api_auth_limited_total", "counter",
+     "POST /api/daemon/auth and /api/daemon/auth/refresh answered 429 by "
+     "auth_failure_limit.",
+     WOFF(api_auth_limited)},
+    {"orchd_api_auth_busy_total", "counter",
+     "POST /api/daemon/auth answered 503 because the key-derivation queue "
+     "was full.",
+     WOFF(api_auth_busy)},
     {"orchd_events_received_total", "counter",
      "Events the worker read from the relay's pipe.", WOFF(events_received)},
     {"orchd_events_delivered_total", "counter",

@@ -2,17 +2,11 @@
  * resolve: getaddrinfo() in a small thread pool, answered on a libev loop.
  *
  * A request lives in one allocation shared by the loop and, while it is
- * looked up, one pool thread.  One process-wide mutex guards the queue and
- * every request's state; the loop side owns the watchers.
- *
- *   QUEUED  --a thread takes it-->  RUNNING  --getaddrinfo returns-->  DONE
- *
- * The thread that finishes a request sends its ev_async while holding the
- * mutex, so a cancel (which takes the mutex) either finds it DONE and frees
- * it, or marks a RUNNING request orphaned, after which the thread frees it
- * without touching the loop.  A cancelled QUEUED request is unlinked and
- * freed at once.  No path touches a request or a loop after the other side
- * let go of it.
+ * looked up, one thread of the process's "resolve" pool (src/tpool.c,
+ * which holds the queue, the threads and the cancel/orphan rules): a
+ * request cancelled or timed out while its getaddrinfo() runs is orphaned,
+ * and the thread frees it (the job's release function is free()) without
+ * touching the loop.
  *
  * Requests that need no thread (numeric, path, invalid, busy) are DONE from
  * the start and send their own ev_async, so the callback always runs from
@@ -23,7 +17,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,70 +26,32 @@
 
 #include "orchd/log.h"
 #include "orchd/resolve.h"
+#include "orchd/tpool.h"
 #include "orchd/util.h"
 
 #define SERVICE_MAX 32
 
-enum rstate { R_QUEUED, R_RUNNING, R_DONE };
-
 struct resolve_req {
-	struct resolve_req *next; /* the queue */
 	struct ev_loop *loop;
-	ev_async async; /* DONE: the answer is in res */
-	ev_timer timer; /* the timeout */
+	struct tpool_job *job; /* while the pool looks it up */
+	ev_async async;        /* answered without a thread: res is set */
+	ev_timer timer;        /* the timeout */
 	resolve_fn fn;
 	void *arg;
 	double timeout;
 	int family;
-	enum rstate state; /* under mu */
-	int orphan;        /* under mu: the loop let go of it */
 	char host[RESOLVE_HOST_MAX + 1];
 	char service[SERVICE_MAX];
-	struct resolve_result res; /* the thread's until DONE */
+	struct resolve_result res; /* the thread's while job is running */
 };
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static struct tpool *pool; /* the process's, made on first use */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-/* Under mu. */
-static struct {
-	int nthreads; /* started, all alive: they wait for work forever */
-	int nidle;    /* waiting on cv */
-	int nrunning; /* in getaddrinfo(), orphans included */
-	struct resolve_req *head, *tail;
-	int nqueued;
-} pool;
-
-/*
- * fork() copies the pool's state but not its threads: the child starts
- * with an empty pool (and a mutex nobody holds).  Requests queued in the
- * parent are the parent's; the child never sees them.
- */
-static void
-atfork_prepare(void)
-{
-	pthread_mutex_lock(&mu);
-}
-
-static void
-atfork_parent(void)
-{
-	pthread_mutex_unlock(&mu);
-}
-
-static void
-atfork_child(void)
-{
-	memset(&pool, 0, sizeof(pool));
-	pthread_mutex_unlock(&mu);
-	pthread_cond_init(&cv, NULL);
-}
 
 static void
 init_once(void)
 {
-	(void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	pool = tpool_new("resolve", RESOLVE_MAX_THREADS, RESOLVE_MAX_QUEUED);
 }
 
 /* ---- results ---------------------------------------------------------- */
@@ -176,9 +131,11 @@ numeric(const char *host, const char *service, int family,
 
 /* ---- the pool --------------------------------------------------------- */
 
+/* On a pool thread. */
 static void
-lookup(struct resolve_req *q)
+lookup(void *arg)
 {
+	struct resolve_req *q = arg;
 	struct addrinfo hints, *ai = NULL;
 	int rc;
 
@@ -192,120 +149,27 @@ lookup(struct resolve_req *q)
 		freeaddrinfo(ai);
 }
 
-static void *
-worker(void *unused)
-{
-	(void)unused;
-	pthread_mutex_lock(&mu);
-	for (;;) {
-		struct resolve_req *q;
-
-		while (pool.head == NULL) {
-			pool.nidle++;
-			pthread_cond_wait(&cv, &mu);
-			pool.nidle--;
-		}
-		q = pool.head;
-		pool.head = q->next;
-		if (pool.head == NULL)
-			pool.tail = NULL;
-		pool.nqueued--;
-		q->next = NULL;
-		q->state = R_RUNNING;
-		pool.nrunning++;
-		pthread_mutex_unlock(&mu);
-
-		lookup(q);
-
-		pthread_mutex_lock(&mu);
-		pool.nrunning--;
-		if (q->orphan) {
-			free(q);
-		} else {
-			q->state = R_DONE;
-			/* Under mu: a cancel cannot free q or stop the loop's
-			 * interest in it meanwhile. */
-			ev_async_send(q->loop, &q->async);
-		}
-	}
-	return NULL;
-}
-
-/* Under mu.  0, or -1 when no thread could be started and none exists. */
-static int
-spawn_if_needed(void)
-{
-	sigset_t all, old;
-	pthread_attr_t attr;
-	pthread_t tid;
-	int rc;
-
-	if (pool.nqueued <= pool.nidle || pool.nthreads >= RESOLVE_MAX_THREADS)
-		return 0;
-	/* Signals stay with the loop's thread. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&tid, &attr, worker, NULL);
-	pthread_attr_destroy(&attr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0) {
-		log_warnx("%s: pthread_create: %s", __func__, strerror(rc));
-		return pool.nthreads > 0 ? 0 : -1;
-	}
-	pool.nthreads++;
-	return 0;
-}
-
-/* Under mu. */
-static void
-unqueue(struct resolve_req *q)
-{
-	struct resolve_req **pp = &pool.head, *prev = NULL;
-
-	for (; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
-		if (*pp != q)
-			continue;
-		*pp = q->next;
-		if (pool.tail == q)
-			pool.tail = prev;
-		pool.nqueued--;
-		q->next = NULL;
-		return;
-	}
-}
-
 /* ---- the loop side ---------------------------------------------------- */
 
-/* Stop the watchers; q itself is the caller's to free or orphan. */
+/*
+ * Let go of q: stop its watchers and its job, and free it unless its
+ * lookup still runs in a thread, which then frees it.  With done, the
+ * job's answer in q->res is kept for the caller.
+ */
 static void
-stop_watchers(struct resolve_req *q)
+release(struct resolve_req *q, int *done)
 {
+	enum tpool_cancelled r = TPOOL_CANCEL_UNRUN;
+
 	ev_async_stop(q->loop, &q->async);
 	ev_timer_stop(q->loop, &q->timer);
-}
-
-/*
- * Let go of q: free it unless its thread still runs, which then frees it.
- * Returns 1 when q was still running (orphaned).
- */
-static int
-release(struct resolve_req *q)
-{
-	int running;
-
-	pthread_mutex_lock(&mu);
-	stop_watchers(q);
-	running = q->state == R_RUNNING;
-	if (q->state == R_QUEUED)
-		unqueue(q);
-	if (running)
-		q->orphan = 1;
-	pthread_mutex_unlock(&mu);
-	if (!running)
+	if (q->job != NULL)
+		r = tpool_cancel(q->job);
+	q->job = NULL;
+	if (done != NULL)
+		*done = r == TPOOL_CANCEL_DONE;
+	if (r != TPOOL_CANCEL_ORPHANED)
 		free(q);
-	return running;
 }
 
 /* Hand res to the user; q is released first (fn may do anything). */
@@ -316,54 +180,62 @@ finish(struct resolve_req *q, const struct resolve_result *res)
 	void *arg = q->arg;
 	struct resolve_result copy = *res;
 
-	(void)release(q);
+	release(q, NULL);
 	fn(arg, &copy);
 }
 
+/* The pool's answer (the job is gone). */
+static void
+looked_up(void *arg)
+{
+	struct resolve_req *q = arg;
+
+	q->job = NULL;
+	finish(q, &q->res);
+}
+
+/* An answer without a thread. */
 static void
 async_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
-	struct resolve_req *q = w->data;
-	int done;
-
 	(void)loop;
 	(void)revents;
-	pthread_mutex_lock(&mu);
-	done = q->state == R_DONE;
-	pthread_mutex_unlock(&mu);
-	if (done) /* R_DONE is final: res is ours now */
-		finish(q, &q->res);
+	finish(w->data, &((struct resolve_req *)w->data)->res);
 }
 
 static void
 timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct resolve_req *q = w->data;
+	resolve_fn fn = q->fn;
+	void *arg = q->arg;
 	struct resolve_result res;
+	enum tpool_cancelled r;
 	char why[48];
-	int done;
 
-	(void)loop;
 	(void)revents;
-	pthread_mutex_lock(&mu);
-	done = q->state == R_DONE;
-	pthread_mutex_unlock(&mu);
-	if (done) {
-		/* The answer and the deadline in the same loop iteration. */
-		finish(q, &q->res);
-		return;
-	}
 	memset(&res, 0, sizeof(res));
 	snprintf(why, sizeof(why), "timed out after %.1f s", q->timeout);
 	set_error(&res, RESOLVE_TIMEDOUT, q->host, why);
-	finish(q, &res);
+	/* The answer and the deadline in the same loop iteration: the
+	 * answer wins. */
+	r = tpool_cancel(q->job);
+	q->job = NULL;
+	if (r == TPOOL_CANCEL_DONE) {
+		finish(q, &q->res);
+		return;
+	}
+	ev_async_stop(loop, &q->async);
+	ev_timer_stop(loop, &q->timer);
+	if (r != TPOOL_CANCEL_ORPHANED) /* else its thread frees q */
+		free(q);
+	fn(arg, &res);
 }
 
 /* A request answered without a thread: the callback runs from the loop. */
 static void
 done_now(struct resolve_req *q)
 {
-	q->state = R_DONE;
 	ev_async_send(q->loop, &q->async);
 }
 
@@ -411,31 +283,20 @@ resolve_start(struct ev_loop *loop, const char *host, const char *service,
 		return q;
 	}
 
-	pthread_mutex_lock(&mu);
-	if (pool.nqueued >= RESOLVE_MAX_QUEUED) {
-		pthread_mutex_unlock(&mu);
+	switch (tpool_submit(pool, loop, lookup, looked_up, free, q, &q->job)) {
+	case TPOOL_OK:
+		break;
+	case TPOOL_FULL:
 		set_error(&q->res, RESOLVE_BUSY, q->host,
 			  "too many look-ups waiting");
 		done_now(q);
 		return q;
-	}
-	q->state = R_QUEUED;
-	if (pool.tail != NULL)
-		pool.tail->next = q;
-	else
-		pool.head = q;
-	pool.tail = q;
-	pool.nqueued++;
-	if (spawn_if_needed() < 0) {
-		unqueue(q);
-		pthread_mutex_unlock(&mu);
+	case TPOOL_NOTHREAD:
 		set_error(&q->res, RESOLVE_FAILED, q->host,
 			  "cannot start a look-up thread");
 		done_now(q);
 		return q;
 	}
-	pthread_cond_signal(&cv);
-	pthread_mutex_unlock(&mu);
 	if (timeout > 0) {
 		ev_timer_set(&q->timer, timeout, 0.);
 		ev_timer_start(loop, &q->timer);
@@ -447,7 +308,7 @@ void
 resolve_cancel(struct resolve_req *req)
 {
 	if (req != NULL)
-		(void)release(req);
+		release(req, NULL);
 }
 
 int
@@ -471,10 +332,6 @@ resolve_pick(const struct resolve_result *res, int family)
 int
 resolve_running(void)
 {
-	int n;
-
-	pthread_mutex_lock(&mu);
-	n = pool.nrunning;
-	pthread_mutex_unlock(&mu);
-	return n;
+	pthread_once(&once, init_once);
+	return tpool_running(pool);
 }

@@ -17,6 +17,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/rand.h>
+
 #include "orchd/api.h"
 #include "orchd/conn.h"
 #include "orchd/deliver.h"
@@ -517,6 +520,15 @@ worker_run(const struct worker_args *a)
 	w->dir = directory_new(w); /* NULL: no database configured */
 	addrlimit_init(&w->addrlimit, w->cfg->connection_rate_per_address,
 		       w->cfg->workers);
+	{
+		uint64_t seed = util_now_ms() ^ ((uint64_t)getpid() << 40);
+
+		/* The seed only spreads the sets; a weak one is no hole. */
+		if (RAND_bytes((unsigned char *)&seed, sizeof(seed)) != 1)
+			ERR_clear_error();
+		authlimit_init(&w->authlimit, w->cfg->auth_failure_limit,
+			       w->cfg->auth_failure_window_ms, seed);
+	}
 	pmd_config_default(&w->pmdcfg);
 	w->pmdcfg.enabled = w->cfg->ws_compression;
 	w->pmdcfg.level = (int)w->cfg->ws_compression_level;

@@ -250,6 +250,10 @@ assert_same(const struct config *a, const struct config *b)
 	ck_assert_uint_eq(a->rate_limit_grace_ms, b->rate_limit_grace_ms);
 	ck_assert_uint_eq(a->connection_rate_per_address,
 			  b->connection_rate_per_address);
+	ck_assert_uint_eq(a->auth_failure_limit, b->auth_failure_limit);
+	if (a->auth_failure_limit != 0)
+		ck_assert_uint_eq(a->auth_failure_window_ms,
+				  b->auth_failure_window_ms);
 	ck_assert_uint_eq(a->nadmin_allow, b->nadmin_allow);
 	for (size_t i = 0; i < a->nadmin_allow; i++) {
 		ck_assert_str_eq(a->admin_allow[i].text,
@@ -469,6 +473,7 @@ START_TEST(test_every_directive)
 		 "rate_limit_burst 50\n"
 		 "rate_limit_grace 0\n"
 		 "connection_rate_per_address 20\n"
+		 "auth_failure_limit 5 per 30s\n"
 		 "admin_allow 10.0.0.0/8 ::1\n"
 		 "admin_allow 192.168.1.7\n"
 		 "admin_token_file %s\n"
@@ -592,6 +597,8 @@ START_TEST(test_every_directive)
 	ck_assert_uint_eq(cfg->rate_limit_burst, 50);
 	ck_assert_uint_eq(cfg->rate_limit_grace_ms, 0);
 	ck_assert_uint_eq(cfg->connection_rate_per_address, 20);
+	ck_assert_uint_eq(cfg->auth_failure_limit, 5);
+	ck_assert_uint_eq(cfg->auth_failure_window_ms, 30000);
 	ck_assert_int_eq(cfg->event_stream, 1);
 	ck_assert_str_eq(cfg->event_stream_key, "events:stream");
 	ck_assert_uint_eq(cfg->max_event_size, 128 * 1024);

@@ -74,6 +74,8 @@ START_TEST(test_protocol_defaults)
 	ck_assert_uint_eq(config_rate_limit_burst(cfg), 100);
 	ck_assert_uint_eq(cfg->rate_limit_grace_ms, 10000);
 	ck_assert_uint_eq(cfg->connection_rate_per_address, 0);
+	ck_assert_uint_eq(cfg->auth_failure_limit, 10);
+	ck_assert_uint_eq(cfg->auth_failure_window_ms, 60000);
 	ck_assert_uint_eq(cfg->redis_timeout_ms, 2000);
 	ck_assert_uint_eq(cfg->session_ttl_ms, 0);
 	ck_assert_uint_eq(config_session_ttl_ms(cfg), 90000);
@@ -88,6 +90,7 @@ START_TEST(test_protocol_defaults)
 	assert_dump_has(cfg, "rate_limit_burst 0 # 100 (rate_limit_messages)");
 	assert_dump_has(cfg, "rate_limit_grace 10s");
 	assert_dump_has(cfg, "connection_rate_per_address 0");
+	assert_dump_has(cfg, "auth_failure_limit 10 per 1m");
 	assert_dump_has(cfg, "redis_timeout 2s");
 	assert_dump_has(cfg, "session_ttl 0s # 90s (3 x heartbeat_interval)");
 	assert_round_trip(cfg);
@@ -535,6 +538,34 @@ START_TEST(test_rate_limits)
 	ck_assert_uint_eq(cfg->connection_rate_per_address, 5);
 	assert_dump_has(cfg, "rate_limit_grace 90s");
 	config_free(cfg);
+
+	cfg = load_ok("auth_failure_limit 3 per 90s\n");
+	ck_assert_uint_eq(cfg->auth_failure_limit, 3);
+	ck_assert_uint_eq(cfg->auth_failure_window_ms, 90000);
+	assert_dump_has(cfg, "auth_failure_limit 3 per 90s");
+	assert_round_trip(cfg);
+	config_free(cfg);
+	cfg = load_ok("auth_failure_limit 0\n");
+	ck_assert_uint_eq(cfg->auth_failure_limit, 0);
+	assert_dump_has(cfg, "auth_failure_limit 0");
+	assert_round_trip(cfg);
+	config_free(cfg);
+	EXPECT1("auth_failure_limit 10\n",
+		"t.conf:1: auth_failure_limit: expected N per DURATION", "");
+	EXPECT1("auth_failure_limit 10 in 1m\n",
+		"t.conf:1: auth_failure_limit: expected N per DURATION", "");
+	EXPECT1("auth_failure_limit 10 per 100ms\n",
+		"t.conf:1: auth_failure_limit: \"100ms\" is not a duration "
+		"in 1s..1d",
+		"");
+	EXPECT1("auth_failure_limit ten per 1m\n",
+		"t.conf:1: auth_failure_limit: \"ten\" is not a number", "");
+	EXPECT1("auth_failure_limit 1000001 per 1m\n",
+		"t.conf:1: auth_failure_limit: \"1000001\" is out of range "
+		"(0..1000000)",
+		"");
+	EXPECT1("auth_failure_limit 1 per 1m extra\n",
+		"t.conf:1: auth_failure_limit: ", "");
 }
 END_TEST
 

@@ -165,6 +165,10 @@ struct config {
 	unsigned rate_limit_burst;    /* 0: see config_rate_limit_burst() */
 	uint64_t rate_limit_grace_ms; /* over the rate this long: close 4004 */
 	unsigned connection_rate_per_address; /* per second; 0: unlimited */
+	/* Failed token-endpoint attempts per window per key and per address
+	 * (authlimit.h); 0: no limit. */
+	unsigned auth_failure_limit;
+	uint64_t auth_failure_window_ms;
 
 	/*
 	 * Who may read /metrics, /stats and /status: a peer in admin_allow

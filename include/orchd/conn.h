@@ -71,6 +71,15 @@ struct conn {
 	struct proto_conn *proto; /* on ws_path */
 	int refs; /* asynchronous operations that still point here */
 	/*
+	 * An asynchronous step that can be abandoned (work queued on a thread
+	 * pool): conn_close() calls cancel(c) once, which lets go of it
+	 * (and of its ref).  Set before entering CONN_HTTP_WAIT, so that the
+	 * client's EOF is watched for (and closes); cleared by the step when
+	 * it completes, followed by conn_update_io().
+	 */
+	void (*cancel)(struct conn *c);
+	void *cancel_arg;
+	/*
 	 * Output is written once per loop iteration, before the loop blocks
 	 * (conn_flush_pending()): many frames queued in one iteration go out
 	 * in one writev, and EV_WRITE is armed only when the socket is full.

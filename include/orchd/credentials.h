@@ -10,9 +10,12 @@
  * (decimal, CRED_ITER_MIN..CRED_ITER_MAX), SALT the random salt (16 bytes
  * when made here) and HASH the 32-byte derived key, both in standard base64
  * with padding (RFC 4648 section 4).  scripts/orchd-credential writes the
- * same format (python3 hashlib.pbkdf2_hmac).  The check runs in the
- * worker's loop: CRED_ITER_DEFAULT iterations cost a few milliseconds of
- * CPU, which is the pause one POST /api/daemon/auth makes in its worker.
+ * same format (python3 hashlib.pbkdf2_hmac).  The check of POST
+ * /api/daemon/auth runs off the loop, on the worker's key-derivation pool
+ * (cred_verify_start(): CRED_KDF_THREADS threads, CRED_KDF_QUEUE waiting
+ * checks, beyond which the caller answers 503): CRED_ITER_DEFAULT
+ * iterations cost a few milliseconds of CPU and CRED_ITER_MAX about a
+ * second, which would otherwise stall every connection of the worker.
  * The comparison is constant-time (CRYPTO_memcmp), and an unknown key costs
  * a verification against a dummy hash, so timing does not tell a known key.
  *
@@ -37,6 +40,15 @@ struct cred_store;
 #define CRED_SECRET_MAX 255 /* bytes of an api secret */
 #define CRED_HASH_TEXT_MAX 256
 #define CRED_VP_MAX 128 /* bytes of a vp id, NUL included */
+/*
+ * The key-derivation pool of each worker (tpool.h).  Two threads: a worker
+ * never takes more than two cores for checks, whatever the request rate.
+ * 64 waiting: at the default cost they drain in well under a second, and
+ * even at CRED_ITER_MAX (about 0.3 s each here) in about 10 s, within the
+ * 30 s an HTTP answer may take (WORKER_WRITE_TIMEOUT_MS).
+ */
+#define CRED_KDF_THREADS 2 /* checks running at once */
+#define CRED_KDF_QUEUE 64  /* checks waiting; beyond: cred_verify_start -1 */
 
 #define CRED_STATEMENT "orchd_credential_by_key"
 #define CRED_LOOKUP_SQL                                                       \
@@ -87,5 +99,21 @@ int cred_hash(const char *secret, size_t len, unsigned iter, char *out,
  * of ours (a malformed hash still costs a default-iteration derivation).
  */
 int cred_verify(const char *secret, size_t len, const char *encoded);
+
+struct cred_check;
+/* ok as cred_verify() returns it; called on the store's loop. */
+typedef void (*cred_check_fn)(int ok, void *arg);
+/*
+ * cred_verify() on the store's key-derivation pool; fn runs on the loop
+ * afterwards (never from within).  secret and encoded (NULL: an unknown
+ * key, checked against the dummy) are copied.  0 and *chk, for
+ * cred_verify_cancel() until fn runs; -1 when CRED_KDF_QUEUE checks wait
+ * already (or no thread can start): fn will not run.
+ */
+int cred_verify_start(struct cred_store *s, const char *secret, size_t len,
+		      const char *encoded, cred_check_fn fn, void *arg,
+		      struct cred_check **chk);
+/* fn never runs; a derivation under way finishes on its thread. */
+void cred_verify_cancel(struct cred_check *chk);
 
 #endif

@@ -48,6 +48,7 @@ struct metrics_worker {
 	uint64_t ws_deflates, slow_consumers, messages_in, messages_out;
 	uint64_t auth_successes, auth_failures, auth_timeouts, auth_refreshes;
 	uint64_t heartbeats, rate_limited, full_refused;
+	uint64_t api_auth_limited, api_auth_busy;
 	uint64_t close_codes[SHM_NCLOSE];
 	uint64_t auth_results[SHM_NAUTH];
 	uint64_t msg_in[SHM_NMSG_IN];

@@ -8,7 +8,8 @@
  *
  * A numeric address (AI_NUMERICHOST) or a unix socket path ("/...")
  * completes without a thread, on the next loop iteration.  A name is looked
- * up by a small pool of threads shared by the process: at most
+ * up by a small pool of threads shared by the process (a tpool.h pool of
+ * its own, so other pools' work cannot delay look-ups): at most
  * RESOLVE_MAX_THREADS look-ups run at once, a timed-out one included until
  * getaddrinfo() returns to it (resolv.conf's timeout x attempts bounds
  * that).  Further requests wait, in order, for a thread, within their own

@@ -27,7 +27,7 @@
 #include "orchd/config.h"
 
 #define SHM_MAGIC 0x6f726368u /* "orch" */
-#define SHM_VERSION 3u
+#define SHM_VERSION 4u
 
 /*
  * Labelled counter families: fixed tables, indexes from the functions
@@ -74,6 +74,10 @@ struct shm_worker {
 	atomic_uint_fast64_t rate_limited;
 	atomic_uint_fast64_t addr_limited; /* connections refused with 429 */
 	atomic_uint_fast64_t full_refused; /* refused with 503 at max_connections */
+	/* POST /api/daemon/auth{,/refresh}: refused with 429 by
+	 * auth_failure_limit, and with 503 for a full key-derivation queue */
+	atomic_uint_fast64_t api_auth_limited;
+	atomic_uint_fast64_t api_auth_busy;
 
 	/* Gauges (add/sub only, see the head comment). */
 	atomic_int_fast64_t conn_state[SHM_NCONN_STATES]; /* by conn_state */

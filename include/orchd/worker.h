@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "orchd/addrlimit.h"
+#include "orchd/authlimit.h"
 #include "orchd/config.h"
 #include "orchd/http.h"
 #include "orchd/pmd.h"
@@ -60,6 +61,7 @@ struct worker {
 	struct registry *registry;
 	uint64_t conn_seq;
 	struct addrlimit addrlimit;
+	struct authlimit authlimit; /* token endpoints' failed attempts */
 
 	struct conn *conns; /* live list */
 	struct conn *dead;  /* closed, freed by conn_reap() */

@@ -67,6 +67,8 @@ FAMILIES = {
     "orchd_auth_refreshes_total": "counter",
     "orchd_heartbeats_total": "counter",
     "orchd_client_rate_limited_total": "counter",
+    "orchd_api_auth_limited_total": "counter",
+    "orchd_api_auth_busy_total": "counter",
     "orchd_events_received_total": "counter",
     "orchd_events_delivered_total": "counter",
     "orchd_events_replayed_total": "counter",
