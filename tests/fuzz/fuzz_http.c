@@ -5,8 +5,9 @@
  *
  * Input: byte 0 picks the head size limit, the rest is the request.
  * Invariants: a complete head is never longer than the input or the limit;
- * every string of the parsed head lies inside the input; the head parses
- * the same from exactly its own bytes; a decoded string fits its buffer
+ * every string of the parsed head lies inside the input; every shorter
+ * prefix of an accepted head asks for more bytes; the head parses the
+ * same from exactly its own bytes; a decoded string fits its buffer
  * and is NUL-terminated at the length returned.
  */
 #include "fuzz.h"
@@ -111,6 +112,19 @@ FUZZ_ENTRY(http)(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(n >= -2 && n < (int)sizeof(out));
 		if (n >= 0)
 			FUZZ_ASSERT(out[n] == '\0' && strlen(out) == (size_t)n);
+	}
+	/*
+	 * Bytes arrive a read at a time: every shorter prefix of a head the
+	 * parser accepts asks for more, it is neither refused nor taken for
+	 * a shorter head.
+	 */
+	for (size_t k = 0; k < (size_t)rc; k += 1 + k / 4) {
+		struct http_request part;
+		int prc;
+
+		memset(&part, 0, sizeof(part));
+		prc = http_parse_request(buf, k, max_head, &part);
+		FUZZ_ASSERT(prc == 0);
 	}
 	/* The head is self-delimiting: its own bytes parse the same. */
 	{

@@ -3,13 +3,16 @@
  * the bounded writer, which everything else parses with.
  *
  * Input: byte 0 picks the limits (bit 0: top must be an object; bits 1-3:
- * depth limit; bits 4-5: token limit), the rest is the text.
+ * depth limit; bits 4-5: token limit), the rest is the text.  With bit 6
+ * of byte 0 set, the rest is instead written as a string by the writer.
  * Invariants: an error has an offset inside the input; a parsed document's
  * values walk consistently (lengths match iteration, a key look-up finds
  * the first such key, every string decodes to valid UTF-8 of the length
  * measured first); the document rewritten through the writer parses again
  * to the same number of tokens, and once its numbers are in normal form
- * rewriting gives the same bytes again.
+ * rewriting gives the same bytes again.  A string written from any bytes
+ * is valid JSON and valid UTF-8, equal to them when they were valid UTF-8,
+ * else with U+FFFD in place of what was not.
  */
 #include "fuzz.h"
 
@@ -170,6 +173,45 @@ FUZZ_INIT(json)(int *argc, char ***argv)
 	return 0;
 }
 
+/*
+ * The writer on arbitrary bytes: json_w_strn() must give a valid JSON
+ * string whose text is valid UTF-8, equal to the input when the input is
+ * valid UTF-8, else with each invalid part replaced by U+FFFD.
+ */
+static void
+write_bytes(const uint8_t *p, size_t len)
+{
+	static char out[8 * MAX_INPUT + 16];
+	struct json_writer w;
+	struct json_doc d;
+	size_t n, got;
+
+	json_w_init(&w, out, sizeof(out));
+	json_w_strn(&w, (const char *)p, len);
+	FUZZ_ASSERT(json_w_finish(&w, &n) == 0);
+	FUZZ_ASSERT(utf8_valid((const uint8_t *)out, n));
+	FUZZ_ASSERT(
+	    json_parse(&d, out, n,
+		       &(struct json_limits){.max_size = sizeof(out)}) == 0);
+	FUZZ_ASSERT(json_type(&d, 0) == JSON_STRING);
+	if (memchr(p, '\0', len) == NULL) {
+		FUZZ_ASSERT(json_get_string(&d, 0, sbuf, 0, &got) ==
+				JSON_E_NOSPACE ||
+			    got == 0);
+		if (got < sizeof(sbuf)) {
+			FUZZ_ASSERT(json_get_string(&d, 0, sbuf, sizeof(sbuf),
+						    &got) == 0);
+			if (utf8_valid(p, len))
+				FUZZ_ASSERT(got == len &&
+					    memcmp(sbuf, p, len) == 0);
+			else
+				FUZZ_ASSERT(strstr(sbuf, "\xef\xbf\xbd") !=
+					    NULL);
+		}
+	}
+	json_doc_free(&d);
+}
+
 int
 FUZZ_ENTRY(json)(const uint8_t *data, size_t size)
 {
@@ -181,6 +223,10 @@ FUZZ_ENTRY(json)(const uint8_t *data, size_t size)
 
 	if (size < 1 || size > MAX_INPUT)
 		return 0;
+	if (data[0] & 0x40) {
+		write_bytes(data + 1, size - 1);
+		return 0;
+	}
 	memset(&lim, 0, sizeof(lim));
 	lim.flags = (data[0] & 1) ? JSON_REQUIRE_OBJECT : 0;
 	lim.max_depth = ((data[0] >> 1) & 7) * 8; /* 0: the default, 32 */
