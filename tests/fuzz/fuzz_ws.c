@@ -3,8 +3,9 @@
  *
  * Input: byte 0 flags (bit 0: permessage-deflate negotiated, bit 1: its
  * client_no_context_takeover, bit 2: reject binary, bits 3-4: the message
- * size limit), byte 1 the read size (0: everything at once), then the
- * bytes of the stream.  The stream goes through ws_frame_parse() (the
+ * size limit, bit 5: a client's reader, as orchctl listen's, which takes
+ * unmasked frames), byte 1 the read size (0: everything at once), then
+ * the bytes of the stream.  The stream goes through ws_frame_parse() (the
  * header at its start) and through a struct ws_reader with the server's
  * rules, fed one read at a time as a connection does.
  *
@@ -139,6 +140,9 @@ FUZZ_ENTRY(ws)(const uint8_t *data, size_t size)
 	pp.client_max_window_bits = 15;
 	pmd_ctx_init(&pmd, &pp, &cfg);
 	ws_reader_init(&r, &lim, (flags & 1) ? &pmd : NULL);
+	/* orchctl listen's reader: unmasked frames from a server. */
+	if (flags & 0x20)
+		ws_reader_set_client(&r);
 
 	/* The reader unmasks in place: give it a private copy. */
 	len = size;

@@ -89,6 +89,8 @@ put("ws", "compressed-split", b"\x03\x05" +
 put("ws", "bad-utf8", b"\x00\x00" + frame(1, b"\xc3\x28"))
 put("ws", "unmasked", b"\x00\x00\x81\x02hi")
 put("ws", "toobig", b"\x08\x00" + frame(1, b"x" * 200))
+put("ws", "client-unmasked", b"\x20\x00\x81\x05hello\x89\x00"
+    b"\x88\x02\x03\xe8")
 
 # ---- pmd -------------------------------------------------------------------
 z = deflate(b"the quick brown fox jumps over the lazy dog " * 3)
