@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages orchd needs to build, test and run, and to
-# build and test its own .deb (scripts/test-deb).
+# build and test its own .deb (scripts/test-deb).  clang and its runtime
+# (libFuzzer, sanitizers) are for scripts/fuzz only: orchd builds with gcc.
 # Only what is missing is installed; safe to run again.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ PKGS=(
 	build-essential autoconf automake libtool pkg-config
 	libev-dev libhiredis-dev libssl-dev libpq-dev libjsmn-dev zlib1g-dev
 	check
+	clang libclang-rt-14-dev
 	redis-server postgresql
 	python3 python3-websockets curl openssl procps
 	dpkg-dev debhelper fakeroot adduser init-system-helpers logrotate

@@ -454,8 +454,11 @@ inflate_piece(struct ws_reader *r, const uint8_t *in, size_t n, int fin,
 					    "invalid UTF-8 in text message");
 		}
 		r->len += out;
-		in += used;
-		n -= used;
+		/* in is NULL at the end of a message: no NULL + 0 (C UB). */
+		if (used > 0) {
+			in += used;
+			n -= used;
+		}
 		if (rc != PMD_FULL)
 			return 0;
 	}

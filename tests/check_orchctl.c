@@ -626,6 +626,42 @@ START_TEST(test_ws_response)
 }
 END_TEST
 
+/*
+ * Only head[0..len) is read (fuzz_orchctl found reads past it): the read
+ * buffer goes on past the head with stale bytes, which must not be taken
+ * for a status code, and an exact-size heap copy lets ASan see any read
+ * beyond it.
+ */
+START_TEST(test_ws_response_bounded)
+{
+	const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
+	const char stale[] = "HTTP/1.1\r\n\r\n101 Switching Protocols\r\n";
+	char *exact = malloc(12), err[200];
+	int st = -7;
+
+	ck_assert_ptr_nonnull(exact);
+	ck_assert_int_eq(
+	    ctl_ws_check_response(stale, 12, key, &st, err, sizeof(err)), -1);
+	ck_assert_int_eq(st, 0);
+	memcpy(exact, stale, 12);
+	ck_assert_int_eq(
+	    ctl_ws_check_response(exact, 12, key, &st, err, sizeof(err)), -1);
+	memcpy(exact, "HTTP/1.1 426", 12);
+	ck_assert_int_eq(
+	    ctl_ws_check_response(exact, 12, key, &st, err, sizeof(err)), 0);
+	ck_assert_int_eq(st, 426);
+	ck_assert_str_eq(err, "HTTP/1.1 426");
+	/* One space, then exactly three digits. */
+	memcpy(exact, "HTTP/1.1  42", 12);
+	ck_assert_int_eq(
+	    ctl_ws_check_response(exact, 12, key, &st, err, sizeof(err)), -1);
+	ck_assert_int_eq(ctl_ws_check_response("HTTP/1.1 1010\r\n\r\n", 17, key,
+					       &st, err, sizeof(err)),
+			 -1);
+	free(exact);
+}
+END_TEST
+
 /* The client's reader takes unmasked server frames and refuses masked ones. */
 START_TEST(test_ws_client_reader)
 {
@@ -714,6 +750,7 @@ orchctl_suite(void)
 	tcase_add_test(tc, test_json_compact);
 	tcase_add_test(tc, test_ws_url);
 	tcase_add_test(tc, test_ws_response);
+	tcase_add_test(tc, test_ws_response_bounded);
 	tcase_add_test(tc, test_ws_client_reader);
 	tcase_add_test(tc, test_resume);
 	suite_add_tcase(s, tc);

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -521,18 +522,41 @@ header_value(const char *head, size_t len, const char *name, size_t *vlen)
 	return NULL;
 }
 
+/*
+ * The status code of "HTTP/1.x SP 3DIGIT ...", or -1.  Reads head[0..len)
+ * only: the caller's read buffer goes on past the head, and the head
+ * itself need not be NUL-terminated.
+ */
+static int
+status_code(const char *head, size_t len)
+{
+	int st = 0;
+
+	if (len < 12 || memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ')
+		return -1;
+	for (size_t i = 9; i < 12; i++) {
+		if (!isdigit((unsigned char)head[i]))
+			return -1;
+		st = st * 10 + (head[i] - '0');
+	}
+	if (len > 12 && isdigit((unsigned char)head[12]))
+		return -1;
+	return st >= 100 && st <= 599 ? st : -1;
+}
+
 int
 ctl_ws_check_response(const char *head, size_t len, const char *key,
 		      int *status, char *err, size_t errlen)
 {
 	char accept[WS_ACCEPT_LEN + 1];
 	const char *v;
-	size_t vlen, ll = strcspn(head, "\r\n");
-	int st = 0;
+	size_t vlen, ll = 0;
+	int st;
 
 	*status = 0;
-	if (len < 12 || strncmp(head, "HTTP/1.", 7) != 0 ||
-	    sscanf(head + 8, " %3d", &st) != 1 || st < 100 || st > 599) {
+	while (ll < len && head[ll] != '\r' && head[ll] != '\n')
+		ll++;
+	if ((st = status_code(head, len)) < 0) {
 		seterr(err, errlen, "not an HTTP response");
 		return -1;
 	}
