@@ -17,8 +17,8 @@ addrlimit_init(struct addrlimit *al, unsigned per_second, int workers)
 			   : (double)per_second / (workers > 0 ? workers : 1);
 }
 
-static void
-addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
+void
+addrlimit_key(const struct sockaddr_storage *ss, uint8_t key[16])
 {
 	memset(key, 0, 16);
 	if (ss->ss_family == AF_INET) {
@@ -55,7 +55,7 @@ addrlimit_allow(struct addrlimit *al, const struct sockaddr_storage *ss,
 		return 1;
 	if (al->slots == NULL)
 		al->slots = util_calloc(ADDRLIMIT_SLOTS, sizeof(*al->slots));
-	addr_key(ss, key);
+	addrlimit_key(ss, key);
 	s = &al->slots[addr_hash(key) % ADDRLIMIT_SLOTS];
 	if (memcmp(s->key, key, 16) != 0) {
 		memcpy(s->key, key, 16);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orchd/addrlimit.h"
 #include "orchd/authlimit.h"
 #include "orchd/util.h"
 
@@ -97,23 +98,15 @@ find(struct authlimit *al, struct authlimit_table *t, const void *k, size_t n,
 static void
 addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
 {
-	memset(key, 0, 16);
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const void *)ss;
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
+					   0, 0, 0, 0, 0xff, 0xff};
 
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &a->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const void *)ss;
-		static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
-						   0, 0, 0, 0, 0xff, 0xff};
-
-		memcpy(key, &a->sin6_addr, 16);
-		/* One site has a /64 to pick addresses from: count it
-		 * as one client (IPv4-mapped ones stay whole). */
-		if (memcmp(key, mapped, sizeof(mapped)) != 0)
-			memset(key + 8, 0, 8);
-	}
+	addrlimit_key(ss, key);
+	/* One site has a /64 to pick addresses from: count it as one client
+	 * (IPv4 and IPv4-mapped ones stay whole). */
+	if (ss->ss_family == AF_INET6 &&
+	    memcmp(key, mapped, sizeof(mapped)) != 0)
+		memset(key + 8, 0, 8);
 }
 
 /* ms until the entry of k opens, 0 when open. */

@@ -34,5 +34,7 @@ void addrlimit_init(struct addrlimit *al, unsigned per_second, int workers);
 int addrlimit_allow(struct addrlimit *al, const struct sockaddr_storage *ss,
 		    uint64_t now_ms);
 void addrlimit_free(struct addrlimit *al);
+/* A client's 16-byte key: IPv6 as is, IPv4 as IPv4-mapped IPv6. */
+void addrlimit_key(const struct sockaddr_storage *ss, uint8_t key[16]);
 
 #endif

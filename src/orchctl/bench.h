@@ -136,6 +136,9 @@ struct bench_opts {
 
 /* ---- bench_proto.c: pure pieces ---- */
 uint64_t bench_prng(uint64_t *state);
+/* CLOCK_MONOTONIC and CLOCK_REALTIME in ns. */
+uint64_t bench_mono_ns(void);
+uint64_t bench_real_ns(void);
 /* One masked client frame into out (cap bytes); its length or 0. */
 size_t bench_frame(uint8_t *out, size_t cap, unsigned opcode,
 		   const void *payload, size_t len, uint32_t mask);

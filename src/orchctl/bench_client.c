@@ -82,24 +82,6 @@ static struct {
 
 static volatile sig_atomic_t got_term;
 
-static uint64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t
-real_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static void
 on_term(int sig)
 {
@@ -233,7 +215,7 @@ conn_start(struct bconn *c, int g)
 	c->st = C_CONNECTING;
 	c->fd = -1;
 	c->last_k = -1;
-	c->started_ns = mono_ns();
+	c->started_ns = bench_mono_ns();
 	B.st.started++;
 	B.inflight++;
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -336,7 +318,8 @@ conn_ready(struct bconn *c)
 	if (c->pmd)
 		B.st.pmd++;
 	if (B.o->scenario == BENCH_AUTH)
-		bench_hist_add(&B.st.lat, (mono_ns() - c->started_ns) / 1000);
+		bench_hist_add(&B.st.lat,
+			       (bench_mono_ns() - c->started_ns) / 1000);
 }
 
 static void
@@ -492,7 +475,7 @@ on_event(struct bconn *c, const uint8_t *p, size_t len)
 	if (!found) {
 		B.st.no_latency++;
 	} else {
-		uint64_t now = real_ns();
+		uint64_t now = bench_real_ns();
 
 		if (now >= t) {
 			bench_hist_add(&B.st.lat, (now - t) / 1000);
@@ -748,7 +731,7 @@ static void
 report(char kind)
 {
 	struct bench_stats *s = &B.st;
-	uint64_t now = mono_ns();
+	uint64_t now = bench_mono_ns();
 
 	s->open = 0;
 	s->per_conn_min = UINT64_MAX;
@@ -893,7 +876,7 @@ on_ctl(int fd, uint64_t now)
 			B.quit = 1;
 			return;
 		}
-		wait_ms = at_ms - (int64_t)(real_ns() / 1000000ULL);
+		wait_ms = at_ms - (int64_t)(bench_real_ns() / 1000000ULL);
 		if (wait_ms < 0)
 			wait_ms = 0;
 		B.start_ns = now + (uint64_t)wait_ms * 1000000ULL;
@@ -968,7 +951,8 @@ bench_client_run(const struct bench_opts *o, int idx, int first, int n,
 	B.rbuf_size = o->scenario == BENCH_FANOUT ? RBUF_EVENTS : RBUF_SMALL;
 	bench_stats_init(&B.st);
 	B.st.requested = (uint64_t)n;
-	B.prng = 0x9e3779b97f4a7c15ULL ^ mono_ns() ^ ((uint64_t)getpid() << 32);
+	B.prng = 0x9e3779b97f4a7c15ULL ^ bench_mono_ns() ^
+		 ((uint64_t)getpid() << 32);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_term;
 	sigemptyset(&sa.sa_mask);
@@ -987,11 +971,11 @@ bench_client_run(const struct bench_opts *o, int idx, int first, int n,
 	for (int i = 0; i < n; i++)
 		B.c[i].fd = -1;
 	(void)epoll_ctl(B.ep, EPOLL_CTL_ADD, ctl_fd, &cev);
-	B.t0_ns = mono_ns();
+	B.t0_ns = bench_mono_ns();
 	hard_end = B.t0_ns + (uint64_t)((o->timeout_s + 30) * 1e9);
 
 	while (!B.quit && !got_term) {
-		uint64_t now = mono_ns();
+		uint64_t now = bench_mono_ns();
 		int timeout = 100, k;
 
 		if (now >= hard_end)
@@ -1055,7 +1039,7 @@ bench_client_run(const struct bench_opts *o, int idx, int first, int n,
 		k = epoll_wait(B.ep, evs, 512, timeout);
 		if (k == -1 && errno != EINTR)
 			break;
-		now = mono_ns();
+		now = bench_mono_ns();
 		for (int i = 0; i < k; i++) {
 			struct bconn *c = evs[i].data.ptr;
 

@@ -39,24 +39,6 @@ struct pub {
 	int dead;
 };
 
-static uint64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t
-real_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* Integer replies (":N\r\n") count receivers; anything else is an error. */
 static void
 parse_replies(struct pub *p)
@@ -201,10 +183,10 @@ bench_publish_run(const struct bench_opts *o, double seconds,
 		return -1;
 	memset(pad, 'x', (size_t)o->extra);
 	pad[o->extra] = '\0';
-	t0 = mono_ns();
+	t0 = bench_mono_ns();
 	end = t0 + (uint64_t)(seconds * 1e9);
 	while (!*stop && !p.dead) {
-		uint64_t now = mono_ns(), due;
+		uint64_t now = bench_mono_ns(), due;
 		size_t olen = 0;
 		int batch;
 
@@ -260,7 +242,7 @@ bench_publish_run(const struct bench_opts *o, double seconds,
 				      "\"payload\":{\"t\":%llu%s%s%s},"
 				      "\"requiresAck\":false,\"priority\":0}",
 				      pid, (unsigned long long)k, orch,
-				      (unsigned long long)real_ns(),
+				      (unsigned long long)bench_real_ns(),
 				      o->extra ? ",\"x\":\"" : "", pad,
 				      o->extra ? "\"" : "");
 			if (rl < 0 || (size_t)rl >= sizeof(rec))
@@ -278,12 +260,12 @@ bench_publish_run(const struct bench_opts *o, double seconds,
 		read_some(&p, 0);
 	}
 	r->published = k;
-	r->seconds = (double)(mono_ns() - t0) / 1e9;
+	r->seconds = (double)(bench_mono_ns() - t0) / 1e9;
 	{
 		/* the replies of what is still in flight, bounded */
-		uint64_t wait_end = mono_ns() + 5000000000ULL;
+		uint64_t wait_end = bench_mono_ns() + 5000000000ULL;
 
-		while (r->replies < k && !p.dead && mono_ns() < wait_end)
+		while (r->replies < k && !p.dead && bench_mono_ns() < wait_end)
 			read_some(&p, 100);
 	}
 	close(p.fd);
